@@ -1,0 +1,37 @@
+# Facegate: two commands for a fresh machine, `make demo` and `make test`.
+# Both start with `make setup`, which installs what is missing and is a no-op afterwards.
+
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+# tch builds against the libtorch inside the venv's torch wheel.
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
+AARCH64 := aarch64-unknown-linux-gnu
+
+.PHONY: setup demo test test-host test-aarch64 cross bench lint
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup test-host test-aarch64
+
+test-host:
+	cargo test --workspace --all-targets
+
+# The door unit's crates, built for aarch64 and run under qemu-aarch64 (runner in .cargo/config.toml).
+test-aarch64:
+	cargo test --target $(AARCH64) -p facegate-shared -p facegate-face -p facegate-device
+
+cross:
+	cargo build --release --target $(AARCH64) -p facegate-device --bin facegate-door
+	@ls -l target/$(AARCH64)/release/facegate-door
+
+bench: setup
+	cargo bench --workspace
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

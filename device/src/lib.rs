@@ -1,0 +1,1 @@
+//! Door unit library (filled by the door-unit issue).

@@ -1,0 +1,1 @@
+//! Face pipeline (filled by the face-pipeline issue).

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything a fresh Debian bookworm machine with rustup lacks.
+# Run through `make setup`; every step is skipped when its result is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  echo "setup: adding rustup target aarch64-unknown-linux-gnu"
+  rustup target add aarch64-unknown-linux-gnu
+fi
+
+TORCH_VERSION=2.13.0
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  echo "setup: creating .venv with torch==$TORCH_VERSION (libtorch for tch 0.26; a few GB)"
+  python3 -m venv .venv
+  .venv/bin/pip install -q "torch==$TORCH_VERSION" numpy
+fi
+
+scripts/fetch-assets.sh

@@ -1,0 +1,42 @@
+//! # facegate-shared
+//!
+//! The core every Facegate binary shares, free of tch, tract and camera code:
+//! - [`Embedding`]: L2-normalised vectors on the unit sphere (distance in `[0, 2]`, `d² = 2 − 2·cos`);
+//! - [`Gallery`] and [`gallery_file`]: enrolled members in a versioned, checksummed, signed,
+//!   atomically written postcard file;
+//! - [`Matcher`]: 1:1 verification, 1:N identification, claim-then-verify and top-k ranking,
+//!   over a [`NearestNeighbourIndex`] chosen by [`IndexKind`];
+//! - [`Scores`]: ROC, AUC, EER, TAR@FAR and threshold calibration;
+//! - [`ModelCard`]: what an encoder expects and how good it is;
+//! - [`keys`]: ed25519 key files for gallery signing.
+
+mod calibration;
+mod card;
+mod decision;
+mod embedding;
+mod fingerprint;
+mod gallery;
+pub mod gallery_file;
+mod index;
+pub mod keys;
+mod member;
+pub mod synthetic;
+mod threshold;
+
+pub use calibration::{open_set_false_accept, CalibrationError, RocPoint, Scores};
+pub use card::{
+    CalibratedThreshold, CardError, CardMetrics, ChannelOrder, ConstInput, InputSpec, ModelCard, ALIGNMENT_ARCFACE_5PT,
+    CARD_VERSION, METRIC_UNIT_SPHERE,
+};
+pub use decision::{verify, Decision, DenialReason, Matcher, Ranked, Verification};
+pub use embedding::{
+    cosine_from_distance, distance_from_cosine, Embedding, EmbeddingDim, EmbeddingError, MAX_EMBEDDING_DIM,
+};
+pub use fingerprint::{BadFingerprint, Fingerprint};
+pub use gallery::{Gallery, GalleryError, MAX_EMBEDDINGS_PER_MEMBER, MAX_MEMBERS};
+pub use gallery_file::SignedGallery;
+pub use index::{EmbeddingMatrix, IndexError, IndexKind, LinfaAlgorithm, NearestNeighbourIndex, Neighbour};
+pub use member::{check_name, Date, Member, MemberError, MemberId, Validity};
+pub use threshold::{DecisionPolicy, Threshold, ThresholdError, DEFAULT_AMBIGUITY_MARGIN};
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};

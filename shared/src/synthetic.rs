@@ -1,0 +1,56 @@
+//! Seeded synthetic embeddings for benchmarks, tests and `facegate bench search`.
+
+use crate::{Embedding, EmbeddingDim, EmbeddingMatrix};
+
+/// SplitMix64: a tiny seeded generator (not for cryptography).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1 = self.next_f64().max(1e-300);
+        let u2 = self.next_f64();
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+    /// Uniform integer in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_f64() * n as f64) as usize % n.max(1)
+    }
+}
+
+/// A random direction on the unit sphere.
+pub fn random_unit(rng: &mut SplitMix64, dim: EmbeddingDim) -> Embedding {
+    loop {
+        let v: Vec<f32> = (0..dim.get()).map(|_| rng.normal()).collect();
+        if let Ok(e) = Embedding::new(v) {
+            return e;
+        }
+    }
+}
+
+/// `n` random unit rows.
+pub fn random_matrix(seed: u64, n: usize, dim: EmbeddingDim) -> EmbeddingMatrix {
+    let mut rng = SplitMix64::new(seed);
+    let mut m = EmbeddingMatrix::with_capacity(dim, n);
+    for _ in 0..n {
+        m.push(&random_unit(&mut rng, dim)).expect("same dim");
+    }
+    m
+}

@@ -1,0 +1,186 @@
+//! One suite for every index, with the naive brute force as the reference (as linfa-nn's
+//! `tests/nn.rs` does), plus property tests of the decision rules.
+
+use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
+use facegate_shared::{
+    Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, EmbeddingMatrix, Fingerprint, Gallery,
+    IndexError, IndexKind, Matcher, Member, MemberId, Threshold, Validity,
+};
+use proptest::prelude::*;
+
+fn dim(d: usize) -> EmbeddingDim {
+    EmbeddingDim::new(d).unwrap()
+}
+
+macro_rules! index_suite {
+    ($($name:ident => $kind:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn agrees_with_brute_force() {
+                for (n, d, k) in [(1usize, 8usize, 1usize), (50, 16, 5), (600, 128, 10), (300, 3, 7)] {
+                    let rows = random_matrix(n as u64, n, dim(d));
+                    let reference = IndexKind::BruteForce.build(rows.clone()).unwrap();
+                    let index = $kind.build(rows).unwrap();
+                    assert_eq!(index.len(), n);
+                    let mut rng = SplitMix64::new(99);
+                    for _ in 0..20 {
+                        let q = random_unit(&mut rng, dim(d));
+                        let want = reference.search(&q, k).unwrap();
+                        let got = index.search(&q, k).unwrap();
+                        assert_eq!(got.len(), want.len().min(k));
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!((g.distance - w.distance).abs() < 1e-4, "{g:?} vs {w:?}");
+                        }
+                        assert_eq!(got[0].row, want[0].row);
+                        assert!(got.windows(2).all(|p| p[0].distance <= p[1].distance + 1e-6));
+                    }
+                }
+            }
+
+            #[test]
+            fn self_match_is_distance_zero() {
+                let rows = random_matrix(5, 200, dim(32));
+                let probe = Embedding::new(rows.row(123).to_vec()).unwrap();
+                let index = $kind.build(rows).unwrap();
+                let hit = index.search(&probe, 1).unwrap()[0];
+                assert_eq!(hit.row, 123);
+                assert!(hit.distance < 1e-3);
+            }
+
+            #[test]
+            fn edge_cases() {
+                let empty = $kind.build(EmbeddingMatrix::new(dim(4))).unwrap();
+                let q = Embedding::new(vec![1.0, 0.0, 0.0, 0.0]).unwrap();
+                assert!(empty.search(&q, 3).unwrap().is_empty());
+                let index = $kind.build(random_matrix(1, 5, dim(4))).unwrap();
+                assert_eq!(index.search(&q, 10).unwrap().len(), 5);
+                assert!(index.search(&q, 0).unwrap().is_empty());
+                let wrong = Embedding::new(vec![1.0, 0.0]).unwrap();
+                assert_eq!(index.search(&wrong, 1).unwrap_err(), IndexError::DimMismatch { expected: 4, got: 2 });
+            }
+        }
+    )*};
+}
+
+index_suite! {
+    brute => IndexKind::BruteForce,
+    flat => IndexKind::Flat,
+    linfa_linear => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::LinearSearch),
+    linfa_kdtree => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::KdTree),
+    linfa_balltree => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::BallTree),
+}
+
+fn e(v: &[f32]) -> Embedding {
+    Embedding::new(v.to_vec()).unwrap()
+}
+
+fn member(id: &str, embs: Vec<Embedding>, validity: Validity) -> Member {
+    Member { id: MemberId::new(id).unwrap(), name: id.to_uppercase(), validity, enrolled_at: 0, embeddings: embs }
+}
+
+/// Three members in 3-d: a on x (two photos), b on y, c expired on z.
+fn gym() -> Gallery {
+    let mut g = Gallery::new(Fingerprint::of_bytes(b"m"), dim(3), Threshold::new(0.5).unwrap());
+    g.add(member("a", vec![e(&[1.0, 0.0, 0.0]), e(&[1.0, 0.3, 0.0])], Validity::OPEN)).unwrap();
+    g.add(member("b", vec![e(&[0.0, 1.0, 0.0])], Validity::OPEN)).unwrap();
+    let expired = Validity { from: None, until: Some(Date::parse("2026-01-31").unwrap()), active: true };
+    g.add(member("c", vec![e(&[0.0, 0.0, 1.0])], expired)).unwrap();
+    g
+}
+
+fn policy(t: f32, margin: f32) -> DecisionPolicy {
+    DecisionPolicy::new(Threshold::new(t).unwrap(), margin).unwrap()
+}
+
+#[test]
+fn identify_grants_denies_and_explains() {
+    let today = Date::parse("2026-06-01").unwrap();
+    for kind in IndexKind::ALL {
+        let m = Matcher::new(gym(), kind).unwrap();
+        let p = policy(0.5, 0.05);
+        // closest embedding of a is the second photo
+        let q = e(&[1.0, 0.31, 0.0]);
+        match m.identify(&q, &p, today).unwrap() {
+            Decision::Granted { member, distance } => {
+                assert_eq!(member.as_str(), "a");
+                assert!(distance < 0.02, "{distance}");
+            }
+            other => panic!("{kind:?}: {other:?}"),
+        }
+        // far from everyone
+        let q = e(&[-1.0, -1.0, -1.0]);
+        assert!(matches!(
+            m.identify(&q, &p, today).unwrap(),
+            Decision::Denied(DenialReason::Unknown { nearest: Some(_) })
+        ));
+        // c matches but is expired
+        let q = e(&[0.0, 0.05, 1.0]);
+        assert!(
+            matches!(m.identify(&q, &p, today).unwrap(), Decision::Denied(DenialReason::Expired { member, .. }) if member.as_str() == "c")
+        );
+        // halfway between a (x) and b (y) with a wide threshold: ambiguous
+        let q = e(&[0.597, 0.802, 0.0]); // halfway between a's second photo (16.7°) and b (90°)
+        let wide = policy(1.0, 0.05);
+        let d = m.identify(&q, &wide, today).unwrap();
+        assert!(matches!(d, Decision::Denied(DenialReason::Ambiguous { .. })), "{kind:?}: {d:?}");
+        // ranking: best first, one entry per member
+        let r = m.rank(&e(&[1.0, 0.2, 0.1]), 5).unwrap();
+        let ids: Vec<_> = r.iter().map(|x| x.member.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"], "{kind:?}");
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].member.as_str(), "a");
+        assert!(r.windows(2).all(|w| w[0].distance <= w[1].distance));
+    }
+}
+
+#[test]
+fn claim_checks_one_member_only() {
+    let today = Date::parse("2026-06-01").unwrap();
+    let m = Matcher::new(gym(), IndexKind::Flat).unwrap();
+    let t = Threshold::new(0.5).unwrap();
+    let q = e(&[1.0, 0.0, 0.0]);
+    assert!(matches!(m.claim(&MemberId::new("a").unwrap(), &q, t, today).unwrap(), Decision::Granted { .. }));
+    assert!(matches!(
+        m.claim(&MemberId::new("b").unwrap(), &q, t, today).unwrap(),
+        Decision::Denied(DenialReason::Unknown { .. })
+    ));
+    assert!(matches!(
+        m.claim(&MemberId::new("zz").unwrap(), &q, t, today).unwrap(),
+        Decision::Denied(DenialReason::Unknown { nearest: None })
+    ));
+}
+
+proptest! {
+    #[test]
+    fn distance_is_symmetric_bounded_and_matches_cosine(seed in any::<u64>(), d in 1usize..64) {
+        let mut rng = SplitMix64::new(seed);
+        let a = random_unit(&mut rng, dim(d));
+        let b = random_unit(&mut rng, dim(d));
+        let ab = a.distance(&b).unwrap();
+        prop_assert!((ab - b.distance(&a).unwrap()).abs() < 1e-6);
+        prop_assert!((0.0..=2.0).contains(&ab));
+        prop_assert!(a.distance(&a).unwrap() < 1e-3);
+        let cos = a.cosine(&b).unwrap();
+        prop_assert!((ab * ab - (2.0 - 2.0 * cos)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn raising_the_threshold_never_turns_a_grant_into_unknown(seed in any::<u64>(), t1 in 0.05f32..1.5, extra in 0.0f32..0.5) {
+        let mut rng = SplitMix64::new(seed);
+        let d = dim(8);
+        let mut g = Gallery::new(Fingerprint::of_bytes(b"p"), d, Threshold::new(1.0).unwrap());
+        for i in 0..20 {
+            g.add(member(&format!("m{i}"), vec![random_unit(&mut rng, d)], Validity::OPEN)).unwrap();
+        }
+        let m = Matcher::new(g, IndexKind::Flat).unwrap();
+        let q = random_unit(&mut rng, d);
+        let today = Date(0);
+        let strict = m.identify(&q, &policy(t1, 0.0), today).unwrap();
+        let loose = m.identify(&q, &policy((t1 + extra).min(2.0), 0.0), today).unwrap();
+        if let Decision::Granted { member, .. } = strict {
+            prop_assert_eq!(loose, Decision::Granted { member: member.clone(), distance: m.rank(&q, 1).unwrap()[0].distance });
+        }
+    }
+}
