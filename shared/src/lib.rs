@@ -35,7 +35,9 @@ pub use embedding::{
 pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use gallery::{Gallery, GalleryError, MAX_EMBEDDINGS_PER_MEMBER, MAX_MEMBERS};
 pub use gallery_file::SignedGallery;
-pub use index::{EmbeddingMatrix, IndexError, IndexKind, LinfaAlgorithm, NearestNeighbourIndex, Neighbour};
+pub use index::{
+    EmbeddingMatrix, IndexError, IndexKind, LinfaAlgorithm, NearestNeighbourIndex, Neighbour, DEFAULT_INDEX,
+};
 pub use member::{check_name, Date, Member, MemberError, MemberId, Validity};
 pub use threshold::{DecisionPolicy, Threshold, ThresholdError, DEFAULT_AMBIGUITY_MARGIN};
 

@@ -40,6 +40,30 @@ macro_rules! index_suite {
             }
 
             #[test]
+            fn near_ties_keep_the_exact_top_k() {
+                // 300 rows scattered within ~0.01 of one direction, plus 300 random rows
+                let d = dim(64);
+                let mut rng = SplitMix64::new(3);
+                let centre = random_unit(&mut rng, d);
+                let mut rows = random_matrix(4, 300, d);
+                for _ in 0..300 {
+                    let v: Vec<f32> = centre.as_slice().iter().map(|x| x + 0.002 * rng.normal()).collect();
+                    rows.push(&Embedding::new(v).unwrap()).unwrap();
+                }
+                let reference = IndexKind::BruteForce.build(rows.clone()).unwrap();
+                let index = $kind.build(rows).unwrap();
+                let want = reference.search(&centre, 10).unwrap();
+                let got = index.search(&centre, 10).unwrap();
+                // exact up to f32 rounding: every returned row is within the true top-10 distance
+                let all = reference.search(&centre, 600).unwrap();
+                let kth = want[9].distance;
+                for n in &got {
+                    let true_d = all.iter().find(|m| m.row == n.row).unwrap().distance;
+                    assert!(true_d <= kth + 1e-4, "row {} at {true_d} is not in the top 10 (k-th {kth})", n.row);
+                }
+            }
+
+            #[test]
             fn self_match_is_distance_zero() {
                 let rows = random_matrix(5, 200, dim(32));
                 let probe = Embedding::new(rows.row(123).to_vec()).unwrap();
@@ -67,6 +91,7 @@ macro_rules! index_suite {
 index_suite! {
     brute => IndexKind::BruteForce,
     flat => IndexKind::Flat,
+    sq8 => IndexKind::Sq8,
     linfa_linear => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::LinearSearch),
     linfa_kdtree => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::KdTree),
     linfa_balltree => IndexKind::Linfa(facegate_shared::LinfaAlgorithm::BallTree),
