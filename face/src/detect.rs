@@ -1,0 +1,294 @@
+//! Face detection: the [`FaceDetector`] seam, YuNet run by tract, and a fixed fake for tests.
+//!
+//! YuNet (2023mar) is run on a fixed canvas, 640×480 by default (any multiple of 32 that its
+//! Reshape nodes accept; 640×640 also works, 320×240 does not): the image is scaled to fit (small images such
+//! as ORL's 92×112 are upscaled, at most [`MAX_UPSCALE`]×) and padded at the right and bottom.
+//! Its outputs per stride s ∈ {8, 16, 32} are, for each grid cell (row r, column c), a class score
+//! and an objectness score (score = √(cls·obj)), a box `(dx, dy, log w, log h)` with centre
+//! `((c + dx)·s, (r + dy)·s)` and size `(e^lw·s, e^lh·s)`, and five landmarks `((c + lx)·s, (r + ly)·s)`.
+
+use image::RgbImage;
+use std::path::Path;
+use tract_onnx::prelude::*;
+
+use crate::FaceError;
+
+/// Default canvas width the detector runs at.
+pub const CANVAS_WIDTH: u32 = 640;
+/// Default canvas height the detector runs at.
+pub const CANVAS_HEIGHT: u32 = 480;
+/// Largest upscaling of small images (ORL's 92×112 faces are found at 3×).
+pub const MAX_UPSCALE: f32 = 3.0;
+/// Default minimum score for a detection.
+pub const DEFAULT_SCORE_THRESHOLD: f32 = 0.6;
+/// Overlap above which the weaker of two boxes is dropped.
+pub const NMS_IOU: f32 = 0.3;
+const STRIDES: [u32; 3] = [8, 16, 32];
+
+/// A detected face in the coordinates of the image passed to the detector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// Left, top, width, height in pixels.
+    pub bbox: [f32; 4],
+    /// Confidence in `[0, 1]`.
+    pub score: f32,
+    /// Right eye, left eye, nose tip, right and left mouth corners (the subject's right on the
+    /// image's left), in pixels.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+impl Detection {
+    /// Box area in pixels².
+    pub fn area(&self) -> f32 {
+        self.bbox[2].max(0.0) * self.bbox[3].max(0.0)
+    }
+    /// Intersection over union with another box.
+    pub fn iou(&self, o: &Detection) -> f32 {
+        let [ax, ay, aw, ah] = self.bbox;
+        let [bx, by, bw, bh] = o.bbox;
+        let iw = ((ax + aw).min(bx + bw) - ax.max(bx)).max(0.0);
+        let ih = ((ay + ah).min(by + bh) - ay.max(by)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + o.area() - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Finds faces in an image. Implementations: [`YuNet`] and [`FixedDetector`].
+pub trait FaceDetector {
+    /// All faces above the detector's threshold, best score first.
+    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, FaceError>;
+}
+
+/// Greedy non-maximum suppression; returns the kept detections, best score first.
+pub fn non_max_suppression(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::with_capacity(dets.len().min(16));
+    for d in dets {
+        if keep.iter().all(|k| k.iou(&d) <= iou) {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+type Plan = std::sync::Arc<TypedSimplePlan>;
+
+/// The YuNet detector run by tract.
+pub struct YuNet {
+    plan: Plan,
+    canvas: (u32, u32),
+    score_threshold: f32,
+}
+
+impl YuNet {
+    /// Loads `face_detection_yunet_2023mar.onnx`, ignoring its stored 640×640 value info, and
+    /// prepares it for the default 640×480 canvas.
+    pub fn load(path: &Path) -> Result<Self, FaceError> {
+        Self::load_with_canvas(path, CANVAS_WIDTH, CANVAS_HEIGHT)
+    }
+
+    /// Loads YuNet for a `width × height` canvas (both multiples of 32).
+    pub fn load_with_canvas(path: &Path, width: u32, height: u32) -> Result<Self, FaceError> {
+        if width == 0 || height == 0 || width % 32 != 0 || height % 32 != 0 {
+            return Err(FaceError::Model {
+                path: path.display().to_string(),
+                reason: format!("canvas {width}x{height} must be non-zero multiples of 32"),
+            });
+        }
+        let err = |e: TractError| FaceError::Model { path: path.display().to_string(), reason: format!("{e:#}") };
+        let plan = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(err)?
+            .with_input_fact(0, f32::fact([1, 3, height as usize, width as usize]).into())
+            .map_err(err)?
+            .into_optimized()
+            .map_err(err)?
+            .into_runnable()
+            .map_err(err)?;
+        Ok(Self { plan, canvas: (width, height), score_threshold: DEFAULT_SCORE_THRESHOLD })
+    }
+
+    /// Sets the minimum score.
+    pub fn with_score_threshold(mut self, t: f32) -> Self {
+        self.score_threshold = t;
+        self
+    }
+}
+
+/// How an image was placed on the detector canvas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Letterbox {
+    /// Canvas pixels per image pixel.
+    pub scale: f32,
+    /// Scaled width and height on the canvas.
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Letterbox {
+    /// Fits `w × h` into a `cw × ch` canvas, upscaling at most [`MAX_UPSCALE`]×.
+    pub fn fit(w: u32, h: u32, (cw, ch): (u32, u32)) -> Self {
+        let scale = (cw as f32 / w as f32).min(ch as f32 / h as f32).min(MAX_UPSCALE);
+        let width = ((w as f32 * scale).round() as u32).clamp(1, cw);
+        let height = ((h as f32 * scale).round() as u32).clamp(1, ch);
+        Self { scale, width, height }
+    }
+}
+
+/// The canvas tensor: BGR planes, 0–255, image at the top left, zero padding.
+fn canvas_tensor(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tensor {
+    let scaled;
+    let src = if (lb.width, lb.height) == img.dimensions() {
+        img
+    } else {
+        scaled = image::imageops::resize(img, lb.width, lb.height, image::imageops::FilterType::Triangle);
+        &scaled
+    };
+    let (cw, ch) = (cw as usize, ch as usize);
+    let plane = cw * ch;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (x, y, p) in src.enumerate_pixels() {
+        let i = y as usize * cw + x as usize;
+        data[i] = f32::from(p.0[2]);
+        data[plane + i] = f32::from(p.0[1]);
+        data[2 * plane + i] = f32::from(p.0[0]);
+    }
+    tract_ndarray::Array4::from_shape_vec((1, 3, ch, cw), data).expect("canvas shape").into()
+}
+
+impl FaceDetector for YuNet {
+    fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, FaceError> {
+        let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Err(FaceError::EmptyImage { width: w, height: h });
+        }
+        let lb = Letterbox::fit(w, h, self.canvas);
+        let outputs = self
+            .plan
+            .run(tvec!(canvas_tensor(img, lb, self.canvas).into()))
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
+        let arrays = outputs
+            .iter()
+            .map(|o| o.to_plain_array_view::<f32>())
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
+        let views = arrays
+            .iter()
+            .map(|a| a.as_slice().ok_or_else(|| FaceError::Inference("non-contiguous YuNet output".into())))
+            .collect::<Result<Vec<&[f32]>, _>>()?;
+        let dets = decode_yunet(&views, self.canvas, self.score_threshold)?;
+        let inv = 1.0 / lb.scale;
+        let mapped = dets
+            .into_iter()
+            .map(|d| Detection {
+                bbox: d.bbox.map(|v| v * inv),
+                score: d.score,
+                landmarks: d.landmarks.map(|[x, y]| [x * inv, y * inv]),
+            })
+            .filter(|d| d.bbox[0] < w as f32 && d.bbox[1] < h as f32)
+            .collect();
+        Ok(non_max_suppression(mapped, NMS_IOU))
+    }
+}
+
+/// Decodes YuNet's twelve outputs, in the graph's order `cls_8, cls_16, cls_32, obj_8, obj_16,
+/// obj_32, bbox_8, bbox_16, bbox_32, kps_8, kps_16, kps_32`, into canvas coordinates.
+pub fn decode_yunet(
+    outputs: &[&[f32]],
+    (cw, ch): (u32, u32),
+    score_threshold: f32,
+) -> Result<Vec<Detection>, FaceError> {
+    if outputs.len() != 12 {
+        return Err(FaceError::Inference(format!("YuNet gave {} outputs, expected 12", outputs.len())));
+    }
+    let mut dets = Vec::new();
+    for (i, s) in STRIDES.into_iter().enumerate() {
+        let n = ((cw / s) * (ch / s)) as usize;
+        let cols = (cw / s) as usize;
+        let (cls, obj, bbox, kps) = (outputs[i], outputs[3 + i], outputs[6 + i], outputs[9 + i]);
+        if cls.len() != n || obj.len() != n || bbox.len() != 4 * n || kps.len() != 10 * n {
+            return Err(FaceError::Inference(format!("unexpected YuNet output sizes for stride {s}")));
+        }
+        let sf = s as f32;
+        for idx in 0..n {
+            let score = (cls[idx].clamp(0.0, 1.0) * obj[idx].clamp(0.0, 1.0)).sqrt();
+            if score < score_threshold {
+                continue;
+            }
+            let (r, c) = ((idx / cols) as f32, (idx % cols) as f32);
+            let b = &bbox[idx * 4..idx * 4 + 4];
+            let (cx, cy) = ((c + b[0]) * sf, (r + b[1]) * sf);
+            let (bw, bh) = (b[2].exp() * sf, b[3].exp() * sf);
+            let k = &kps[idx * 10..idx * 10 + 10];
+            let landmarks = std::array::from_fn(|j| [(c + k[2 * j]) * sf, (r + k[2 * j + 1]) * sf]);
+            dets.push(Detection { bbox: [cx - bw / 2.0, cy - bh / 2.0, bw, bh], score, landmarks });
+        }
+    }
+    Ok(dets)
+}
+
+/// A fake detector that reports the same detections for every image.
+#[derive(Debug, Clone, Default)]
+pub struct FixedDetector(pub Vec<Detection>);
+
+impl FaceDetector for FixedDetector {
+    fn detect(&self, _img: &RgbImage) -> Result<Vec<Detection>, FaceError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, score: f32) -> Detection {
+        Detection { bbox: [x, 0.0, 10.0, 10.0], score, landmarks: [[0.0; 2]; 5] }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes() {
+        let kept = non_max_suppression(vec![det(0.0, 0.7), det(1.0, 0.9), det(50.0, 0.8)], 0.3);
+        assert_eq!(kept.iter().map(|d| d.score).collect::<Vec<_>>(), [0.9, 0.8]);
+        assert!((det(0.0, 1.0).iou(&det(5.0, 1.0)) - 50.0 / 150.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn letterbox_upscales_small_and_shrinks_large() {
+        let c = (CANVAS_WIDTH, CANVAS_HEIGHT);
+        assert_eq!(Letterbox::fit(92, 112, c), Letterbox { scale: 3.0, width: 276, height: 336 });
+        assert_eq!(Letterbox::fit(640, 480, c).scale, 1.0);
+        let big = Letterbox::fit(1920, 1080, c);
+        assert_eq!((big.width, big.height), (640, 360));
+    }
+
+    #[test]
+    fn decodes_one_cell() {
+        // stride 8 only has a face: cell (row 2, col 3), centre offset (0.5, 0.5), size e^1 · 8
+        let n = |s: u32| ((CANVAS_WIDTH / s) * (CANVAS_HEIGHT / s)) as usize;
+        let mut outs: Vec<Vec<f32>> = Vec::new();
+        for per in [1, 1, 4, 10] {
+            for s in STRIDES {
+                outs.push(vec![0.0; per * n(s)]);
+            }
+        }
+        let idx = 2 * 80 + 3;
+        outs[0][idx] = 0.81; // cls_8
+        outs[3][idx] = 1.0; // obj_8
+        outs[6][idx * 4..idx * 4 + 4].copy_from_slice(&[0.5, 0.5, 1.0, 1.0]); // bbox_8
+        outs[9][idx * 10] = 0.25; // kps_8
+        let views: Vec<&[f32]> = outs.iter().map(|v| v.as_slice()).collect();
+        let d = decode_yunet(&views, (CANVAS_WIDTH, CANVAS_HEIGHT), 0.5).unwrap();
+        assert_eq!(d.len(), 1);
+        assert!((d[0].score - 0.9).abs() < 1e-6);
+        let e8 = 1f32.exp() * 8.0;
+        assert!((d[0].bbox[0] - (3.5 * 8.0 - e8 / 2.0)).abs() < 1e-4);
+        assert_eq!(d[0].landmarks[0], [(3.0 + 0.25) * 8.0, 2.0 * 8.0]);
+        assert!(decode_yunet(&views[..4], (CANVAS_WIDTH, CANVAS_HEIGHT), 0.5).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! The real pipeline on the real data: YuNet + alignment + SFace over all 400 ORL images, and
+//! golden numbers for one image. Needs `make setup` (data/orl and models/).
+//!
+//! Fixtures in `fixtures/` are written by the tests below when run with `FACEGATE_REGENERATE=1`:
+//! - `golden_crop_s1_1.f32`: the 112×112 RGB aligned crop of `data/orl/s1/1.pgm` (f32 LE, HWC);
+//! - `golden_sface_s1_1.f32`: SFace's embedding of that crop (128 f32 LE).
+
+use facegate_face::{
+    load_image, paths, preprocess, sface::sface_card, Encoder, FaceFinder, FacePipeline, TractEncoder, YuNet,
+};
+use facegate_shared::{Embedding, Scores};
+use std::path::{Path, PathBuf};
+
+/// Largest per-pixel difference (0–255 scale) allowed against the golden crop.
+const GOLDEN_CROP_TOLERANCE: f32 = 0.5;
+/// Largest per-component difference allowed against the golden embedding.
+const GOLDEN_EMBEDDING_TOLERANCE: f32 = 1e-4;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn require(p: PathBuf) -> PathBuf {
+    assert!(p.exists(), "{} is missing: run `make setup` first", p.display());
+    p
+}
+
+fn yunet() -> YuNet {
+    YuNet::load(&require(root().join("models").join(paths::YUNET))).unwrap()
+}
+
+fn sface() -> TractEncoder {
+    TractEncoder::load(&require(root().join("models").join(paths::SFACE))).unwrap()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn read_f32(p: &Path) -> Vec<f32> {
+    std::fs::read(p).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+}
+
+fn write_f32(p: &Path, v: &[f32]) {
+    std::fs::write(p, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+}
+
+#[test]
+fn sface_card_file_matches_the_code() {
+    let path = root().join("models/face_recognition_sface_2021dec.card.json");
+    if std::env::var_os("FACEGATE_REGENERATE").is_some() {
+        std::fs::write(&path, sface_card().to_json() + "\n").unwrap();
+    }
+    let on_disk = facegate_shared::ModelCard::load(&path).unwrap();
+    assert_eq!(on_disk, sface_card());
+}
+
+#[test]
+fn golden_crop_and_embedding() {
+    let img = load_image(&require(root().join("data/orl/s1/1.pgm"))).unwrap();
+    assert_eq!(img.dimensions(), (92, 112));
+    let enc = sface();
+    let found = FaceFinder::new(yunet()).find_one(&img, &enc.card().input).unwrap();
+    let emb = enc.encode(&found.aligned).unwrap();
+    if std::env::var_os("FACEGATE_REGENERATE").is_some() {
+        write_f32(&fixture("golden_crop_s1_1.f32"), &found.aligned.rgb);
+        write_f32(&fixture("golden_sface_s1_1.f32"), emb.as_slice());
+    }
+    let crop = read_f32(&fixture("golden_crop_s1_1.f32"));
+    assert_eq!(crop.len(), 112 * 112 * 3);
+    let worst = crop.iter().zip(&found.aligned.rgb).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= GOLDEN_CROP_TOLERANCE, "aligned crop differs from golden by {worst}");
+
+    // the encoder on the committed golden crop (not the freshly computed one) gives the golden embedding
+    let golden_face = facegate_face::AlignedFace { width: 112, height: 112, rgb: crop };
+    let got = enc.encode_tensor(&preprocess(&golden_face, &enc.card().input)).unwrap();
+    let want = read_f32(&fixture("golden_sface_s1_1.f32"));
+    let worst = want.iter().zip(got.as_slice()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= GOLDEN_EMBEDDING_TOLERANCE, "embedding differs from golden by {worst}");
+}
+
+#[test]
+fn yunet_finds_orl_faces_and_sface_separates_people() {
+    let pipeline = FacePipeline::new(yunet(), sface());
+    let mut found: Vec<(usize, Embedding)> = Vec::new();
+    let mut missed = Vec::new();
+    for person in 1..=40 {
+        for n in 1..=10 {
+            let p = require(root().join(format!("data/orl/s{person}/{n}.pgm")));
+            let img = load_image(&p).unwrap();
+            match pipeline.embed_largest(&img).unwrap() {
+                Some(f) => found.push((person, f.embedding)),
+                None => missed.push(p.display().to_string()),
+            }
+        }
+    }
+    eprintln!("YuNet found a face in {} of 400 ORL images; missed: {missed:?}", found.len());
+    assert!(found.len() >= 398, "only {} faces found; missed {missed:?}", found.len());
+
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for i in 0..found.len() {
+        for j in i + 1..found.len() {
+            let d = found[i].1.distance(&found[j].1).unwrap();
+            if found[i].0 == found[j].0 {
+                genuine.push(d)
+            } else {
+                impostor.push(d)
+            }
+        }
+    }
+    let scores = Scores::new(genuine, impostor).unwrap();
+    let (eer, t) = scores.eer();
+    eprintln!("SFace on ORL, all pairs: EER {:.3}% at distance {t:.3}, AUC {:.5}", eer * 100.0, scores.auc());
+    assert!(eer < 0.01, "SFace EER {eer} on ORL is not below 1%");
+}
