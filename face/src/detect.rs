@@ -94,7 +94,7 @@ impl YuNet {
 
     /// Loads YuNet for a `width × height` canvas (both multiples of 32).
     pub fn load_with_canvas(path: &Path, width: u32, height: u32) -> Result<Self, FaceError> {
-        if width == 0 || height == 0 || width % 32 != 0 || height % 32 != 0 {
+        if width == 0 || height == 0 || !width.is_multiple_of(32) || !height.is_multiple_of(32) {
             return Err(FaceError::Model {
                 path: path.display().to_string(),
                 reason: format!("canvas {width}x{height} must be non-zero multiples of 32"),
