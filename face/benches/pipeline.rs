@@ -1,0 +1,43 @@
+//! Face pipeline latency on one core: YuNet detection at 640×480 and 640×640, alignment, SFace
+//! encoding, and a whole 640×480 frame (detect + align + encode). The frame is ORL `s1/1.pgm`
+//! upscaled 3× on a grey 640×480 background. Needs `make setup`.
+//! Run: `cargo bench -p facegate-face --bench pipeline`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use facegate_face::{align_face, load_image, paths, Encoder, FaceDetector, FacePipeline, TractEncoder, YuNet};
+use image::{imageops, Rgb, RgbImage};
+use std::path::Path;
+use std::time::Duration;
+
+fn frame() -> RgbImage {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let face = load_image(&root.join("data/orl/s1/1.pgm")).expect("run `make setup` first");
+    let face = imageops::resize(&face, 276, 336, imageops::FilterType::Triangle);
+    let mut frame = RgbImage::from_pixel(640, 480, Rgb([110, 110, 110]));
+    imageops::overlay(&mut frame, &face, 180, 70);
+    frame
+}
+
+fn pipeline(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("models");
+    let frame = frame();
+    let mut g = c.benchmark_group("face");
+    g.sample_size(20).measurement_time(Duration::from_secs(5));
+    for (w, h) in [(640, 480), (640, 640)] {
+        let det = YuNet::load_with_canvas(&root.join(paths::YUNET), w, h).unwrap();
+        assert_eq!(det.detect(&frame).unwrap().len(), 1);
+        g.bench_function(format!("detect_yunet_{w}x{h}"), |b| b.iter(|| det.detect(&frame).unwrap()));
+    }
+    let det = YuNet::load(&root.join(paths::YUNET)).unwrap();
+    let d = det.detect(&frame).unwrap()[0];
+    g.bench_function("align_112", |b| b.iter(|| align_face(&frame, &d.landmarks, 112, 112).unwrap()));
+    let sface = TractEncoder::load(&root.join(paths::SFACE)).unwrap();
+    let crop = align_face(&frame, &d.landmarks, 112, 112).unwrap();
+    g.bench_function("encode_sface", |b| b.iter(|| sface.encode(&crop).unwrap()));
+    let p = FacePipeline::new(det, sface);
+    g.bench_function("frame_640x480_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
