@@ -1,15 +1,164 @@
 //! `facegate`: the host command line. A thin layer over the library crates.
+//!
+//! Exit codes: 0 success or granted, 1 denied or no match, 2 usage or input error.
 
-use clap::Parser;
+mod curves;
+mod data;
+mod eval;
+mod export;
+mod losses;
+mod model;
+mod onnx_export;
+mod optim;
+mod progress;
+mod train;
 
-/// Facegate host tools: train and export face encoders, enrol gym members, evaluate encoders,
-/// and verify, identify, rank or search faces.
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Facegate host tools: train face encoders, enrol gym members, evaluate encoders, and verify,
+/// identify, rank or search faces.
 #[derive(Parser, Debug)]
 #[command(name = "facegate", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("facegate: no command given; run `facegate --help`");
-    std::process::exit(2);
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train the Siamese encoder on a folder of labelled faces (DATA/<person>/<image>).
+    ///
+    /// Splits are by person (never by photo) and written to OUT/splits.json. Prints parameter
+    /// count, progress, per-epoch validation loss and EER, and a fit diagnosis; writes
+    /// OUT/best.safetensors (+ .json), OUT/metrics.csv and OUT/learning_curves.png. Ctrl-C saves
+    /// OUT/last; continue with --resume.
+    Train(train::TrainArgs),
+    /// Export a trained checkpoint to ONNX for the door unit (tract), with its model card.
+    ///
+    /// Batch-norm is folded, the L2 normalisation is inside the graph, and the same inputs are run
+    /// through tch and tract: the export fails (writing nothing) if they differ by more than 1e-4.
+    /// Writes OUT, OUT.card.json (with the SHA-256 fingerprint) and OUT.golden.json.
+    Export(export::ExportArgs),
+    /// Evaluate an encoder on all genuine and impostor pairs of the given people.
+    ///
+    /// Reports ROC AUC, EER, TAR at FAR 1e-2 and 1e-3, rank-1 identification, the threshold and
+    /// what it means for a door doing 1:N with 20, 500 and 10,000 members.
+    Eval {
+        #[command(flatten)]
+        people: eval::PeopleArgs,
+        /// Folder for eval.json.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Calibrate the threshold for a target false-accept rate and write it into the model card.
+    Calibrate {
+        #[command(flatten)]
+        people: eval::PeopleArgs,
+        /// Target per-comparison false-accept rate.
+        #[arg(long, default_value_t = 1e-3)]
+        far: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("facegate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => {
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+            let summary = train::train(&args, interrupt)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        }
+        Command::Export(args) => {
+            let summary = export::export(&args, None)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { people, out, json } => {
+            let (emb, card) = eval::embed_people(&people)?;
+            let report = eval::evaluate(&emb, &card, 1e-3)?;
+            let text = serde_json::to_string_pretty(&report)?;
+            if let Some(dir) = out {
+                std::fs::create_dir_all(&dir)?;
+                facegate_shared::gallery_file::write_atomic(&dir.join("eval.json"), text.as_bytes())?;
+            }
+            if json {
+                println!("{text}");
+            } else {
+                println!("model      {} ({})", report.model, &report.fingerprint[..12]);
+                println!("people     {} ({} images, {} skipped)", report.people, report.images, report.skipped);
+                println!("pairs      {} genuine, {} impostor", report.genuine_pairs, report.impostor_pairs);
+                println!("AUC        {:.5}", report.auc);
+                println!("EER        {:.2}% at distance {:.3}", report.eer * 100.0, report.eer_threshold);
+                println!("TAR        {:.2}% at FAR 1e-2, {:.2}% at FAR 1e-3", report.tar_at_far_1e2 * 100.0, report.tar_at_far_1e3 * 100.0);
+                println!("rank-1     {:.2}%", report.rank1_identification * 100.0);
+                println!("threshold  {:.3} ({}): FAR {:.4}, TAR {:.2}%", report.threshold, report.threshold_source, report.far_at_threshold, report.tar_at_threshold * 100.0);
+                for (n, p) in &report.open_set_false_accept {
+                    println!("door 1:N   {n:>6} members: a stranger matches someone with probability {:.2}%", p * 100.0);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calibrate { people, far } => {
+            let (emb, _) = eval::embed_people(&people)?;
+            let scores = eval::all_pairs(&emb.items)?;
+            let t = scores.threshold_for_far(far)?;
+            let what = format!("{} people of {}", emb.people.len(), people.data.display());
+            let card = eval::write_threshold(&people.model, t, far, what)?;
+            println!("threshold {t:.4} at FAR <= {far} (measured {:.5}, TAR {:.2}%) written to the card of {}", scores.far(t), scores.tar(t) * 100.0, card.name);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn train_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "facegate", "train", "--data", "d", "-o", "o", "--loss", "contrastive", "--mining", "semi-hard", "--margin", "1.2",
+            "--steps", "10", "--pretrain-steps", "0", "--epoch-steps", "5", "--people-per-batch", "4", "--images-per-person", "3",
+            "--lr", "0.01", "--weight-decay", "0", "--optimizer", "sgd", "--ema", "0", "--patience", "2", "--val-people", "2",
+            "--test-people", "2", "--init-from", "w.safetensors", "--freeze", "2", "--resume", "--no-augment", "--device", "cpu",
+            "--cache", "c", "--detector", "y.onnx", "--seed", "3",
+        ])
+        .unwrap();
+        let Command::Train(a) = cli.command else { panic!("train") };
+        assert_eq!(a.loss, train::LossKind::Contrastive);
+        assert_eq!(a.mining, losses::Mining::SemiHard);
+        assert_eq!((a.margin(), a.steps, a.freeze, a.seed), (1.2, 10, 2, 3));
+        assert!(a.resume && a.no_augment);
+        assert!(a.validate().is_ok());
+        let bad = Cli::try_parse_from(["facegate", "train", "--data", "d", "--margin", "2.5"]).unwrap();
+        let Command::Train(b) = bad.command else { panic!("train") };
+        assert!(b.validate().unwrap_err().to_string().contains("[0, 2]"));
+        assert!(Cli::try_parse_from(["facegate", "train"]).is_err(), "--data is required");
+        assert!(Cli::try_parse_from(["facegate", "train", "--data", "d", "--loss", "hinge"]).is_err());
+    }
 }

@@ -1,0 +1,716 @@
+//! `facegate train`: the Siamese encoder trained with tch on a folder of labelled faces.
+//!
+//! Pipeline: scan (hashes, duplicates) → split by person → detect + align every image once
+//! (cached) → optional softmax pre-training of a classifier head over the training people (the
+//! encoder's last hidden layer is the embedding) → contrastive or triplet training on P×K batches
+//! with online mining → per-epoch validation loss and EER on the validation people, using an
+//! exponential moving average of the weights → early stopping, best checkpoint, learning curves.
+
+use anyhow::{bail, Context, Result};
+use facegate_face::{preprocess, FaceFinder, YuNet};
+use facegate_shared::synthetic::SplitMix64;
+use facegate_shared::{gallery_file::write_atomic, ChannelOrder, InputSpec, Scores};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::data::{aligned_crops, scan, Splits};
+use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
+use crate::model::{parameter_count, ArchConfig, EmbeddingNet};
+use crate::optim::{Optimizer, OptimizerKind};
+
+/// Grey input mean and std on the 0–255 scale: maps pixels to `[-1, 1]`.
+pub const GREY_MEAN: f32 = 127.5;
+pub const GREY_STD: f32 = 127.5;
+/// Default margins, chosen for distances in `[0, 2]`.
+pub const DEFAULT_TRIPLET_MARGIN: f64 = 0.4;
+pub const DEFAULT_CONTRASTIVE_MARGIN: f64 = 1.4;
+
+/// Which metric loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum LossKind {
+    Contrastive,
+    Triplet,
+}
+
+/// Where to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum DeviceArg {
+    /// CUDA when present, otherwise CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceArg {
+    /// The tch device; `cuda` without a GPU is an error.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            DeviceArg::Auto => Ok(Device::cuda_if_available()),
+            DeviceArg::Cpu => Ok(Device::Cpu),
+            DeviceArg::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceArg::Cuda => bail!("--device cuda was requested but no CUDA device is available; use --device cpu"),
+        }
+    }
+}
+
+/// Training settings (the CLI flags, saved beside every checkpoint).
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
+pub struct TrainArgs {
+    /// Folder with one sub-folder of photos per person (DATA/<person>/<image>).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder for checkpoints, splits, metrics and plots.
+    #[arg(long, short = 'o', default_value = "runs/train")]
+    pub out: PathBuf,
+    /// Seed for the split, sampling, augmentation and initialisation.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Device: auto picks CUDA when present.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceArg,
+    /// Metric loss.
+    #[arg(long, value_enum, default_value = "triplet")]
+    pub loss: LossKind,
+    /// Triplet mining strategy.
+    #[arg(long, value_enum, default_value = "batch-hard")]
+    pub mining: Mining,
+    /// Loss margin on the unit sphere (default 0.4 for triplet, 1.4 for contrastive).
+    #[arg(long)]
+    pub margin: Option<f64>,
+    /// Steps of softmax classifier pre-training before the metric loss (0 to skip).
+    #[arg(long, default_value_t = 500)]
+    pub pretrain_steps: usize,
+    /// Steps of metric-loss training.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Steps per epoch (validation, metrics and checkpoint after each).
+    #[arg(long, default_value_t = 100)]
+    pub epoch_steps: usize,
+    /// People per batch (P).
+    #[arg(long, default_value_t = 8)]
+    pub people_per_batch: usize,
+    /// Images per person per batch (K).
+    #[arg(long, default_value_t = 4)]
+    pub images_per_person: usize,
+    /// Peak learning rate (cosine decay within each phase).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: OptimizerKind,
+    /// Decay of the weight average used for validation and checkpoints (0 disables).
+    #[arg(long, default_value_t = 0.995)]
+    pub ema: f64,
+    /// Epochs without a better validation EER before stopping.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// People held out for validation.
+    #[arg(long, default_value_t = 4)]
+    pub val_people: usize,
+    /// People held out for the final test.
+    #[arg(long, default_value_t = 8)]
+    pub test_people: usize,
+    /// Start from these encoder weights (a `.safetensors` checkpoint of the same architecture).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// Keep the stem and the first N residual blocks fixed (transfer learning; needs --init-from).
+    #[arg(long, default_value_t = 0)]
+    pub freeze: usize,
+    /// Continue an interrupted run from OUT/last.
+    #[arg(long)]
+    pub resume: bool,
+    /// Turn off augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Cache folder for aligned crops.
+    #[arg(long, default_value = ".cache")]
+    pub cache: PathBuf,
+    /// YuNet detector model.
+    #[arg(long, default_value = "models/face_detection_yunet_2023mar.onnx")]
+    pub detector: PathBuf,
+    /// Stop after this many steps as if interrupted (for resume tests).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+}
+
+impl TrainArgs {
+    /// The margin in use.
+    pub fn margin(&self) -> f64 {
+        self.margin.unwrap_or(match self.loss {
+            LossKind::Triplet => DEFAULT_TRIPLET_MARGIN,
+            LossKind::Contrastive => DEFAULT_CONTRASTIVE_MARGIN,
+        })
+    }
+
+    /// Checks flags before any work starts.
+    pub fn validate(&self) -> Result<()> {
+        let m = self.margin();
+        if !(m > 0.0 && m <= 2.0) {
+            bail!("--margin {m} must be in (0, 2]: distances between unit embeddings lie in [0, 2]");
+        }
+        if self.people_per_batch < 2 || self.images_per_person < 2 {
+            bail!("batches need at least 2 people and 2 images per person (got P={}, K={})", self.people_per_batch, self.images_per_person);
+        }
+        if self.steps == 0 || self.epoch_steps == 0 {
+            bail!("--steps and --epoch-steps must be positive");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) || self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.ema) {
+            bail!("--lr must be positive, --weight-decay non-negative and --ema in [0, 1)");
+        }
+        if self.freeze > 3 {
+            bail!("--freeze {} is more than the 3 residual blocks", self.freeze);
+        }
+        if self.freeze > 0 && self.init_from.is_none() && !self.resume {
+            bail!("--freeze keeps pretrained blocks fixed: give the weights with --init-from");
+        }
+        if self.val_people < 2 {
+            bail!("--val-people must be at least 2 (validation EER needs impostor pairs)");
+        }
+        Ok(())
+    }
+}
+
+/// The input the default encoder takes: 64×64 grey in `[-1, 1]`.
+pub fn default_input_spec(arch: &ArchConfig) -> InputSpec {
+    InputSpec {
+        name: "input".into(),
+        width: arch.input_size as u32,
+        height: arch.input_size as u32,
+        channels: if arch.in_channels == 1 { ChannelOrder::Grey } else { ChannelOrder::Rgb },
+        mean: vec![GREY_MEAN; arch.in_channels as usize],
+        std: vec![GREY_STD; arch.in_channels as usize],
+    }
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub step: usize,
+    pub phase: String,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_eer: f64,
+    pub lr: f64,
+}
+
+/// Resumable state saved in `OUT/last/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    step: usize,
+    epoch_loss_sum: f64,
+    epoch_loss_n: usize,
+    metrics: Vec<EpochMetrics>,
+    best_eer: f64,
+    best_step: usize,
+    bad_epochs: usize,
+    stopped_early: bool,
+}
+
+/// Saved beside `best.safetensors`: enough to rebuild and describe the model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    pub arch: ArchConfig,
+    pub input: InputSpec,
+    pub args: TrainArgs,
+    pub step: usize,
+    pub val_eer: f64,
+    pub test_eer: Option<f64>,
+    pub train_people: usize,
+    pub splits: PathBuf,
+}
+
+impl CheckpointInfo {
+    /// `x.safetensors` → `x.json`.
+    pub fn path_for(weights: &Path) -> PathBuf {
+        weights.with_extension("json")
+    }
+    /// Reads the info beside `weights`.
+    pub fn load(weights: &Path) -> Result<Self> {
+        let p = Self::path_for(weights);
+        serde_json::from_str(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("parsing {}", p.display()))
+    }
+}
+
+/// A face set as device tensors.
+pub struct FaceSet {
+    /// `N × C × H × W`, preprocessed.
+    pub x: Tensor,
+    /// `N` person indices.
+    pub y: Tensor,
+    /// Image indices for each person.
+    pub by_person: Vec<Vec<i64>>,
+}
+
+impl FaceSet {
+    fn new(crops: &[(usize, Vec<f32>)], spec: &InputSpec, people: usize, device: Device) -> Self {
+        let c = spec.channels.channels() as i64;
+        let (h, w) = (spec.height as i64, spec.width as i64);
+        let flat: Vec<f32> = crops.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+        let x = Tensor::from_slice(&flat).view([crops.len() as i64, c, h, w]).to_device(device);
+        let labels: Vec<i64> = crops.iter().map(|(p, _)| *p as i64).collect();
+        let mut by_person = vec![Vec::new(); people];
+        for (i, (p, _)) in crops.iter().enumerate() {
+            by_person[*p].push(i as i64);
+        }
+        Self { x, y: Tensor::from_slice(&labels).to_device(device), by_person }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.x.size()[0] as usize
+    }
+}
+
+/// Embeds a whole set in eval mode, in chunks.
+pub fn embed_all(net: &EmbeddingNet, x: &Tensor) -> Tensor {
+    tch::no_grad(|| {
+        let n = x.size()[0];
+        let chunks: Vec<Tensor> = (0..n).step_by(256).map(|s| net.embed_t(&x.narrow(0, s, (n - s).min(256)), false)).collect();
+        Tensor::cat(&chunks, 0)
+    })
+}
+
+/// Genuine and impostor distances of all pairs in a set.
+pub fn pair_scores(e: &Tensor, y: &Tensor) -> Result<Scores> {
+    let d = Vec::<f32>::try_from(&pairwise_distances(e).to_device(Device::Cpu).view([-1]))?;
+    let labels = Vec::<i64>::try_from(&y.to_device(Device::Cpu))?;
+    let n = labels.len();
+    let (mut g, mut i) = (Vec::new(), Vec::new());
+    for a in 0..n {
+        for b in a + 1..n {
+            let v = d[a * n + b];
+            if labels[a] == labels[b] {
+                g.push(v)
+            } else {
+                i.push(v)
+            }
+        }
+    }
+    Ok(Scores::new(g, i)?)
+}
+
+fn augment(x: &Tensor) -> Tensor {
+    let b = x.size()[0];
+    let dev = x.device();
+    let opts = (Kind::Float, dev);
+    let scale = Tensor::rand([b], opts) * 0.1 + 0.95;
+    let flip = (Tensor::rand([b], opts).gt(0.5).to_kind(Kind::Float) * 2.0 - 1.0) * &scale;
+    // ±4 px at 64 px is ±0.125 in normalised coordinates
+    let shift = x.size()[3] as f64;
+    let tx = (Tensor::rand([b], opts) * 2.0 - 1.0) * (8.0 / shift);
+    let ty = (Tensor::rand([b], opts) * 2.0 - 1.0) * (8.0 / shift);
+    let zero = Tensor::zeros([b], opts);
+    let theta = Tensor::stack(&[flip, zero.shallow_clone(), tx, zero, scale, ty], 1).view([b, 2, 3]);
+    let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
+    let moved = x.grid_sampler(&grid, 0, 1, false);
+    let contrast = (Tensor::rand([b, 1, 1, 1], opts) * 0.4 + 0.8).to_kind(Kind::Float);
+    let bright = (Tensor::rand([b, 1, 1, 1], opts) * 0.4 - 0.2).to_kind(Kind::Float);
+    moved * contrast + bright
+}
+
+fn cosine_lr(peak: f64, step_in_phase: usize, phase_len: usize) -> f64 {
+    let t = step_in_phase as f64 / phase_len.max(1) as f64;
+    peak * (0.02 + 0.98 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+}
+
+fn copy_vars(dst: &nn::VarStore, src: &nn::VarStore) -> Result<()> {
+    let s = src.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut t) in dst.variables() {
+            let v = s.get(&name).with_context(|| format!("variable {name} missing"))?;
+            t.copy_(v);
+        }
+        Ok(())
+    })
+}
+
+fn ema_update(ema: &nn::VarStore, vs: &nn::VarStore, decay: f64) {
+    let src = vs.variables();
+    tch::no_grad(|| {
+        for (name, mut t) in ema.variables() {
+            if let Some(v) = src.get(&name) {
+                let _ = t.g_mul_scalar_(decay).g_add_(&(v * (1.0 - decay)));
+            }
+        }
+    });
+}
+
+fn sample_batch(set: &FaceSet, people: &[usize], p: usize, k: usize, rng: &mut SplitMix64) -> Vec<i64> {
+    let mut chosen: Vec<usize> = people.to_vec();
+    for i in (1..chosen.len()).rev() {
+        chosen.swap(i, rng.below(i + 1));
+    }
+    let mut idx = Vec::with_capacity(p * k);
+    for &person in chosen.iter().take(p) {
+        let imgs = &set.by_person[person];
+        let mut order: Vec<i64> = imgs.clone();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        for j in 0..k {
+            idx.push(order[j % order.len()]);
+        }
+    }
+    idx
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub best_checkpoint: PathBuf,
+    pub best_val_eer: f64,
+    pub best_step: usize,
+    pub test_eer: Option<f64>,
+    pub diagnosis: String,
+    pub images_per_second: f64,
+    pub interrupted: bool,
+}
+
+/// Runs training. `interrupt` is set by Ctrl-C: the run saves `OUT/last` and returns.
+pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummary> {
+    args.validate()?;
+    let device = args.device.resolve()?;
+    let arch = ArchConfig::default();
+    let spec = default_input_spec(&arch);
+    let (people, report) = scan(&args.data)?;
+    let names: Vec<String> = people.keys().cloned().collect();
+    let splits = Splits::by_person(&names, args.seed, args.val_people, args.test_people)?;
+    if splits.train.len() < args.people_per_batch {
+        bail!("{} training people is fewer than --people-per-batch {}", splits.train.len(), args.people_per_batch);
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let splits_path = args.out.join("splits.json");
+    splits.save(&splits_path)?;
+    eprintln!(
+        "data: {} people, {} images; split by person {} train / {} val / {} test (seed {}) -> {}",
+        names.len(),
+        people.values().map(Vec::len).sum::<usize>(),
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        args.seed,
+        splits_path.display()
+    );
+    if !report.cross_person_duplicates.is_empty() || report.same_person_duplicates > 0 || !report.too_few_images.is_empty() {
+        eprintln!(
+            "data: excluded {} duplicate groups across people, {} duplicates within a person, {} people with fewer than 2 images",
+            report.cross_person_duplicates.len(),
+            report.same_person_duplicates,
+            report.too_few_images.len()
+        );
+    }
+
+    // Detect and align every image once (cached).
+    let finder = FaceFinder::new(YuNet::load(&args.detector)?);
+    let load_split = |split: &[String]| -> Result<(Vec<(usize, Vec<f32>)>, Vec<crate::data::Rejected>)> {
+        let entries: Vec<_> = split.iter().flat_map(|p| people[p].iter().cloned()).collect();
+        let bar = crate::progress::bar(entries.len() as u64, "aligning faces");
+        let (crops, rejected) = aligned_crops(&finder, &entries, &spec, &args.cache, &bar);
+        bar.finish_and_clear();
+        let index: std::collections::HashMap<&String, usize> = split.iter().enumerate().map(|(i, p)| (p, i)).collect();
+        let out = entries
+            .iter()
+            .zip(crops)
+            .filter_map(|(e, c)| c.map(|c| (index[&e.person], preprocess(&c, &spec))))
+            .collect();
+        Ok((out, rejected))
+    };
+    let (train_crops, mut rejected) = load_split(&splits.train)?;
+    let (val_crops, r2) = load_split(&splits.val)?;
+    let (test_crops, r3) = load_split(&splits.test)?;
+    rejected.extend(r2);
+    rejected.extend(r3);
+    if !rejected.is_empty() {
+        eprintln!("data: {} images without a usable face were skipped:", rejected.len());
+        for r in &rejected {
+            eprintln!("  {}: {}", r.path, r.reason);
+        }
+    }
+    write_atomic(
+        &args.out.join("data_report.json"),
+        serde_json::to_string_pretty(&serde_json::json!({"scan": report, "rejected": rejected}))?.as_bytes(),
+    )?;
+    let train_set = FaceSet::new(&train_crops, &spec, splits.train.len(), device);
+    let val_set = FaceSet::new(&val_crops, &spec, splits.val.len(), device);
+    let test_set = FaceSet::new(&test_crops, &spec, splits.test.len(), device);
+    let train_people: Vec<usize> = (0..splits.train.len()).filter(|&p| train_set.by_person[p].len() >= 2).collect();
+
+    // Model, weight average, classifier head, optimiser.
+    tch::manual_seed(args.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let net = EmbeddingNet::new(&vs.root(), arch.clone());
+    let mut ema_vs = nn::VarStore::new(device);
+    let ema_net = EmbeddingNet::new(&ema_vs.root(), arch.clone());
+    let head_vs = nn::VarStore::new(device);
+    let head = nn::linear(head_vs.root() / "classifier", arch.embedding_dim, splits.train.len() as i64, Default::default());
+    if let Some(init) = &args.init_from {
+        let mut tmp = nn::VarStore::new(device);
+        let _ = EmbeddingNet::new(&tmp.root(), arch.clone());
+        tmp.load(init).with_context(|| format!("loading --init-from {}", init.display()))?;
+        copy_vars(&vs, &tmp)?;
+        eprintln!("model: initialised from {}", init.display());
+    }
+    let frozen: Vec<&str> = ["stem", "block1", "block2", "block3"].into_iter().take(if args.freeze > 0 { args.freeze + 1 } else { 0 }).collect();
+    let mut params: Vec<(String, Tensor)> = Vec::new();
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, t) in named {
+        if !t.requires_grad() {
+            continue;
+        }
+        if frozen.iter().any(|f| name.starts_with(&format!("{f}."))) {
+            let _ = t.set_requires_grad(false);
+        } else {
+            params.push((name, t));
+        }
+    }
+    let mut head_params: Vec<(String, Tensor)> = head_vs.variables().into_iter().map(|(n, t)| (format!("head.{n}"), t)).collect();
+    head_params.sort_by(|a, b| a.0.cmp(&b.0));
+    let n_params = parameter_count(&vs);
+    eprintln!(
+        "model: residual CNN {}x{}x{} -> {}-d, {:.3} M parameters ({} frozen blocks), {:.1} M multiply-adds per image, device {:?}",
+        arch.in_channels,
+        arch.input_size,
+        arch.input_size,
+        arch.embedding_dim,
+        n_params as f64 / 1e6,
+        args.freeze,
+        net.macs() as f64 / 1e6,
+        device
+    );
+    let mut all_params: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+    all_params.extend(head_params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
+    let mut opt = Optimizer::new(args.optimizer, all_params, args.weight_decay);
+    copy_vars(&ema_vs, &vs)?;
+
+    let last = args.out.join("last");
+    let best_path = args.out.join("best.safetensors");
+    let mut state = RunState {
+        step: 0,
+        epoch_loss_sum: 0.0,
+        epoch_loss_n: 0,
+        metrics: Vec::new(),
+        best_eer: f64::INFINITY,
+        best_step: 0,
+        bad_epochs: 0,
+        stopped_early: false,
+    };
+    if args.resume {
+        let s: RunState = serde_json::from_str(
+            &std::fs::read_to_string(last.join("state.json")).with_context(|| format!("--resume: no run to resume in {}", last.display()))?,
+        )?;
+        let mut vs_mut = vs;
+        vs_mut.load(last.join("encoder.safetensors"))?;
+        ema_vs.load(last.join("ema.safetensors"))?;
+        let mut head_mut = head_vs;
+        head_mut.load(last.join("classifier.safetensors"))?;
+        opt.load_state(&Tensor::read_safetensors(last.join("optimizer.safetensors"))?)?;
+        eprintln!("resume: continuing from step {}", s.step);
+        state = s;
+        return run_loop(args, device, &arch, &spec, &splits_path, vs_mut, ema_vs, ema_net, net, head_mut, head, opt, state, &train_set, &val_set, &test_set, &train_people, &best_path, &last, interrupt);
+    }
+    run_loop(args, device, &arch, &spec, &splits_path, vs, ema_vs, ema_net, net, head_vs, head, opt, state, &train_set, &val_set, &test_set, &train_people, &best_path, &last, interrupt)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_loop(
+    args: &TrainArgs,
+    device: Device,
+    arch: &ArchConfig,
+    spec: &InputSpec,
+    splits_path: &Path,
+    vs: nn::VarStore,
+    ema_vs: nn::VarStore,
+    ema_net: EmbeddingNet,
+    net: EmbeddingNet,
+    head_vs: nn::VarStore,
+    head: nn::Linear,
+    mut opt: Optimizer,
+    mut state: RunState,
+    train_set: &FaceSet,
+    val_set: &FaceSet,
+    test_set: &FaceSet,
+    train_people: &[usize],
+    best_path: &Path,
+    last: &Path,
+    interrupt: Arc<AtomicBool>,
+) -> Result<TrainSummary> {
+    let margin = args.margin();
+    let total = args.pretrain_steps + args.steps;
+    let (p, k) = (args.people_per_batch.min(train_people.len()), args.images_per_person);
+    let eval_net = if args.ema > 0.0 { &ema_net } else { &net };
+    let eval_vs = if args.ema > 0.0 { &ema_vs } else { &vs };
+    let metric_loss = |e: &Tensor, y: &Tensor| match args.loss {
+        LossKind::Triplet => triplet_loss(e, y, margin, args.mining),
+        LossKind::Contrastive => contrastive_loss(e, y, margin),
+    };
+    let save_last = |state: &RunState, opt: &Optimizer| -> Result<()> {
+        std::fs::create_dir_all(last)?;
+        vs.save(last.join("encoder.safetensors"))?;
+        ema_vs.save(last.join("ema.safetensors"))?;
+        head_vs.save(last.join("classifier.safetensors"))?;
+        let st = opt.state();
+        Tensor::write_safetensors(&st.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), last.join("optimizer.safetensors"))?;
+        write_atomic(&last.join("state.json"), serde_json::to_string(state)?.as_bytes())?;
+        Ok(())
+    };
+    let started = std::time::Instant::now();
+    let start_step = state.step;
+    let mut bar = crate::progress::epoch_bar(args.epoch_steps as u64, state.step / args.epoch_steps + 1);
+    let mut interrupted = false;
+    while state.step < total && !state.stopped_early {
+        if interrupt.load(Ordering::SeqCst) || args.stop_after.is_some_and(|s| state.step >= s) {
+            interrupted = true;
+            break;
+        }
+        let step = state.step;
+        let pretraining = step < args.pretrain_steps;
+        let lr = if pretraining { cosine_lr(args.lr, step, args.pretrain_steps) } else { cosine_lr(args.lr, step - args.pretrain_steps, args.steps) };
+        tch::manual_seed((args.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
+        let mut rng = SplitMix64::new(args.seed.wrapping_mul(0x9E37_79B9).wrapping_add(step as u64));
+        let idx = Tensor::from_slice(&sample_batch(train_set, train_people, p, k, &mut rng)).to_device(device);
+        let x = train_set.x.index_select(0, &idx);
+        let y = train_set.y.index_select(0, &idx);
+        let x = if args.no_augment { x } else { augment(&x) };
+        let loss = if pretraining {
+            net.hidden_t(&x, true).apply(&head).cross_entropy_for_logits(&y)
+        } else {
+            metric_loss(&net.embed_t(&x, true), &y)
+        };
+        opt.zero_grad();
+        loss.backward();
+        opt.step(lr);
+        if args.ema > 0.0 {
+            ema_update(&ema_vs, &vs, args.ema);
+        }
+        state.epoch_loss_sum += loss.double_value(&[]);
+        state.epoch_loss_n += 1;
+        state.step += 1;
+        bar.inc(1);
+        bar.set_message(format!("loss {:.4}", state.epoch_loss_sum / state.epoch_loss_n as f64));
+
+        if state.step % args.epoch_steps == 0 || state.step == total {
+            bar.finish_and_clear();
+            let epoch = state.step.div_ceil(args.epoch_steps);
+            let e = embed_all(eval_net, &val_set.x);
+            let val_loss = tch::no_grad(|| metric_loss(&e, &val_set.y)).double_value(&[]);
+            let (val_eer, _) = pair_scores(&e, &val_set.y)?.eer();
+            let row = EpochMetrics {
+                epoch,
+                step: state.step,
+                phase: if pretraining { "softmax".into() } else { args.loss_name() },
+                train_loss: state.epoch_loss_sum / state.epoch_loss_n.max(1) as f64,
+                val_loss,
+                val_eer,
+                lr,
+            };
+            let ips = ((state.step - start_step) * p * k) as f64 / started.elapsed().as_secs_f64();
+            eprintln!(
+                "epoch {:>3} step {:>5} [{}] train loss {:.4}  val loss {:.4}  val EER {:5.2}%  lr {:.2e}  {:.0} img/s",
+                row.epoch, row.step, row.phase, row.train_loss, row.val_loss, row.val_eer * 100.0, row.lr, ips
+            );
+            state.metrics.push(row);
+            state.epoch_loss_sum = 0.0;
+            state.epoch_loss_n = 0;
+            // Early stopping and the best checkpoint (metric phase only).
+            if !pretraining || args.pretrain_steps == state.step {
+                if val_eer < state.best_eer {
+                    state.best_eer = val_eer;
+                    state.best_step = state.step;
+                    state.bad_epochs = 0;
+                    eval_vs.save(best_path)?;
+                    let info = CheckpointInfo {
+                        arch: arch.clone(),
+                        input: spec.clone(),
+                        args: args.clone(),
+                        step: state.step,
+                        val_eer,
+                        test_eer: None,
+                        train_people: train_people.len(),
+                        splits: splits_path.to_path_buf(),
+                    };
+                    write_atomic(&CheckpointInfo::path_for(best_path), serde_json::to_string_pretty(&info)?.as_bytes())?;
+                } else if !pretraining {
+                    state.bad_epochs += 1;
+                    if state.bad_epochs >= args.patience {
+                        eprintln!("early stop: no better validation EER for {} epochs", args.patience);
+                        state.stopped_early = true;
+                    }
+                }
+            }
+            crate::curves::write_metrics_csv(&args.out.join("metrics.csv"), &state.metrics)?;
+            save_last(&state, &opt)?;
+            bar = crate::progress::epoch_bar(args.epoch_steps as u64, epoch + 1);
+        }
+    }
+    bar.finish_and_clear();
+    let ips = ((state.step - start_step) * p * k) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    if interrupted {
+        save_last(&state, &opt)?;
+        eprintln!("interrupted at step {}: state saved in {}; continue with --resume", state.step, last.display());
+        return Ok(TrainSummary {
+            best_checkpoint: best_path.to_path_buf(),
+            best_val_eer: state.best_eer,
+            best_step: state.best_step,
+            test_eer: None,
+            diagnosis: String::new(),
+            images_per_second: ips,
+            interrupted: true,
+        });
+    }
+    if !best_path.exists() {
+        bail!("no checkpoint was written: the run ended before the first epoch");
+    }
+    // Test EER of the best checkpoint on the held-out test people.
+    let mut best_vs = nn::VarStore::new(device);
+    let best_net = EmbeddingNet::new(&best_vs.root(), arch.clone());
+    best_vs.load(best_path)?;
+    let test_eer = if test_set.len() >= 2 && test_set.by_person.iter().filter(|v| !v.is_empty()).count() >= 2 {
+        Some(pair_scores(&embed_all(&best_net, &test_set.x), &test_set.y)?.eer().0)
+    } else {
+        None
+    };
+    let mut info = CheckpointInfo::load(best_path)?;
+    info.test_eer = test_eer;
+    write_atomic(&CheckpointInfo::path_for(best_path), serde_json::to_string_pretty(&info)?.as_bytes())?;
+    let diagnosis = crate::curves::diagnose(&state.metrics);
+    let plot = args.out.join("learning_curves.png");
+    match crate::curves::plot(&plot, &state.metrics) {
+        Ok(()) => eprintln!("learning curves: {}", plot.display()),
+        Err(e) => eprintln!("learning curves: not drawn ({e:#}); the figures are in metrics.csv"),
+    }
+    eprintln!("diagnosis: {diagnosis}");
+    eprintln!(
+        "best: step {} val EER {:.2}%{}; checkpoint {}",
+        state.best_step,
+        state.best_eer * 100.0,
+        test_eer.map(|t| format!(", test EER {:.2}% on {} held-out people", t * 100.0, test_set.by_person.len())).unwrap_or_default(),
+        best_path.display()
+    );
+    Ok(TrainSummary {
+        best_checkpoint: best_path.to_path_buf(),
+        best_val_eer: state.best_eer,
+        best_step: state.best_step,
+        test_eer,
+        diagnosis,
+        images_per_second: ips,
+        interrupted: false,
+    })
+}
+
+impl TrainArgs {
+    fn loss_name(&self) -> String {
+        match self.loss {
+            LossKind::Triplet => format!("triplet-{:?}", self.mining).to_lowercase(),
+            LossKind::Contrastive => "contrastive".into(),
+        }
+    }
+}
