@@ -13,9 +13,13 @@ pub const PLOT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 pub fn write_metrics_csv(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
     let mut s = String::from("epoch,step,phase,train_loss,val_loss,val_eer,lr\n");
     for r in rows {
-        s += &format!("{},{},{},{:.6},{:.6},{:.6},{:.6e}\n", r.epoch, r.step, r.phase, r.train_loss, r.val_loss, r.val_eer, r.lr);
+        s += &format!(
+            "{},{},{},{:.6},{:.6},{:.6},{:.6e}\n",
+            r.epoch, r.step, r.phase, r.train_loss, r.val_loss, r.val_eer, r.lr
+        );
     }
-    facegate_shared::gallery_file::write_atomic(path, s.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    facegate_shared::gallery_file::write_atomic(path, s.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads the diagnosis off the curves of the metric-loss phase:
@@ -59,7 +63,8 @@ pub fn diagnose(rows: &[EpochMetrics]) -> String {
 
 /// Draws training and validation loss (left) and validation EER (right) per epoch.
 pub fn plot(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
-    let font = std::fs::read(PLOT_FONT).with_context(|| format!("font {PLOT_FONT} missing (Debian fonts-dejavu-core)"))?;
+    let font =
+        std::fs::read(PLOT_FONT).with_context(|| format!("font {PLOT_FONT} missing (Debian fonts-dejavu-core)"))?;
     let font: &'static [u8] = Box::leak(font.into_boxed_slice());
     let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
     let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
@@ -74,8 +79,12 @@ pub fn plot(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
         .y_label_area_size(45)
         .build_cartesian_2d(0.0..n + 1.0, 0.0..max_loss)?;
     c.configure_mesh().x_desc("epoch").draw()?;
-    c.draw_series(LineSeries::new(rows.iter().map(|r| (r.epoch as f64, r.train_loss)), &BLUE))?.label("train").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-    c.draw_series(LineSeries::new(rows.iter().map(|r| (r.epoch as f64, r.val_loss)), &RED))?.label("validation").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+    c.draw_series(LineSeries::new(rows.iter().map(|r| (r.epoch as f64, r.train_loss)), &BLUE))?
+        .label("train")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+    c.draw_series(LineSeries::new(rows.iter().map(|r| (r.epoch as f64, r.val_loss)), &RED))?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
     c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     let max_eer = rows.iter().map(|r| r.val_eer * 100.0).fold(0.0f64, f64::max).max(1.0) * 1.1;
     let mut c = ChartBuilder::on(&right)
@@ -99,7 +108,15 @@ mod tests {
             .iter()
             .zip(eer)
             .enumerate()
-            .map(|(i, (&t, &e))| EpochMetrics { epoch: i + 1, step: (i + 1) * 10, phase: "triplet".into(), train_loss: t, val_loss: t, val_eer: e, lr: 1e-3 })
+            .map(|(i, (&t, &e))| EpochMetrics {
+                epoch: i + 1,
+                step: (i + 1) * 10,
+                phase: "triplet".into(),
+                train_loss: t,
+                val_loss: t,
+                val_eer: e,
+                lr: 1e-3,
+            })
             .collect()
     }
 

@@ -56,7 +56,8 @@ pub fn scan(dir: &Path) -> Result<(BTreeMap<String, Vec<ImageEntry>>, ScanReport
         move |source| DataError::Io { path, source }
     };
     let mut all: Vec<ImageEntry> = Vec::new();
-    let mut people: Vec<_> = std::fs::read_dir(dir).map_err(io(dir))?.collect::<Result<Vec<_>, _>>().map_err(io(dir))?;
+    let mut people: Vec<_> =
+        std::fs::read_dir(dir).map_err(io(dir))?.collect::<Result<Vec<_>, _>>().map_err(io(dir))?;
     people.sort_by_key(|e| e.file_name());
     for p in people.into_iter().filter(|e| e.path().is_dir()) {
         let person = p.file_name().to_string_lossy().into_owned();
@@ -64,7 +65,9 @@ pub fn scan(dir: &Path) -> Result<(BTreeMap<String, Vec<ImageEntry>>, ScanReport
             .map_err(io(&p.path()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| {
-                f.extension().and_then(|x| x.to_str()).is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_lowercase().as_str()))
+                f.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_lowercase().as_str()))
             })
             .collect();
         files.sort();
@@ -245,7 +248,10 @@ mod tests {
         assert_eq!(report.same_person_duplicates, 1);
         assert_eq!(report.too_few_images, ["a", "c"]);
         assert_eq!(people.keys().collect::<Vec<_>>(), ["b"]);
-        assert_eq!(people["b"].iter().map(|e| e.path.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["1.pgm", "3.pgm"]);
+        assert_eq!(
+            people["b"].iter().map(|e| e.path.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(),
+            ["1.pgm", "3.pgm"]
+        );
         assert!(matches!(scan(&d.path().join("nope")), Err(DataError::Missing(_))));
         let empty = tempfile::tempdir().unwrap();
         assert!(matches!(scan(empty.path()), Err(DataError::Empty(_))));

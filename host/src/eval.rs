@@ -3,7 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use facegate_face::{card_path_for, load_image, Encoder, FacePipeline, TractEncoder, YuNet};
-use facegate_shared::{gallery_file::write_atomic, open_set_false_accept, CalibratedThreshold, Embedding, ModelCard, Scores, Threshold};
+use facegate_shared::{
+    gallery_file::write_atomic, open_set_false_accept, CalibratedThreshold, Embedding, ModelCard, Scores, Threshold,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

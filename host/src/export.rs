@@ -2,11 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use facegate_face::{card_path_for, Encoder, TractEncoder};
+use facegate_shared::synthetic::SplitMix64;
 use facegate_shared::{
     gallery_file::write_atomic, CalibratedThreshold, CardMetrics, EmbeddingDim, Fingerprint, ModelCard, Threshold,
     ALIGNMENT_ARCFACE_5PT, CARD_VERSION, METRIC_UNIT_SPHERE,
 };
-use facegate_shared::synthetic::SplitMix64;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
@@ -18,8 +18,6 @@ use crate::train::CheckpointInfo;
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 /// Inputs compared in the parity check.
 pub const PARITY_INPUTS: usize = 8;
-/// FAR the card's recommended threshold is calibrated at (on the validation people).
-pub const CARD_TARGET_FAR: f64 = 1e-3;
 
 /// Flags of `facegate export`.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,7 +73,10 @@ pub fn load_checkpoint(path: &Path) -> Result<(nn::VarStore, EmbeddingNet, Check
 /// Runs the export.
 pub fn export(args: &ExportArgs, threshold: Option<(Threshold, f64, String)>) -> Result<ExportSummary> {
     let (_vs, net, info) = load_checkpoint(&args.checkpoint)?;
-    let name = args.name.clone().unwrap_or_else(|| args.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| args.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
     let training = format!(
         "facegate train on {} ({} training people; split by person, manifest {}); {} softmax pre-training steps, then {:?} loss with margin {}; seed {}; best at step {}",
         info.args.data.display(),
@@ -111,7 +112,9 @@ pub fn export(args: &ExportArgs, threshold: Option<(Threshold, f64, String)>) ->
         threshold: threshold.map(|(distance, far, data)| CalibratedThreshold { distance, far, data }),
         training: Some(training),
         metrics: CardMetrics { val_eer: Some(info.val_eer), test_eer: info.test_eer },
-        licence: Some("MIT OR Apache-2.0 (weights trained by Facegate on the ORL faces, AT&T Laboratories Cambridge)".into()),
+        licence: Some(
+            "MIT OR Apache-2.0 (weights trained by Facegate on the ORL faces, AT&T Laboratories Cambridge)".into(),
+        ),
     };
 
     // Parity: the same inputs through tch and through tract.
@@ -129,7 +132,12 @@ pub fn export(args: &ExportArgs, threshold: Option<(Threshold, f64, String)>) ->
         let diff = want.iter().zip(got.as_slice()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         worst = worst.max(diff);
         if i == 0 {
-            golden = Some(Golden { shape: vec![1, c as usize, side as usize, side as usize], input, embedding: want, tolerance: PARITY_TOLERANCE });
+            golden = Some(Golden {
+                shape: vec![1, c as usize, side as usize, side as usize],
+                input,
+                embedding: want,
+                tolerance: PARITY_TOLERANCE,
+            });
         }
     }
     if worst > PARITY_TOLERANCE {

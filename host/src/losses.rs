@@ -96,7 +96,8 @@ pub fn triplet_from_distances(d: &Tensor, labels: &Tensor, margin: f64, mining: 
         }
         Mining::SemiHard => {
             let n = semi_hard_indices(d, labels);
-            let dan = d.unsqueeze(1).expand(&[-1, d.size()[0], -1], false).gather(2, &n.unsqueeze(2), false).squeeze_dim(2);
+            let dan =
+                d.unsqueeze(1).expand([-1, d.size()[0], -1], false).gather(2, &n.unsqueeze(2), false).squeeze_dim(2);
             let samef = same.to_kind(Kind::Float);
             ((d - dan + margin).relu() * &samef).sum(Kind::Float) / samef.sum(Kind::Float).clamp_min(1.0)
         }

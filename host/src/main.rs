@@ -114,11 +114,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("pairs      {} genuine, {} impostor", report.genuine_pairs, report.impostor_pairs);
                 println!("AUC        {:.5}", report.auc);
                 println!("EER        {:.2}% at distance {:.3}", report.eer * 100.0, report.eer_threshold);
-                println!("TAR        {:.2}% at FAR 1e-2, {:.2}% at FAR 1e-3", report.tar_at_far_1e2 * 100.0, report.tar_at_far_1e3 * 100.0);
+                println!(
+                    "TAR        {:.2}% at FAR 1e-2, {:.2}% at FAR 1e-3",
+                    report.tar_at_far_1e2 * 100.0,
+                    report.tar_at_far_1e3 * 100.0
+                );
                 println!("rank-1     {:.2}%", report.rank1_identification * 100.0);
-                println!("threshold  {:.3} ({}): FAR {:.4}, TAR {:.2}%", report.threshold, report.threshold_source, report.far_at_threshold, report.tar_at_threshold * 100.0);
+                println!(
+                    "threshold  {:.3} ({}): FAR {:.4}, TAR {:.2}%",
+                    report.threshold,
+                    report.threshold_source,
+                    report.far_at_threshold,
+                    report.tar_at_threshold * 100.0
+                );
                 for (n, p) in &report.open_set_false_accept {
-                    println!("door 1:N   {n:>6} members: a stranger matches someone with probability {:.2}%", p * 100.0);
+                    println!(
+                        "door 1:N   {n:>6} members: a stranger matches someone with probability {:.2}%",
+                        p * 100.0
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -129,7 +142,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let t = scores.threshold_for_far(far)?;
             let what = format!("{} people of {}", emb.people.len(), people.data.display());
             let card = eval::write_threshold(&people.model, t, far, what)?;
-            println!("threshold {t:.4} at FAR <= {far} (measured {:.5}, TAR {:.2}%) written to the card of {}", scores.far(t), scores.tar(t) * 100.0, card.name);
+            println!(
+                "threshold {t:.4} at FAR <= {far} (measured {:.5}, TAR {:.2}%) written to the card of {}",
+                scores.far(t),
+                scores.tar(t) * 100.0,
+                card.name
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -142,11 +160,56 @@ mod cli_tests {
     #[test]
     fn train_flags_parse() {
         let cli = Cli::try_parse_from([
-            "facegate", "train", "--data", "d", "-o", "o", "--loss", "contrastive", "--mining", "semi-hard", "--margin", "1.2",
-            "--steps", "10", "--pretrain-steps", "0", "--epoch-steps", "5", "--people-per-batch", "4", "--images-per-person", "3",
-            "--lr", "0.01", "--weight-decay", "0", "--optimizer", "sgd", "--ema", "0", "--patience", "2", "--val-people", "2",
-            "--test-people", "2", "--init-from", "w.safetensors", "--freeze", "2", "--resume", "--no-augment", "--device", "cpu",
-            "--cache", "c", "--detector", "y.onnx", "--seed", "3",
+            "facegate",
+            "train",
+            "--data",
+            "d",
+            "-o",
+            "o",
+            "--loss",
+            "contrastive",
+            "--mining",
+            "semi-hard",
+            "--margin",
+            "1.2",
+            "--steps",
+            "10",
+            "--pretrain-steps",
+            "0",
+            "--epoch-steps",
+            "5",
+            "--people-per-batch",
+            "4",
+            "--images-per-person",
+            "3",
+            "--lr",
+            "0.01",
+            "--weight-decay",
+            "0",
+            "--optimizer",
+            "sgd",
+            "--ema",
+            "0",
+            "--patience",
+            "2",
+            "--val-people",
+            "2",
+            "--test-people",
+            "2",
+            "--init-from",
+            "w.safetensors",
+            "--freeze",
+            "2",
+            "--resume",
+            "--no-augment",
+            "--device",
+            "cpu",
+            "--cache",
+            "c",
+            "--detector",
+            "y.onnx",
+            "--seed",
+            "3",
         ])
         .unwrap();
         let Command::Train(a) = cli.command else { panic!("train") };

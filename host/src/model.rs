@@ -178,7 +178,11 @@ impl EmbeddingNet {
         let s = c.input_size;
         let px = |d: i64| (s / d) * (s / d);
         let res = |cin: i64, cout: i64, d: i64| px(d) * (cin * cout * 9 + cout * cout * 9 + cin * cout);
-        px(1) * c.in_channels * c0 * 9 + res(c0, c1, 2) + res(c1, c2, 4) + res(c2, c3, 8) + px(8) * c3 * c4
+        px(1) * c.in_channels * c0 * 9
+            + res(c0, c1, 2)
+            + res(c1, c2, 4)
+            + res(c2, c3, 8)
+            + px(8) * c3 * c4
             + px(8) * c4 * c.embedding_dim
     }
 }

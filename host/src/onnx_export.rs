@@ -3,7 +3,7 @@
 //! Batch-norm is folded into the preceding convolution or fully connected layer; dropout is
 //! dropped; the L2 normalisation is part of the graph, so the output is already a unit vector.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use prost::Message;
 use tch::{nn, Device, Tensor};
 use tract_onnx::pb::{
@@ -34,7 +34,13 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
 }
 
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims.iter().map(|&d| tract_onnx::pb::tensor_shape_proto::Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() }).collect();
+    let dim = dims
+        .iter()
+        .map(|&d| tract_onnx::pb::tensor_shape_proto::Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -58,11 +64,23 @@ struct Graph {
 impl Graph {
     fn init(&mut self, name: &str, dims: &[i64], data: Vec<f32>) -> String {
         let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.inits.push(TensorProto { name: name.into(), dims: dims.to_vec(), data_type: DataType::Float as i32, raw_data: raw, ..Default::default() });
+        self.inits.push(TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: DataType::Float as i32,
+            raw_data: raw,
+            ..Default::default()
+        });
         name.into()
     }
     fn init_i64(&mut self, name: &str, data: &[i64]) -> String {
-        self.inits.push(TensorProto { name: name.into(), dims: vec![data.len() as i64], data_type: DataType::Int64 as i32, int64_data: data.to_vec(), ..Default::default() });
+        self.inits.push(TensorProto {
+            name: name.into(),
+            dims: vec![data.len() as i64],
+            data_type: DataType::Int64 as i32,
+            int64_data: data.to_vec(),
+            ..Default::default()
+        });
         name.into()
     }
     fn node(&mut self, name: &str, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
@@ -91,7 +109,16 @@ impl Graph {
         let wn = self.init(&format!("{name}.weight"), &size, folded);
         let bn_ = self.init(&format!("{name}.bias"), &[o], shift);
         let p = k / 2;
-        Ok(self.node(name, "Conv", &[x, &wn, &bn_], vec![attr_ints("kernel_shape", &[k, k]), attr_ints("strides", &[stride, stride]), attr_ints("pads", &[p, p, p, p])]))
+        Ok(self.node(
+            name,
+            "Conv",
+            &[x, &wn, &bn_],
+            vec![
+                attr_ints("kernel_shape", &[k, k]),
+                attr_ints("strides", &[stride, stride]),
+                attr_ints("pads", &[p, p, p, p]),
+            ],
+        ))
     }
 
     fn prelu(&mut self, name: &str, x: &str, a: &PRelu) -> Result<String> {
@@ -188,14 +215,11 @@ pub fn encoder_to_onnx(net: &EmbeddingNet, metadata: &[(String, String)]) -> Res
             output: vec![value_info(OUTPUT_NAME, &[1, cfg.embedding_dim])],
             ..Default::default()
         }),
-        metadata_props: metadata.iter().map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() }).collect(),
+        metadata_props: metadata
+            .iter()
+            .map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() })
+            .collect(),
         ..Default::default()
     };
     Ok(model.encode_to_vec())
-}
-
-/// Reads `metadata_props` back (for `facegate export` checks and tests).
-pub fn onnx_metadata(bytes: &[u8]) -> Result<Vec<(String, String)>> {
-    let m = ModelProto::decode(bytes).context("not an ONNX model")?;
-    Ok(m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
 }

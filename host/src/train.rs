@@ -155,7 +155,11 @@ impl TrainArgs {
             bail!("--margin {m} must be in (0, 2]: distances between unit embeddings lie in [0, 2]");
         }
         if self.people_per_batch < 2 || self.images_per_person < 2 {
-            bail!("batches need at least 2 people and 2 images per person (got P={}, K={})", self.people_per_batch, self.images_per_person);
+            bail!(
+                "batches need at least 2 people and 2 images per person (got P={}, K={})",
+                self.people_per_batch,
+                self.images_per_person
+            );
         }
         if self.steps == 0 || self.epoch_steps == 0 {
             bail!("--steps and --epoch-steps must be positive");
@@ -273,7 +277,8 @@ impl FaceSet {
 pub fn embed_all(net: &EmbeddingNet, x: &Tensor) -> Tensor {
     tch::no_grad(|| {
         let n = x.size()[0];
-        let chunks: Vec<Tensor> = (0..n).step_by(256).map(|s| net.embed_t(&x.narrow(0, s, (n - s).min(256)), false)).collect();
+        let chunks: Vec<Tensor> =
+            (0..n).step_by(256).map(|s| net.embed_t(&x.narrow(0, s, (n - s).min(256)), false)).collect();
         Tensor::cat(&chunks, 0)
     })
 }
@@ -399,7 +404,10 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         args.seed,
         splits_path.display()
     );
-    if !report.cross_person_duplicates.is_empty() || report.same_person_duplicates > 0 || !report.too_few_images.is_empty() {
+    if !report.cross_person_duplicates.is_empty()
+        || report.same_person_duplicates > 0
+        || !report.too_few_images.is_empty()
+    {
         eprintln!(
             "data: excluded {} duplicate groups across people, {} duplicates within a person, {} people with fewer than 2 images",
             report.cross_person_duplicates.len(),
@@ -410,7 +418,8 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
 
     // Detect and align every image once (cached).
     let finder = FaceFinder::new(YuNet::load(&args.detector)?);
-    let load_split = |split: &[String]| -> Result<(Vec<(usize, Vec<f32>)>, Vec<crate::data::Rejected>)> {
+    type Faces = Vec<(usize, Vec<f32>)>;
+    let load_split = |split: &[String]| -> Result<(Faces, Vec<crate::data::Rejected>)> {
         let entries: Vec<_> = split.iter().flat_map(|p| people[p].iter().cloned()).collect();
         let bar = crate::progress::bar(entries.len() as u64, "aligning faces");
         let (crops, rejected) = aligned_crops(&finder, &entries, &spec, &args.cache, &bar);
@@ -450,7 +459,8 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     let mut ema_vs = nn::VarStore::new(device);
     let ema_net = EmbeddingNet::new(&ema_vs.root(), arch.clone());
     let head_vs = nn::VarStore::new(device);
-    let head = nn::linear(head_vs.root() / "classifier", arch.embedding_dim, splits.train.len() as i64, Default::default());
+    let head =
+        nn::linear(head_vs.root() / "classifier", arch.embedding_dim, splits.train.len() as i64, Default::default());
     if let Some(init) = &args.init_from {
         let mut tmp = nn::VarStore::new(device);
         let _ = EmbeddingNet::new(&tmp.root(), arch.clone());
@@ -458,7 +468,10 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         copy_vars(&vs, &tmp)?;
         eprintln!("model: initialised from {}", init.display());
     }
-    let frozen: Vec<&str> = ["stem", "block1", "block2", "block3"].into_iter().take(if args.freeze > 0 { args.freeze + 1 } else { 0 }).collect();
+    let frozen: Vec<&str> = ["stem", "block1", "block2", "block3"]
+        .into_iter()
+        .take(if args.freeze > 0 { args.freeze + 1 } else { 0 })
+        .collect();
     let mut params: Vec<(String, Tensor)> = Vec::new();
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -472,7 +485,8 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
             params.push((name, t));
         }
     }
-    let mut head_params: Vec<(String, Tensor)> = head_vs.variables().into_iter().map(|(n, t)| (format!("head.{n}"), t)).collect();
+    let mut head_params: Vec<(String, Tensor)> =
+        head_vs.variables().into_iter().map(|(n, t)| (format!("head.{n}"), t)).collect();
     head_params.sort_by(|a, b| a.0.cmp(&b.0));
     let n_params = parameter_count(&vs);
     eprintln!(
@@ -505,7 +519,8 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     };
     if args.resume {
         let s: RunState = serde_json::from_str(
-            &std::fs::read_to_string(last.join("state.json")).with_context(|| format!("--resume: no run to resume in {}", last.display()))?,
+            &std::fs::read_to_string(last.join("state.json"))
+                .with_context(|| format!("--resume: no run to resume in {}", last.display()))?,
         )?;
         let mut vs_mut = vs;
         vs_mut.load(last.join("encoder.safetensors"))?;
@@ -515,9 +530,51 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         opt.load_state(&Tensor::read_safetensors(last.join("optimizer.safetensors"))?)?;
         eprintln!("resume: continuing from step {}", s.step);
         state = s;
-        return run_loop(args, device, &arch, &spec, &splits_path, vs_mut, ema_vs, ema_net, net, head_mut, head, opt, state, &train_set, &val_set, &test_set, &train_people, &best_path, &last, interrupt);
+        return run_loop(
+            args,
+            device,
+            &arch,
+            &spec,
+            &splits_path,
+            vs_mut,
+            ema_vs,
+            ema_net,
+            net,
+            head_mut,
+            head,
+            opt,
+            state,
+            &train_set,
+            &val_set,
+            &test_set,
+            &train_people,
+            &best_path,
+            &last,
+            interrupt,
+        );
     }
-    run_loop(args, device, &arch, &spec, &splits_path, vs, ema_vs, ema_net, net, head_vs, head, opt, state, &train_set, &val_set, &test_set, &train_people, &best_path, &last, interrupt)
+    run_loop(
+        args,
+        device,
+        &arch,
+        &spec,
+        &splits_path,
+        vs,
+        ema_vs,
+        ema_net,
+        net,
+        head_vs,
+        head,
+        opt,
+        state,
+        &train_set,
+        &val_set,
+        &test_set,
+        &train_people,
+        &best_path,
+        &last,
+        interrupt,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -558,7 +615,10 @@ fn run_loop(
         ema_vs.save(last.join("ema.safetensors"))?;
         head_vs.save(last.join("classifier.safetensors"))?;
         let st = opt.state();
-        Tensor::write_safetensors(&st.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(), last.join("optimizer.safetensors"))?;
+        Tensor::write_safetensors(
+            &st.iter().map(|(n, t)| (n.as_str(), t)).collect::<Vec<_>>(),
+            last.join("optimizer.safetensors"),
+        )?;
         write_atomic(&last.join("state.json"), serde_json::to_string(state)?.as_bytes())?;
         Ok(())
     };
@@ -573,7 +633,11 @@ fn run_loop(
         }
         let step = state.step;
         let pretraining = step < args.pretrain_steps;
-        let lr = if pretraining { cosine_lr(args.lr, step, args.pretrain_steps) } else { cosine_lr(args.lr, step - args.pretrain_steps, args.steps) };
+        let lr = if pretraining {
+            cosine_lr(args.lr, step, args.pretrain_steps)
+        } else {
+            cosine_lr(args.lr, step - args.pretrain_steps, args.steps)
+        };
         tch::manual_seed((args.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
         let mut rng = SplitMix64::new(args.seed.wrapping_mul(0x9E37_79B9).wrapping_add(step as u64));
         let idx = Tensor::from_slice(&sample_batch(train_set, train_people, p, k, &mut rng)).to_device(device);
@@ -597,7 +661,7 @@ fn run_loop(
         bar.inc(1);
         bar.set_message(format!("loss {:.4}", state.epoch_loss_sum / state.epoch_loss_n as f64));
 
-        if state.step % args.epoch_steps == 0 || state.step == total {
+        if state.step.is_multiple_of(args.epoch_steps) || state.step == total {
             bar.finish_and_clear();
             let epoch = state.step.div_ceil(args.epoch_steps);
             let e = embed_all(eval_net, &val_set.x);
@@ -615,7 +679,14 @@ fn run_loop(
             let ips = ((state.step - start_step) * p * k) as f64 / started.elapsed().as_secs_f64();
             eprintln!(
                 "epoch {:>3} step {:>5} [{}] train loss {:.4}  val loss {:.4}  val EER {:5.2}%  lr {:.2e}  {:.0} img/s",
-                row.epoch, row.step, row.phase, row.train_loss, row.val_loss, row.val_eer * 100.0, row.lr, ips
+                row.epoch,
+                row.step,
+                row.phase,
+                row.train_loss,
+                row.val_loss,
+                row.val_eer * 100.0,
+                row.lr,
+                ips
             );
             state.metrics.push(row);
             state.epoch_loss_sum = 0.0;
@@ -637,7 +708,10 @@ fn run_loop(
                         train_people: train_people.len(),
                         splits: splits_path.to_path_buf(),
                     };
-                    write_atomic(&CheckpointInfo::path_for(best_path), serde_json::to_string_pretty(&info)?.as_bytes())?;
+                    write_atomic(
+                        &CheckpointInfo::path_for(best_path),
+                        serde_json::to_string_pretty(&info)?.as_bytes(),
+                    )?;
                 } else if !pretraining {
                     state.bad_epochs += 1;
                     if state.bad_epochs >= args.patience {
@@ -692,7 +766,9 @@ fn run_loop(
         "best: step {} val EER {:.2}%{}; checkpoint {}",
         state.best_step,
         state.best_eer * 100.0,
-        test_eer.map(|t| format!(", test EER {:.2}% on {} held-out people", t * 100.0, test_set.by_person.len())).unwrap_or_default(),
+        test_eer
+            .map(|t| format!(", test EER {:.2}% on {} held-out people", t * 100.0, test_set.by_person.len()))
+            .unwrap_or_default(),
         best_path.display()
     );
     Ok(TrainSummary {

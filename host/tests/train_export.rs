@@ -1,0 +1,111 @@
+//! End-to-end: the real `facegate` binary trains on a few ORL people, resumes an interrupted run
+//! to the same weights, and exports ONNX that tract runs like tch. Needs `make setup`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A data folder linking 8 ORL people.
+fn small_orl(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 1..=8 {
+        let src = root().join(format!("data/orl/s{i}"));
+        assert!(src.exists(), "{} missing: run `make setup`", src.display());
+        std::os::unix::fs::symlink(&src, data.join(format!("s{i}"))).unwrap();
+    }
+    data
+}
+
+fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .current_dir(root())
+        .args(["train", "--data"])
+        .arg(data)
+        .arg("-o")
+        .arg(out)
+        .args(["--val-people", "2", "--test-people", "2", "--people-per-batch", "4", "--images-per-person", "4"])
+        .args(["--pretrain-steps", "6", "--steps", "12", "--epoch-steps", "6", "--device", "cpu", "--seed", "11"])
+        .arg("--cache")
+        .arg(root().join(".cache"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn train_resume_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_orl(dir.path());
+
+    let full = dir.path().join("full");
+    let out = train(&data, &full, &[]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("split by person 4 train / 2 val / 2 test"), "{log}");
+    assert!(log.contains("diagnosis:"), "{log}");
+    let metrics = std::fs::read_to_string(full.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 1 + 3, "header + 3 epochs:\n{metrics}");
+    assert!(full.join("learning_curves.png").exists());
+    let splits: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("splits.json")).unwrap()).unwrap();
+    let people =
+        |k: &str| splits[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let (tr, va, te) = (people("train"), people("val"), people("test"));
+    assert!(
+        tr.iter().all(|p| !va.contains(p) && !te.contains(p)) && va.iter().all(|p| !te.contains(p)),
+        "no person in two splits"
+    );
+
+    // interrupted after 9 steps, then resumed: the same final weights as the uninterrupted run
+    let resumed = dir.path().join("resumed");
+    let out = train(&data, &resumed, &["--stop-after", "9"]);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = train(&data, &resumed, &["--resume"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["last/encoder.safetensors", "last/ema.safetensors", "best.safetensors"] {
+        assert_eq!(
+            std::fs::read(full.join(f)).unwrap(),
+            std::fs::read(resumed.join(f)).unwrap(),
+            "{f} differs after resume"
+        );
+    }
+    assert_eq!(metrics, std::fs::read_to_string(resumed.join("metrics.csv")).unwrap());
+
+    // export: parity between tch and tract is checked by the command itself
+    let onnx = dir.path().join("enc.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("export")
+        .arg(full.join("best.safetensors"))
+        .arg("-o")
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    let card = facegate_shared::ModelCard::load(&onnx.with_extension("card.json")).unwrap();
+    assert!(card.check_fingerprint(&std::fs::read(&onnx).unwrap()).is_ok());
+    assert!(card.normalised_in_graph);
+    assert!(onnx.with_extension("golden.json").exists());
+}
+
+#[test]
+fn bad_data_folders_fail_before_work_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = train(&dir.path().join("missing"), &dir.path().join("o"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = train(&dir.path().join("missing"), &dir.path().join("o"), &["--margin", "3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[0, 2]"));
+    let one = dir.path().join("one");
+    std::fs::create_dir_all(one.join("a")).unwrap();
+    std::fs::copy(root().join("data/orl/s1/1.pgm"), one.join("a/1.pgm")).unwrap();
+    std::fs::copy(root().join("data/orl/s1/2.pgm"), one.join("a/2.pgm")).unwrap();
+    let out = train(&one, &dir.path().join("o"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need at least"), "{}", String::from_utf8_lossy(&out.stderr));
+}
