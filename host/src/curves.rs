@@ -129,7 +129,10 @@ mod tests {
         assert!(over.starts_with("overfitting from epoch 2"), "{over}");
         assert!(diagnose(&rows(&[1.0, 0.5, 0.3, 0.25], &[0.2, 0.1, 0.06, 0.05])).starts_with("good fit"));
         // this repository's ORL run: best 0.5 % then about 1.1 % for four epochs
-        let orl = diagnose(&rows(&[0.14, 0.076, 0.043, 0.025, 0.011, 0.006], &[0.005, 0.0056, 0.0111, 0.0111, 0.0111, 0.0117]));
+        let orl = diagnose(&rows(
+            &[0.14, 0.076, 0.043, 0.025, 0.011, 0.006],
+            &[0.005, 0.0056, 0.0111, 0.0111, 0.0111, 0.0117],
+        ));
         assert!(orl.starts_with("overfitting from epoch 1"), "{orl}");
     }
 }
