@@ -6,6 +6,7 @@ mod curves;
 mod data;
 mod eval;
 mod export;
+mod gallery_cmd;
 mod losses;
 mod model;
 mod onnx_export;
@@ -14,6 +15,7 @@ mod progress;
 mod train;
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -56,6 +58,79 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the ed25519 key pair that signs galleries (the secret file is owner-only).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Enrol a member from one or more photos (each with exactly one face) into a signed gallery.
+    ///
+    /// Creates the gallery if absent; refuses a gallery made with another encoder or signed with
+    /// another key; warns when the face already matches another member.
+    Enroll(gallery_cmd::EnrollArgs),
+    /// List, show, remove, renew or rename members. Removal deletes the embeddings from the file.
+    Members {
+        /// Gallery file.
+        #[arg(long)]
+        gallery: PathBuf,
+        /// Signing key.
+        #[arg(long, default_value = gallery_cmd::DEFAULT_SECRET_KEY)]
+        key: PathBuf,
+        /// JSON output (list).
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        cmd: gallery_cmd::MembersCmd,
+    },
+    /// Inspect a gallery file (header, counts, signer).
+    Gallery {
+        #[command(subcommand)]
+        cmd: GalleryCmd,
+    },
+    /// 1:1: are the faces in two photos the same person? Exit 0 same, 1 different.
+    Verify {
+        photo_a: PathBuf,
+        photo_b: PathBuf,
+        #[command(flatten)]
+        model: gallery_cmd::ModelArgs,
+        /// Distance threshold (default: the model card's).
+        #[arg(long)]
+        threshold: Option<f32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// 1:N: who is this? Exit 0 granted, 1 denied (unknown, expired, ambiguous).
+    Identify {
+        photo: PathBuf,
+        #[arg(long)]
+        gallery: PathBuf,
+        /// Public key the gallery must be signed with.
+        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
+        trust: PathBuf,
+        #[command(flatten)]
+        model: gallery_cmd::ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The K members who look most like the face in a photo, best first.
+    Rank {
+        photo: PathBuf,
+        #[arg(long)]
+        gallery: PathBuf,
+        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
+        trust: PathBuf,
+        #[command(flatten)]
+        model: gallery_cmd::ModelArgs,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks that print JSON.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
     /// Calibrate the threshold for a target false-accept rate and write it into the model card.
     Calibrate {
         #[command(flatten)]
@@ -63,6 +138,45 @@ enum Command {
         /// Target per-comparison false-accept rate.
         #[arg(long, default_value_t = 1e-3)]
         far: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Write a new key pair.
+    Init {
+        #[arg(long, default_value = gallery_cmd::DEFAULT_SECRET_KEY)]
+        secret: PathBuf,
+        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
+        public: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum GalleryCmd {
+    /// Print the header and counts.
+    Inspect {
+        gallery: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// 1:N search on synthetic unit vectors: build time, median and p99 query latency, memory.
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        members: usize,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        #[arg(long, default_value_t = 128)]
+        dim: usize,
+        /// brute, flat, sq8 (default), linfa-linear, linfa-kdtree, linfa-balltree.
+        #[arg(long, default_value = "sq8")]
+        index: String,
+        #[arg(long, default_value_t = 1)]
+        k: usize,
     },
 }
 
@@ -135,6 +249,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { cmd: KeysCmd::Init { secret, public } } => {
+            gallery_cmd::keys_init(&secret, &public)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enroll(a) => gallery_cmd::enroll(&a),
+        Command::Members { gallery, key, json, cmd } => gallery_cmd::members(&gallery, &key, &cmd, json),
+        Command::Gallery { cmd: GalleryCmd::Inspect { gallery, json } } => gallery_cmd::inspect(&gallery, json),
+        Command::Verify { photo_a, photo_b, model, threshold, json } => {
+            gallery_cmd::verify_photos(&model, &photo_a, &photo_b, threshold, json)
+        }
+        Command::Identify { photo, gallery, trust, model, json } => {
+            gallery_cmd::identify(&photo, &gallery, &trust, &model, json)
+        }
+        Command::Rank { photo, gallery, trust, model, top, json } => {
+            gallery_cmd::rank(&photo, &gallery, &trust, &model, top, json)
+        }
+        Command::Bench { cmd: BenchCmd::Search { members, queries, dim, index, k } } => {
+            gallery_cmd::bench_search(members, queries, dim, &index, k)
         }
         Command::Calibrate { people, far } => {
             let (emb, _) = eval::embed_people(&people)?;
@@ -223,5 +356,95 @@ mod cli_tests {
         assert!(b.validate().unwrap_err().to_string().contains("[0, 2]"));
         assert!(Cli::try_parse_from(["facegate", "train"]).is_err(), "--data is required");
         assert!(Cli::try_parse_from(["facegate", "train", "--data", "d", "--loss", "hinge"]).is_err());
+    }
+
+    #[test]
+    fn front_desk_flags_parse() {
+        let c = Cli::try_parse_from([
+            "facegate",
+            "enroll",
+            "--gallery",
+            "g",
+            "--model",
+            "m.onnx",
+            "--detector",
+            "y.onnx",
+            "--id",
+            "17",
+            "--name",
+            "Anna",
+            "--valid-from",
+            "2026-01-01",
+            "--valid-until",
+            "2026-12-31",
+            "--key",
+            "k",
+            "a.jpg",
+            "b.jpg",
+        ])
+        .unwrap();
+        let Command::Enroll(a) = c.command else { panic!("enroll") };
+        assert_eq!((a.id.as_str(), a.photos.len(), a.valid_until.as_deref()), ("17", 2, Some("2026-12-31")));
+        assert!(
+            Cli::try_parse_from(["facegate", "enroll", "--gallery", "g", "--id", "1", "--name", "x"]).is_err(),
+            "photos required"
+        );
+        let c = Cli::try_parse_from([
+            "facegate",
+            "members",
+            "--gallery",
+            "g",
+            "renew",
+            "17",
+            "--valid-until",
+            "2027-01-01",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Members { cmd: gallery_cmd::MembersCmd::Renew { .. }, .. }));
+        let c = Cli::try_parse_from(["facegate", "identify", "p.jpg", "--gallery", "g", "--trust", "k.pub", "--json"])
+            .unwrap();
+        assert!(matches!(c.command, Command::Identify { json: true, .. }));
+        let c = Cli::try_parse_from(["facegate", "rank", "p.jpg", "--gallery", "g", "--top", "3"]).unwrap();
+        assert!(matches!(c.command, Command::Rank { top: 3, .. }));
+        let c = Cli::try_parse_from(["facegate", "verify", "a.jpg", "b.jpg", "--threshold", "0.9"]).unwrap();
+        assert!(matches!(c.command, Command::Verify { threshold: Some(t), .. } if t == 0.9));
+        let c = Cli::try_parse_from([
+            "facegate",
+            "bench",
+            "search",
+            "--members",
+            "1000",
+            "--queries",
+            "5",
+            "--index",
+            "flat",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Bench { cmd: BenchCmd::Search { members: 1000, queries: 5, .. } }));
+        let c = Cli::try_parse_from(["facegate", "gallery", "inspect", "g", "--json"]).unwrap();
+        assert!(matches!(c.command, Command::Gallery { cmd: GalleryCmd::Inspect { json: true, .. } }));
+        let c = Cli::try_parse_from(["facegate", "keys", "init", "--secret", "s", "--public", "p"]).unwrap();
+        assert!(matches!(c.command, Command::Keys { .. }));
+        let c = Cli::try_parse_from([
+            "facegate",
+            "calibrate",
+            "--model",
+            "m",
+            "--data",
+            "d",
+            "--splits",
+            "s.json",
+            "--split",
+            "val",
+            "--far",
+            "0.01",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Calibrate { far, .. } if far == 0.01));
+        let c =
+            Cli::try_parse_from(["facegate", "eval", "--model", "m", "--data", "d", "--json", "--out", "o"]).unwrap();
+        assert!(matches!(c.command, Command::Eval { json: true, .. }));
+        let c = Cli::try_parse_from(["facegate", "export", "ck.safetensors", "-o", "m.onnx", "--name", "x"]).unwrap();
+        assert!(matches!(c.command, Command::Export(_)));
     }
 }

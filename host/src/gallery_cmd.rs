@@ -1,0 +1,395 @@
+//! Front-desk commands: keys, enrolment, members, gallery inspection, and the four matching uses
+//! (verify 1:1, identify 1:N, rank top-k, search benchmarks). Every gallery written is signed.
+
+use anyhow::{bail, Context, Result};
+use facegate_face::{load_image, Encoder, FacePipeline, TractEncoder, YuNet};
+use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
+use facegate_shared::{
+    gallery_file, keys, verify, Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, Gallery,
+    IndexKind, Matcher, Member, MemberId, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN, DEFAULT_INDEX,
+};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Default key locations.
+pub const DEFAULT_SECRET_KEY: &str = "keys/facegate.secret";
+pub const DEFAULT_PUBLIC_KEY: &str = "keys/facegate.pub";
+/// Default encoder.
+pub const DEFAULT_MODEL: &str = "models/facegate-default.onnx";
+/// Default detector.
+pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
+
+/// Model and detector flags shared by commands that look at photos.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Encoder ONNX with its `.card.json` beside it.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// YuNet detector model.
+    #[arg(long, default_value = DEFAULT_DETECTOR)]
+    pub detector: PathBuf,
+}
+
+impl ModelArgs {
+    /// Loads the one pipeline the door unit also uses.
+    pub fn pipeline(&self) -> Result<FacePipeline<YuNet, TractEncoder>> {
+        Ok(FacePipeline::new(YuNet::load(&self.detector)?, TractEncoder::load(&self.model)?))
+    }
+}
+
+/// Embeds the single face of a photo, naming the photo in any error.
+pub fn embed_photo(p: &FacePipeline<YuNet, TractEncoder>, photo: &Path) -> Result<Embedding> {
+    let img = load_image(photo).with_context(|| format!("photo {}", photo.display()))?;
+    Ok(p.embed_one(&img).with_context(|| format!("photo {}", photo.display()))?.embedding)
+}
+
+/// The threshold in the model card, or an error saying how to get one.
+pub fn card_threshold(enc: &TractEncoder) -> Result<Threshold> {
+    enc.card().threshold.as_ref().map(|t| t.distance).with_context(|| {
+        format!("model {} has no calibrated threshold; run `facegate calibrate` or pass --threshold", enc.card().name)
+    })
+}
+
+/// Reads a gallery the host itself signed (or refuses one signed by another key).
+pub fn load_own_gallery(path: &Path, key: &SigningKey) -> Result<Gallery> {
+    let signed = gallery_file::load(path).with_context(|| format!("gallery {}", path.display()))?;
+    signed.trusted(&[key.verifying_key()]).with_context(|| format!("gallery {}", path.display()))
+}
+
+/// Saves with the revision counter raised and the host's signature.
+pub fn save_gallery(path: &Path, g: &mut Gallery, key: &SigningKey) -> Result<()> {
+    g.revision += 1;
+    gallery_file::save(path, g, Some(key)).with_context(|| format!("writing gallery {}", path.display()))
+}
+
+/// `facegate keys init`.
+pub fn keys_init(secret: &Path, public: &Path) -> Result<()> {
+    if let Some(d) = secret.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    if let Some(d) = public.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let key = keys::generate_signing_key()?;
+    keys::write_key_pair(&key, secret, public)?;
+    println!(
+        "signing key {} (owner-only), public key {} (copy it to the door units)",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+/// Flags of `facegate enroll`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnrollArgs {
+    /// Gallery file (created if absent).
+    #[arg(long)]
+    pub gallery: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Member id as on the membership card.
+    #[arg(long)]
+    pub id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// First valid day (YYYY-MM-DD).
+    #[arg(long)]
+    pub valid_from: Option<String>,
+    /// Last valid day (YYYY-MM-DD).
+    #[arg(long)]
+    pub valid_until: Option<String>,
+    /// Signing key.
+    #[arg(long, default_value = DEFAULT_SECRET_KEY)]
+    pub key: PathBuf,
+    /// Photos, each with exactly one face.
+    #[arg(required = true)]
+    pub photos: Vec<PathBuf>,
+}
+
+/// `facegate enroll`: nothing is written unless every photo is usable.
+pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
+    let id = MemberId::new(&a.id)?;
+    facegate_shared::check_name(&a.name)?;
+    let validity = Validity {
+        from: a.valid_from.as_deref().map(Date::parse).transpose()?,
+        until: a.valid_until.as_deref().map(Date::parse).transpose()?,
+        active: true,
+    };
+    let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
+    let p = a.model.pipeline()?;
+    let card = p.encoder.card().clone();
+    let threshold = card_threshold(&p.encoder)?;
+    let mut gallery = if a.gallery.exists() {
+        let g = load_own_gallery(&a.gallery, &key)?;
+        g.check_encoder(&card.fingerprint)?;
+        g
+    } else {
+        Gallery::new(card.fingerprint, card.embedding_dim, threshold)
+    };
+    let embeddings = a.photos.iter().map(|ph| embed_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
+    if !gallery.members().is_empty() {
+        let m = Matcher::new(gallery.clone(), DEFAULT_INDEX)?;
+        for e in &embeddings {
+            if let Some(r) = m.rank(e, 1)?.first().filter(|r| gallery.threshold.accepts(r.distance) && r.member != id) {
+                eprintln!("warning: this face may already be enrolled as #{} (distance {:.3})", r.member, r.distance);
+            }
+        }
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let n = embeddings.len();
+    gallery.add(Member { id: id.clone(), name: a.name.clone(), validity, enrolled_at: now, embeddings })?;
+    save_gallery(&a.gallery, &mut gallery, &key)?;
+    println!(
+        "enrolled #{id} {} from {n} photo(s); gallery {} has {} members (revision {})",
+        a.name,
+        a.gallery.display(),
+        gallery.members().len(),
+        gallery.revision
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `facegate members ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MembersCmd {
+    /// List members.
+    List,
+    /// Show one member.
+    Show { id: String },
+    /// Remove a member and delete their embeddings from the file.
+    Remove { id: String },
+    /// Change a member's last valid day.
+    Renew {
+        id: String,
+        #[arg(long)]
+        valid_until: String,
+    },
+    /// Change a member's display name.
+    Rename { id: String, name: String },
+}
+
+/// Runs a members command.
+pub fn members(gallery: &Path, key: &Path, cmd: &MembersCmd, json: bool) -> Result<ExitCode> {
+    let key = keys::read_signing_key(key)?;
+    let mut g = load_own_gallery(gallery, &key)?;
+    let show = |m: &Member| {
+        format!(
+            "{:<12} {:<28} {:>2} photo(s)  valid {} .. {}{}",
+            m.id.as_str(),
+            m.name,
+            m.embeddings.len(),
+            m.validity.from.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            m.validity.until.map(|d| d.to_string()).unwrap_or_else(|| "-".into()),
+            if m.validity.active { "" } else { "  (suspended)" }
+        )
+    };
+    match cmd {
+        MembersCmd::List => {
+            if json {
+                let v: Vec<_> = g.members().iter().map(|m| serde_json::json!({"id": m.id.as_str(), "name": m.name, "photos": m.embeddings.len(), "valid_from": m.validity.from.map(|d| d.to_string()), "valid_until": m.validity.until.map(|d| d.to_string()), "active": m.validity.active})).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for m in g.members() {
+                    println!("{}", show(m));
+                }
+            }
+        }
+        MembersCmd::Show { id } => {
+            let m = g.member(&MemberId::new(id)?).with_context(|| format!("no member #{id}"))?;
+            println!("{}", show(m));
+        }
+        MembersCmd::Remove { id } => {
+            let m = g.remove(&MemberId::new(id)?)?;
+            save_gallery(gallery, &mut g, &key)?;
+            println!("removed #{} {} and their {} embedding(s)", m.id, m.name, m.embeddings.len());
+        }
+        MembersCmd::Renew { id, valid_until } => {
+            let d = Date::parse(valid_until)?;
+            g.member_mut(&MemberId::new(id)?)?.validity.until = Some(d);
+            save_gallery(gallery, &mut g, &key)?;
+            println!("#{id} valid until {d}");
+        }
+        MembersCmd::Rename { id, name } => {
+            facegate_shared::check_name(name)?;
+            g.member_mut(&MemberId::new(id)?)?.name = name.clone();
+            save_gallery(gallery, &mut g, &key)?;
+            println!("#{id} is now {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `facegate gallery inspect`: header, counts, signer (no key needed).
+pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
+    let t = std::time::Instant::now();
+    let bytes = std::fs::read(gallery).with_context(|| format!("gallery {}", gallery.display()))?;
+    let s = gallery_file::decode(&bytes).with_context(|| format!("gallery {}", gallery.display()))?;
+    let g = &s.gallery;
+    let v = serde_json::json!({
+        "file": gallery.display().to_string(),
+        "bytes": bytes.len(),
+        "members": g.members().len(),
+        "embeddings": g.embedding_count(),
+        "dim": g.dim.get(),
+        "threshold": g.threshold.get(),
+        "revision": g.revision,
+        "encoder": g.encoder.to_string(),
+        "signed_by": s.signer.map(|k| hex::encode(k.as_bytes())),
+        "read_ms": t.elapsed().as_secs_f64() * 1e3,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (k, val) in v.as_object().expect("object") {
+            println!("{k:<12} {val}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `facegate verify A B`: 1:1.
+pub fn verify_photos(m: &ModelArgs, a: &Path, b: &Path, threshold: Option<f32>, json: bool) -> Result<ExitCode> {
+    let p = m.pipeline()?;
+    let t = match threshold {
+        Some(t) => Threshold::new(t)?,
+        None => card_threshold(&p.encoder)?,
+    };
+    let v = verify(&embed_photo(&p, a)?, &embed_photo(&p, b)?, t)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"distance": v.distance, "similarity": v.similarity, "threshold": t.get(), "same_person": v.accepted})
+        );
+    } else {
+        println!(
+            "distance {:.4}  similarity {:.4}  threshold {:.4}  -> {}",
+            v.distance,
+            v.similarity,
+            t.get(),
+            if v.accepted { "same person" } else { "different people" }
+        );
+    }
+    Ok(if v.accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn open_matcher(gallery: &Path, trust: &Path, m: &ModelArgs) -> Result<(Matcher, FacePipeline<YuNet, TractEncoder>)> {
+    let key = keys::read_verifying_key(trust)?;
+    let g = gallery_file::load(gallery)?.trusted(&[key]).with_context(|| format!("gallery {}", gallery.display()))?;
+    let p = m.pipeline()?;
+    g.check_encoder(&p.encoder.card().fingerprint)?;
+    Ok((Matcher::new(g, DEFAULT_INDEX)?, p))
+}
+
+/// `facegate identify PHOTO`: 1:N.
+pub fn identify(photo: &Path, gallery: &Path, trust: &Path, m: &ModelArgs, json: bool) -> Result<ExitCode> {
+    let (matcher, p) = open_matcher(gallery, trust, m)?;
+    let e = embed_photo(&p, photo)?;
+    let policy = DecisionPolicy::new(matcher.gallery().threshold, DEFAULT_AMBIGUITY_MARGIN)?;
+    let d = matcher.identify(&e, &policy, Date::today())?;
+    let (granted, text, v) = match &d {
+        Decision::Granted { member, distance } => {
+            let name = matcher.gallery().member(member).map(|m| m.name.clone()).unwrap_or_default();
+            (
+                true,
+                format!("granted: #{member} {name} (distance {distance:.4})"),
+                serde_json::json!({"decision": "granted", "member": member.as_str(), "distance": distance}),
+            )
+        }
+        Decision::Denied(r) => {
+            let why = match r {
+                DenialReason::Unknown { nearest } => format!(
+                    "unknown face (nearest distance {})",
+                    nearest.map(|d| format!("{d:.4}")).unwrap_or("-".into())
+                ),
+                DenialReason::Expired { member, distance } => {
+                    format!("membership of #{member} is not valid today (distance {distance:.4})")
+                }
+                DenialReason::Ambiguous { first, first_distance, second, second_distance } => {
+                    format!("ambiguous: #{first} {first_distance:.4} vs #{second} {second_distance:.4}")
+                }
+            };
+            (
+                false,
+                format!("denied: {why}"),
+                serde_json::json!({"decision": "denied", "reason": r.code(), "detail": why}),
+            )
+        }
+    };
+    if json {
+        println!("{v}");
+    } else {
+        println!("{text}");
+    }
+    Ok(if granted { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `facegate rank PHOTO --top K`.
+pub fn rank(photo: &Path, gallery: &Path, trust: &Path, m: &ModelArgs, top: usize, json: bool) -> Result<ExitCode> {
+    let (matcher, p) = open_matcher(gallery, trust, m)?;
+    let r = matcher.rank(&embed_photo(&p, photo)?, top)?;
+    if json {
+        let v: Vec<_> =
+            r.iter().map(|x| serde_json::json!({"member": x.member.as_str(), "distance": x.distance})).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (i, x) in r.iter().enumerate() {
+            let name = matcher.gallery().members()[x.index].name.clone();
+            println!("{:>3}. #{:<12} {:<28} {:.4}", i + 1, x.member.as_str(), name, x.distance);
+        }
+    }
+    Ok(if r.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `facegate bench search`: build time, per-query latency and memory on synthetic unit vectors.
+pub fn bench_search(members: usize, queries: usize, dim: usize, index: &str, k: usize) -> Result<ExitCode> {
+    let kind = IndexKind::from_name(index).with_context(|| {
+        format!("unknown index {index}; use brute, flat, sq8, linfa-linear, linfa-kdtree or linfa-balltree")
+    })?;
+    if members == 0 || queries == 0 {
+        bail!("--members and --queries must be positive");
+    }
+    let d = EmbeddingDim::new(dim)?;
+    let rows = random_matrix(42, members, d);
+    let matrix_bytes = rows.heap_bytes();
+    let rss0 = rss_kib();
+    let t = std::time::Instant::now();
+    let idx = kind.build(rows)?;
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss1 = rss_kib();
+    let mut rng = SplitMix64::new(7);
+    let qs: Vec<Embedding> = (0..queries).map(|_| random_unit(&mut rng, d)).collect();
+    let mut lat = Vec::with_capacity(queries);
+    for q in &qs {
+        let t = std::time::Instant::now();
+        std::hint::black_box(idx.search(q, k)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "index": kind.name(), "members": members, "dim": dim, "queries": queries, "k": k,
+            "build_ms": build_ms, "query_median_ms": pct(0.5), "query_p99_ms": pct(0.99),
+            "input_matrix_bytes": matrix_bytes,
+            "index_rss_growth_kib": rss1.zip(rss0).map(|(a, b)| a.saturating_sub(b)),
+            "peak_rss_kib": peak_rss_kib(),
+            "threads": 1,
+        }))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_field(name: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
+}
+fn rss_kib() -> Option<u64> {
+    status_field("VmRSS:")
+}
+fn peak_rss_kib() -> Option<u64> {
+    status_field("VmHWM:")
+}
