@@ -6,7 +6,7 @@ use facegate_face::{load_image, Encoder, FacePipeline, TractEncoder, YuNet};
 use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
 use facegate_shared::{
     gallery_file, keys, verify, Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, Gallery,
-    IndexKind, Matcher, Member, MemberId, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN, DEFAULT_INDEX,
+    IndexKind, Matcher, Member, MemberId, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -130,7 +130,7 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     };
     let embeddings = a.photos.iter().map(|ph| embed_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
     if !gallery.members().is_empty() {
-        let m = Matcher::new(gallery.clone(), DEFAULT_INDEX)?;
+        let m = Matcher::fastest(gallery.clone())?;
         for e in &embeddings {
             if let Some(r) = m.rank(e, 1)?.first().filter(|r| gallery.threshold.accepts(r.distance) && r.member != id) {
                 eprintln!("warning: this face may already be enrolled as #{} (distance {:.3})", r.member, r.distance);
@@ -280,7 +280,7 @@ fn open_matcher(gallery: &Path, trust: &Path, m: &ModelArgs) -> Result<(Matcher,
     let g = gallery_file::load(gallery)?.trusted(&[key]).with_context(|| format!("gallery {}", gallery.display()))?;
     let p = m.pipeline()?;
     g.check_encoder(&p.encoder.card().fingerprint)?;
-    Ok((Matcher::new(g, DEFAULT_INDEX)?, p))
+    Ok((Matcher::fastest(g)?, p))
 }
 
 /// `facegate identify PHOTO`: 1:N.

@@ -76,6 +76,12 @@ pub struct Matcher {
 }
 
 impl Matcher {
+    /// Indexes every embedding of `gallery` with the measured-fastest exact index for its size.
+    pub fn fastest(gallery: Gallery) -> Result<Self, IndexError> {
+        let kind = IndexKind::fastest_exact(gallery.embedding_count(), gallery.dim.get());
+        Self::new(gallery, kind)
+    }
+
     /// Indexes every embedding of `gallery` with `kind`.
     pub fn new(gallery: Gallery, kind: IndexKind) -> Result<Self, IndexError> {
         let mut rows = EmbeddingMatrix::with_capacity(gallery.dim, gallery.embedding_count());

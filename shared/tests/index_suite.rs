@@ -209,3 +209,10 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fastest_exact_follows_the_measured_crossover() {
+    assert_eq!(IndexKind::fastest_exact(10_000, 128), IndexKind::Flat);
+    assert_eq!(IndexKind::fastest_exact(100_000, 128), IndexKind::Sq8);
+    assert_eq!(IndexKind::fastest_exact(0, 128), IndexKind::Flat);
+}
