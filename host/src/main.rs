@@ -164,6 +164,16 @@ enum GalleryCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// Training throughput of the default encoder: forward + backward + Adam step on random
+    /// 64×64 batches, images per second as JSON.
+    Train {
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: train::DeviceArg,
+    },
     /// 1:N search on synthetic unit vectors: build time, median and p99 query latency, memory.
     Search {
         #[arg(long, default_value_t = 100_000)]
@@ -265,6 +275,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rank { photo, gallery, trust, model, top, json } => {
             gallery_cmd::rank(&photo, &gallery, &trust, &model, top, json)
+        }
+        Command::Bench { cmd: BenchCmd::Train { batch, steps, device } } => {
+            println!("{}", serde_json::to_string_pretty(&train::bench_throughput(batch, steps, device)?)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench { cmd: BenchCmd::Search { members, queries, dim, index, k } } => {
             gallery_cmd::bench_search(members, queries, dim, &index, k)

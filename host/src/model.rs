@@ -202,3 +202,61 @@ pub fn l2_normalise(x: &Tensor) -> Tensor {
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
     vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn tiny() -> (nn::VarStore, EmbeddingNet) {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg =
+            ArchConfig { in_channels: 1, input_size: 16, widths: [4, 4, 8, 8, 4], embedding_dim: 8, dropout: 0.0 };
+        let net = EmbeddingNet::new(&vs.root(), cfg);
+        (vs, net)
+    }
+
+    #[test]
+    fn twin_branches_share_one_parameter_set() {
+        let (vs, net) = tiny();
+        let n = vs.trainable_variables().len();
+        let a = Tensor::randn([4, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let b = Tensor::randn([4, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let w = vs.variables()["stem.conv.weight"].shallow_clone();
+        // both branches: gradient flows from each into the same stem weights
+        let loss = (net.embed_t(&a, true) - net.embed_t(&b, true)).square().sum(Kind::Float);
+        loss.backward();
+        let both = w.grad().copy();
+        let _ = w.grad().zero_();
+        let loss = (net.embed_t(&a, true) - net.embed_t(&b, true).detach()).square().sum(Kind::Float);
+        loss.backward();
+        let one = w.grad().copy();
+        assert_eq!(vs.trainable_variables().len(), n, "calling the network twice creates no second parameter set");
+        assert!((both - one).abs().max().double_value(&[]) > 1e-6, "the second branch also trains the shared weights");
+        // the same input gives the same embedding through either branch
+        let e1 = net.embed_t(&a, false);
+        let e2 = net.embed_t(&a, false);
+        assert!(e1.allclose(&e2, 0.0, 0.0, false));
+        // unit length
+        let norms = e1.norm_scalaropt_dim(2, [1], false);
+        assert!((norms - 1.0).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn named_parameter_paths() {
+        let (vs, _) = tiny();
+        let names = vs.variables();
+        for n in [
+            "stem.conv.weight",
+            "block1.c1.conv.weight",
+            "block3.down_conv.weight",
+            "head.fc.weight",
+            "head.bn.running_mean",
+            "block2.act.weight",
+        ] {
+            assert!(names.contains_key(n), "missing {n}");
+        }
+        assert!(names.keys().all(|k| !k.contains("__")), "no automatic suffixes");
+    }
+}

@@ -790,3 +790,35 @@ impl TrainArgs {
         }
     }
 }
+
+/// Forward + backward + optimiser step on random batches of the default encoder; images/s.
+pub fn bench_throughput(batch: i64, steps: usize, device: DeviceArg) -> Result<serde_json::Value> {
+    if batch < 2 || steps == 0 {
+        bail!("--batch must be at least 2 and --steps positive");
+    }
+    let device = device.resolve()?;
+    tch::manual_seed(0);
+    let arch = ArchConfig::default();
+    let vs = nn::VarStore::new(device);
+    let net = EmbeddingNet::new(&vs.root(), arch.clone());
+    let params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    let mut opt = Optimizer::new(OptimizerKind::Adam, params, 5e-4);
+    let x = Tensor::randn([batch, arch.in_channels, arch.input_size, arch.input_size], (Kind::Float, device));
+    let y = Tensor::arange(batch, (Kind::Int64, device)).remainder(batch / 4 + 1);
+    let mut run = |n: usize| {
+        for _ in 0..n {
+            let loss = triplet_loss(&net.embed_t(&x, true), &y, DEFAULT_TRIPLET_MARGIN, Mining::BatchHard);
+            opt.zero_grad();
+            loss.backward();
+            opt.step(1e-3);
+        }
+    };
+    run(2);
+    let t = std::time::Instant::now();
+    run(steps);
+    let secs = t.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "device": format!("{device:?}"), "threads": tch::get_num_threads(), "batch": batch, "steps": steps,
+        "images_per_second": (batch as f64 * steps as f64) / secs, "ms_per_step": secs * 1e3 / steps as f64,
+    }))
+}

@@ -1,0 +1,81 @@
+//! Bad input gets a typed error, never a panic: empty, truncated, oversized, unknown formats, and
+//! photos with no face or several faces. Needs `make setup` for the detector.
+
+use facegate_face::{decode_image, load_image, paths, sface::sface_card, FaceError, FaceFinder, YuNet};
+use image::{ImageEncoder, RgbImage};
+use std::path::Path;
+
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+#[test]
+fn undecodable_inputs_are_typed_errors() {
+    assert!(matches!(decode_image(&[]), Err(FaceError::Decode(_))));
+    assert!(matches!(decode_image(b"definitely not an image"), Err(FaceError::Decode(_))));
+    let good = png(&RgbImage::from_pixel(64, 48, image::Rgb([10, 20, 30])));
+    assert!(matches!(decode_image(&good[..good.len() / 2]), Err(FaceError::Decode(_))));
+    // a PNG header declaring 20000 × 20000 pixels: refused before decoding
+    let mut bomb = good.clone();
+    bomb[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+    let crc = crc32(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    assert!(
+        matches!(decode_image(&bomb), Err(FaceError::TooLarge { width: 20_000, height: 20_000, .. })),
+        "{:?}",
+        decode_image(&bomb).err()
+    );
+    assert!(matches!(load_image(Path::new("/nonexistent/photo.jpg")), Err(FaceError::Io { .. })));
+    // content decides the format, not the name
+    let dir = tempfile::tempdir().unwrap();
+    let misnamed = dir.path().join("photo.jpg");
+    std::fs::write(&misnamed, &good).unwrap();
+    assert_eq!(load_image(&misnamed).unwrap().dimensions(), (64, 48));
+    // 16-bit grey converts
+    let g16 = image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_pixel(8, 8, image::Luma([65535]));
+    let mut b16 = Vec::new();
+    image::DynamicImage::ImageLuma16(g16)
+        .write_to(&mut std::io::Cursor::new(&mut b16), image::ImageFormat::Png)
+        .unwrap();
+    assert_eq!(decode_image(&b16).unwrap().get_pixel(0, 0).0, [255, 255, 255]);
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+#[test]
+fn no_face_and_several_faces() {
+    let finder = FaceFinder::new(YuNet::load(&root().join("models").join(paths::YUNET)).unwrap());
+    let spec = sface_card().input;
+    let blank = RgbImage::from_pixel(320, 240, image::Rgb([128, 128, 128]));
+    assert!(matches!(finder.find_one(&blank, &spec), Err(FaceError::NoFace)));
+    assert!(matches!(finder.find_one(&RgbImage::new(1, 1), &spec), Err(FaceError::NoFace)));
+    // two ORL faces side by side
+    let a = load_image(&root().join("data/orl/s1/1.pgm")).unwrap();
+    let b = load_image(&root().join("data/orl/s2/1.pgm")).unwrap();
+    let mut both = RgbImage::from_pixel(220, 130, image::Rgb([90, 90, 90]));
+    image::imageops::overlay(&mut both, &a, 10, 9);
+    image::imageops::overlay(&mut both, &b, 118, 9);
+    match finder.find_one(&both, &spec) {
+        Err(FaceError::ManyFaces { count, scores }) => assert_eq!((count, scores.len()), (2, 2)),
+        other => panic!("expected two faces, got {other:?}"),
+    }
+    assert!(finder.find_largest(&both, &spec).unwrap().is_some());
+}
