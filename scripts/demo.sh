@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$PATH"
 OUT=demo/out
 mkdir -p "$OUT"
-cargo build --release -q -p facegate-host
-FG=target/release/facegate
+cargo build -q -p facegate-host
+FG=target/debug/facegate
 
 if [ "${FAST:-0}" = "1" ]; then
   echo "== 1-2. FAST=1: using the committed models/facegate-default.onnx"
