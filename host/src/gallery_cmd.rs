@@ -275,18 +275,38 @@ pub fn verify_photos(m: &ModelArgs, a: &Path, b: &Path, threshold: Option<f32>, 
     Ok(if v.accepted { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn open_matcher(gallery: &Path, trust: &Path, m: &ModelArgs) -> Result<(Matcher, FacePipeline<YuNet, TractEncoder>)> {
-    let key = keys::read_verifying_key(trust)?;
-    let g = gallery_file::load(gallery)?.trusted(&[key]).with_context(|| format!("gallery {}", gallery.display()))?;
-    let p = m.pipeline()?;
+/// A photo to match against a signed gallery.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// The photo (exactly one face).
+    pub photo: PathBuf,
+    /// Gallery file.
+    #[arg(long)]
+    pub gallery: PathBuf,
+    /// Public key the gallery must be signed with.
+    #[arg(long, default_value = DEFAULT_PUBLIC_KEY)]
+    pub trust: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn open_matcher(q: &QueryArgs) -> Result<(Matcher, Embedding)> {
+    let key = keys::read_verifying_key(&q.trust)?;
+    let g =
+        gallery_file::load(&q.gallery)?.trusted(&[key]).with_context(|| format!("gallery {}", q.gallery.display()))?;
+    let p = q.model.pipeline()?;
     g.check_encoder(&p.encoder.card().fingerprint)?;
-    Ok((Matcher::fastest(g)?, p))
+    let e = embed_photo(&p, &q.photo)?;
+    Ok((Matcher::fastest(g)?, e))
 }
 
 /// `facegate identify PHOTO`: 1:N.
-pub fn identify(photo: &Path, gallery: &Path, trust: &Path, m: &ModelArgs, json: bool) -> Result<ExitCode> {
-    let (matcher, p) = open_matcher(gallery, trust, m)?;
-    let e = embed_photo(&p, photo)?;
+pub fn identify(q: &QueryArgs) -> Result<ExitCode> {
+    let json = q.json;
+    let (matcher, e) = open_matcher(q)?;
     let policy = DecisionPolicy::new(matcher.gallery().threshold, DEFAULT_AMBIGUITY_MARGIN)?;
     let d = matcher.identify(&e, &policy, Date::today())?;
     let (granted, text, v) = match &d {
@@ -327,10 +347,10 @@ pub fn identify(photo: &Path, gallery: &Path, trust: &Path, m: &ModelArgs, json:
 }
 
 /// `facegate rank PHOTO --top K`.
-pub fn rank(photo: &Path, gallery: &Path, trust: &Path, m: &ModelArgs, top: usize, json: bool) -> Result<ExitCode> {
-    let (matcher, p) = open_matcher(gallery, trust, m)?;
-    let r = matcher.rank(&embed_photo(&p, photo)?, top)?;
-    if json {
+pub fn rank(q: &QueryArgs, top: usize) -> Result<ExitCode> {
+    let (matcher, e) = open_matcher(q)?;
+    let r = matcher.rank(&e, top)?;
+    if q.json {
         let v: Vec<_> =
             r.iter().map(|x| serde_json::json!({"member": x.member.as_str(), "distance": x.distance})).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);

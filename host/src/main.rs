@@ -101,30 +101,16 @@ enum Command {
     },
     /// 1:N: who is this? Exit 0 granted, 1 denied (unknown, expired, ambiguous).
     Identify {
-        photo: PathBuf,
-        #[arg(long)]
-        gallery: PathBuf,
-        /// Public key the gallery must be signed with.
-        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
-        trust: PathBuf,
         #[command(flatten)]
-        model: gallery_cmd::ModelArgs,
-        #[arg(long)]
-        json: bool,
+        q: gallery_cmd::QueryArgs,
     },
     /// The K members who look most like the face in a photo, best first.
     Rank {
-        photo: PathBuf,
-        #[arg(long)]
-        gallery: PathBuf,
-        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
-        trust: PathBuf,
         #[command(flatten)]
-        model: gallery_cmd::ModelArgs,
+        q: gallery_cmd::QueryArgs,
+        /// How many members to list.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        #[arg(long)]
-        json: bool,
     },
     /// Benchmarks that print JSON.
     Bench {
@@ -270,12 +256,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { photo_a, photo_b, model, threshold, json } => {
             gallery_cmd::verify_photos(&model, &photo_a, &photo_b, threshold, json)
         }
-        Command::Identify { photo, gallery, trust, model, json } => {
-            gallery_cmd::identify(&photo, &gallery, &trust, &model, json)
-        }
-        Command::Rank { photo, gallery, trust, model, top, json } => {
-            gallery_cmd::rank(&photo, &gallery, &trust, &model, top, json)
-        }
+        Command::Identify { q } => gallery_cmd::identify(&q),
+        Command::Rank { q, top } => gallery_cmd::rank(&q, top),
         Command::Bench { cmd: BenchCmd::Train { batch, steps, device } } => {
             println!("{}", serde_json::to_string_pretty(&train::bench_throughput(batch, steps, device)?)?);
             Ok(ExitCode::SUCCESS)
@@ -417,7 +399,7 @@ mod cli_tests {
         assert!(matches!(c.command, Command::Members { cmd: gallery_cmd::MembersCmd::Renew { .. }, .. }));
         let c = Cli::try_parse_from(["facegate", "identify", "p.jpg", "--gallery", "g", "--trust", "k.pub", "--json"])
             .unwrap();
-        assert!(matches!(c.command, Command::Identify { json: true, .. }));
+        assert!(matches!(c.command, Command::Identify { q } if q.json && q.trust.to_str() == Some("k.pub")));
         let c = Cli::try_parse_from(["facegate", "rank", "p.jpg", "--gallery", "g", "--top", "3"]).unwrap();
         assert!(matches!(c.command, Command::Rank { top: 3, .. }));
         let c = Cli::try_parse_from(["facegate", "verify", "a.jpg", "b.jpg", "--threshold", "0.9"]).unwrap();

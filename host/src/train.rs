@@ -517,41 +517,18 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         bad_epochs: 0,
         stopped_early: false,
     };
+    let (mut vs, mut head_vs) = (vs, head_vs);
     if args.resume {
-        let s: RunState = serde_json::from_str(
+        state = serde_json::from_str(
             &std::fs::read_to_string(last.join("state.json"))
                 .with_context(|| format!("--resume: no run to resume in {}", last.display()))?,
         )?;
-        let mut vs_mut = vs;
-        vs_mut.load(last.join("encoder.safetensors"))?;
+        // loading copies into the existing tensors, so the modules and the optimiser see them
+        vs.load(last.join("encoder.safetensors"))?;
         ema_vs.load(last.join("ema.safetensors"))?;
-        let mut head_mut = head_vs;
-        head_mut.load(last.join("classifier.safetensors"))?;
+        head_vs.load(last.join("classifier.safetensors"))?;
         opt.load_state(&Tensor::read_safetensors(last.join("optimizer.safetensors"))?)?;
-        eprintln!("resume: continuing from step {}", s.step);
-        state = s;
-        return run_loop(
-            args,
-            device,
-            &arch,
-            &spec,
-            &splits_path,
-            vs_mut,
-            ema_vs,
-            ema_net,
-            net,
-            head_mut,
-            head,
-            opt,
-            state,
-            &train_set,
-            &val_set,
-            &test_set,
-            &train_people,
-            &best_path,
-            &last,
-            interrupt,
-        );
+        eprintln!("resume: continuing from step {}", state.step);
     }
     run_loop(
         args,
