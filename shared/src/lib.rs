@@ -23,7 +23,7 @@ mod member;
 pub mod synthetic;
 mod threshold;
 
-pub use calibration::{open_set_false_accept, CalibrationError, RocPoint, Scores};
+pub use calibration::{normal_quantile, open_set_false_accept, CalibrationError, RocPoint, Scores};
 pub use card::{
     CalibratedThreshold, CardError, CardMetrics, ChannelOrder, ConstInput, InputSpec, ModelCard, ALIGNMENT_ARCFACE_5PT,
     CARD_VERSION, METRIC_UNIT_SPHERE,
