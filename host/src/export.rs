@@ -4,8 +4,8 @@ use anyhow::{bail, Context, Result};
 use facegate_face::{card_path_for, Encoder, TractEncoder};
 use facegate_shared::synthetic::SplitMix64;
 use facegate_shared::{
-    gallery_file::write_atomic, CalibratedThreshold, CardMetrics, EmbeddingDim, Fingerprint, ModelCard, Threshold,
-    ALIGNMENT_ARCFACE_5PT, CARD_VERSION, METRIC_UNIT_SPHERE,
+    gallery_file::write_atomic, CardMetrics, EmbeddingDim, Fingerprint, ModelCard, ALIGNMENT_ARCFACE_5PT, CARD_VERSION,
+    METRIC_UNIT_SPHERE,
 };
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
@@ -71,7 +71,8 @@ pub fn load_checkpoint(path: &Path) -> Result<(nn::VarStore, EmbeddingNet, Check
 }
 
 /// Runs the export.
-pub fn export(args: &ExportArgs, threshold: Option<(Threshold, f64, String)>) -> Result<ExportSummary> {
+/// The card gets no threshold here: `facegate calibrate` measures one on held-out people.
+pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
     let (_vs, net, info) = load_checkpoint(&args.checkpoint)?;
     let name = args
         .name
@@ -109,7 +110,7 @@ pub fn export(args: &ExportArgs, threshold: Option<(Threshold, f64, String)>) ->
         embedding_dim: EmbeddingDim::new(info.arch.embedding_dim as usize)?,
         metric: METRIC_UNIT_SPHERE.into(),
         normalised_in_graph: true,
-        threshold: threshold.map(|(distance, far, data)| CalibratedThreshold { distance, far, data }),
+        threshold: None,
         training: Some(training),
         metrics: CardMetrics { val_eer: Some(info.val_eer), test_eer: info.test_eer },
         licence: Some(

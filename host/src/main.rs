@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
         }
         Command::Export(args) => {
-            let summary = export::export(&args, None)?;
+            let summary = export::export(&args)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(ExitCode::SUCCESS)
         }
