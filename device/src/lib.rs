@@ -1,1 +1,23 @@
-//! Door unit library (filled by the door-unit issue).
+//! The door unit (`facegate-door`): frames from a camera or a replay, the shared face pipeline
+//! and decision rules, a fail-secure lock and an append-only event log.
+//!
+//! Every seam is a trait with a real and a fake implementation: [`source::FrameSource`],
+//! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`].
+
+pub mod config;
+pub mod door;
+pub mod events;
+pub mod lock;
+pub mod source;
+pub mod store;
+
+pub use config::{ConfigError, DoorConfig};
+pub use door::{Door, DoorSettings, RunSummary};
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

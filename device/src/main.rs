@@ -1,15 +1,342 @@
 //! `facegate-door`: the door unit binary.
+//!
+//! Exit codes: 0 success (run ended cleanly / unit ready); 1 the unit is not ready (`check`) or the
+//! frame source failed fatally (`run`); 2 configuration or start-up error (nothing was opened).
 
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use facegate_device::config::{LockKind, Mode, SourceUri};
+use facegate_device::door::{ClaimInput, FaceEmbedder, LineClaims};
+use facegate_device::events::{EventSink, JsonlLog, StdoutSink, Tee};
+use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
+use facegate_device::source::{self, FrameSource};
+use facegate_device::store::GalleryStore;
+use facegate_device::{peak_rss_bytes, Door, DoorConfig, DoorSettings};
+use facegate_face::{align_face, Encoder, FaceDetector, FacePipeline, TractEncoder, YuNet};
+use facegate_shared::{keys, DecisionPolicy, VerifyingKey};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Facegate door unit: watches the camera, recognises enrolled members and opens the lock.
 /// The door stays locked on any failure.
 #[derive(Parser, Debug)]
 #[command(name = "facegate-door", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    eprintln!("facegate-door: no command given; run `facegate-door --help`");
-    std::process::exit(2);
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the door: frames → face → decision → lock, every decision logged.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Also print every event as a JSON line on stdout (for a supervisor).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that the unit is ready: cameras, model, gallery signature and fingerprint, lock, log.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Measure detection, alignment, encoding, matching and end-to-end frame latency.
+    Bench {
+        #[command(flatten)]
+        common: Common,
+        /// Frames to measure (read from the source, cycled if it has fewer).
+        #[arg(long, default_value_t = 50)]
+        frames: usize,
+        /// Print JSON only.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct Common {
+    /// The unit's configuration (TOML).
+    #[arg(long, short, default_value = "/etc/facegate/door.toml")]
+    config: PathBuf,
+    /// Frame source instead of the configured one: camera:INDEX, camera:NAME, dir:PATH, image:PATH.
+    #[arg(long)]
+    source: Option<String>,
+    /// Replay files as fast as they are processed (frame times still follow the configured fps).
+    #[arg(long)]
+    no_pace: bool,
+}
+
+impl Common {
+    fn load(&self) -> Result<DoorConfig> {
+        let mut c = DoorConfig::load(&self.config)?;
+        if let Some(s) = &self.source {
+            c.source.uri = s.parse()?;
+        }
+        if self.no_pace {
+            c.source.pace = false;
+        }
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { common, json } => run(&common, json),
+        Cmd::Check { common } => check(&common),
+        Cmd::Bench { common, frames, json } => bench(&common, frames, json),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("facegate-door: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Pipeline = FacePipeline<YuNet, TractEncoder>;
+
+fn pipeline(c: &DoorConfig) -> Result<Pipeline> {
+    let det = YuNet::load(&c.model.detector).with_context(|| format!("detector {}", c.model.detector.display()))?;
+    let enc = TractEncoder::load(&c.model.encoder).with_context(|| format!("encoder {}", c.model.encoder.display()))?;
+    let mut p = FacePipeline::new(det, enc);
+    p.finder.min_face_px = c.model.min_face_px;
+    Ok(p)
+}
+
+fn trusted_keys(c: &DoorConfig) -> Result<Vec<VerifyingKey>> {
+    c.gallery
+        .trusted_keys
+        .iter()
+        .map(|p| keys::read_verifying_key(p).with_context(|| format!("trusted key {}", p.display())))
+        .collect()
+}
+
+fn store(c: &DoorConfig, p: &Pipeline) -> Result<GalleryStore> {
+    Ok(GalleryStore::open(&c.gallery.path, &c.gallery.state, trusted_keys(c)?, p.encoder.fingerprint())?)
+}
+
+fn open_lock(c: &DoorConfig) -> Result<Box<dyn Lock>> {
+    Ok(match c.lock.kind {
+        LockKind::DryRun => Box::new(DryRunLock::default()),
+        LockKind::Gpio => Box::new(GpioLock::open(&c.lock.gpio_chip, c.lock.gpio_line, c.lock.active_low)?),
+        LockKind::Command => Box::new(CommandLock::new(c.lock.command.clone(), c.lock.command_timeout)),
+    })
+}
+
+fn run(common: &Common, json: bool) -> Result<ExitCode> {
+    let c = common.load()?;
+    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(
+        JsonlLog::open(&c.log.path, c.log.max_bytes, c.log.keep)
+            .with_context(|| format!("event log {} (is the folder there and writable?)", c.log.path.display()))?,
+    )];
+    if json {
+        sinks.push(Box::new(StdoutSink));
+    }
+    let p = pipeline(&c)?;
+    let store = store(&c, &p)?;
+    let lock = open_lock(&c)?;
+    let src = source::open(&c.source)?;
+    let settings = DoorSettings::from_config(&c)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the signal handler")?;
+    }
+    let mut door = Door::new(src, p, lock, Tee(sinks), store, settings);
+    if c.decision.mode == Mode::Claim {
+        let claims: Box<dyn ClaimInput> = match &c.decision.claim_input {
+            None => Box::new(LineClaims::spawn(std::io::BufReader::new(std::io::stdin()))),
+            Some(path) => {
+                let f = std::fs::File::open(path).with_context(|| format!("claim input {}", path.display()))?;
+                Box::new(LineClaims::spawn(std::io::BufReader::new(f)))
+            }
+        };
+        door.claims = Some(claims);
+    }
+    let result = door.run(&stop);
+    let s = &door.summary;
+    let (med, p99) = s.latency_median_p99().unwrap_or((f64::NAN, f64::NAN));
+    eprintln!(
+        "facegate-door: {} frames, {} faces, {} granted, {} denied, {} lock failures, {} bad frames, \
+         {} source outages; frame latency median {med:.1} ms, p99 {p99:.1} ms; peak RSS {:.1} MB",
+        s.frames,
+        s.faces,
+        s.granted,
+        s.denied,
+        s.lock_failures,
+        s.bad_frames,
+        s.source_outages,
+        peak_rss_bytes().unwrap_or(0) as f64 / 1e6
+    );
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("facegate-door: stopped: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn check(common: &Common) -> Result<ExitCode> {
+    let c = common.load()?;
+    let mut ok = true;
+    let mut line = |good: bool, what: &str, detail: String| {
+        ok &= good;
+        println!("{} {what:<10} {detail}", if good { "ok  " } else { "FAIL" });
+    };
+    match source::list_cameras() {
+        Ok(cams) => line(true, "cameras", if cams.is_empty() { "none found".into() } else { cams.join("; ") }),
+        Err(e) => line(false, "cameras", e.to_string()),
+    }
+    let src = source::open(&c.source);
+    line(src.is_ok(), "source", src.as_ref().map(|s| s.describe()).unwrap_or_else(|e| e.to_string()));
+    drop(src);
+    match pipeline(&c) {
+        Ok(p) => {
+            let card = p.encoder.card();
+            line(
+                true,
+                "model",
+                format!("{} ({}-d, fingerprint {})", card.name, card.embedding_dim.get(), card.fingerprint),
+            );
+            match store(&c, &p) {
+                Ok(s) => {
+                    let g = s.matcher().gallery();
+                    line(
+                        true,
+                        "gallery",
+                        format!(
+                            "revision {}, {} members, signed by a trusted key, same encoder",
+                            g.revision,
+                            g.members().len()
+                        ),
+                    );
+                }
+                Err(e) => line(false, "gallery", format!("{e:#}")),
+            }
+        }
+        Err(e) => line(false, "model", format!("{e:#}")),
+    }
+    match open_lock(&c) {
+        Ok(mut l) => {
+            let r = if c.lock.kind == LockKind::Command {
+                Ok(()) // never actuate a real door from `check`
+            } else {
+                l.secure()
+            };
+            line(r.is_ok(), "lock", format!("{} (secured, not opened)", l.describe()));
+        }
+        Err(e) => line(false, "lock", e.to_string()),
+    }
+    let dir = c.log.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let writable = tempfile_in(dir);
+    line(writable.is_ok(), "log", format!("{}: {}", c.log.path.display(), writable.err().unwrap_or("writable".into())));
+    println!("{}", if ok { "ready" } else { "NOT READY" });
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::result::Result<(), String> {
+    let probe = dir.join(format!(".facegate-door-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("not writable: {e}"))?;
+    std::fs::remove_file(&probe).map_err(|e| e.to_string())
+}
+
+fn stats(mut v: Vec<f64>) -> serde_json::Value {
+    if v.is_empty() {
+        return serde_json::Value::Null;
+    }
+    v.sort_by(f64::total_cmp);
+    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    serde_json::json!({
+        "median_ms": r(facegate_device::door::percentile(&v, 0.5)),
+        "p99_ms": r(facegate_device::door::percentile(&v, 0.99)),
+        "n": v.len(),
+    })
+}
+
+fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
+    let mut c = common.load()?;
+    c.source.pace = false;
+    if matches!(c.source.uri, SourceUri::Image(_)) {
+        c.source.repeat = 1;
+    }
+    let mut p = pipeline(&c)?;
+    let st = store(&c, &p)?;
+    let mut src = source::open(&c.source)?;
+    let mut images = Vec::new();
+    while images.len() < frames.min(500) {
+        match src.next_frame() {
+            Ok(Some(f)) => images.push(f),
+            Ok(None) => break,
+            Err(e) => eprintln!("skipping: {e}"),
+        }
+    }
+    anyhow::ensure!(!images.is_empty(), "the source gave no frames to measure");
+    let policy = DecisionPolicy::new(st.matcher().gallery().threshold, c.decision.ambiguity_margin)?;
+    let today = facegate_shared::Date::today();
+    let spec = p.encoder.card().input.clone();
+    let (mut det, mut ali, mut enc, mut mat, mut total) = (vec![], vec![], vec![], vec![], vec![]);
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    for i in 0..frames {
+        let f = &images[i % images.len()];
+        let t = Instant::now();
+        let dets = p.finder.detector.detect(&f.image)?;
+        det.push(ms(t));
+        if let Some(d) =
+            dets.iter().filter(|d| d.bbox[2] >= c.model.min_face_px).max_by(|a, b| a.area().total_cmp(&b.area()))
+        {
+            let t = Instant::now();
+            let Some(a) = align_face(&f.image, &d.landmarks, spec.width, spec.height) else { continue };
+            ali.push(ms(t));
+            let t = Instant::now();
+            let e = p.encoder.encode(&a)?;
+            enc.push(ms(t));
+            let t = Instant::now();
+            st.matcher().identify(&e, &policy, today)?;
+            mat.push(ms(t));
+        }
+        let t = Instant::now();
+        if let Some(o) = p.embed(f)? {
+            st.matcher().identify(&o.embedding, &policy, today)?;
+        }
+        total.push(ms(t));
+    }
+    let med_total = {
+        let mut v = total.clone();
+        v.sort_by(f64::total_cmp);
+        facegate_device::door::percentile(&v, 0.5)
+    };
+    let out = serde_json::json!({
+        "frames": frames,
+        "distinct_frames": images.len(),
+        "faces": enc.len(),
+        "gallery_members": st.matcher().gallery().members().len(),
+        "frame_size": [images[0].image.width(), images[0].image.height()],
+        "arch": std::env::consts::ARCH,
+        "threads": 1,
+        "detect": stats(det),
+        "align": stats(ali),
+        "encode": stats(enc),
+        "match": stats(mat),
+        "frame_to_decision": stats(total),
+        "fps": (1000.0 / med_total * 100.0).round() / 100.0,
+        "peak_rss_mb": (peak_rss_bytes().unwrap_or(0) as f64 / 1e5).round() / 10.0,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for k in ["detect", "align", "encode", "match", "frame_to_decision"] {
+            let v = &out[k];
+            println!("{k:<18} median {:>9} ms   p99 {:>9} ms   (n={})", v["median_ms"], v["p99_ms"], v["n"]);
+        }
+        println!("{:<18} {} frames/s end to end; peak RSS {} MB", "throughput", out["fps"], out["peak_rss_mb"]);
+    }
+    let _ = &mut p;
+    Ok(ExitCode::SUCCESS)
 }

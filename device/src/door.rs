@@ -1,0 +1,588 @@
+//! The door loop: frames in, decisions and lock actions out. Generic over the frame source, the
+//! face embedder, the lock and the event sink, so every rule is tested with fakes.
+//!
+//! Rules:
+//! - a decision needs `consecutive_frames` frames in a row with the same outcome (same member
+//!   granted, or the same denial); a face-less frame or a different outcome restarts the count;
+//! - one continuous appearance gives one decision; a granted member is not granted again within
+//!   the cooldown;
+//! - the grant is written to the event log *before* the lock opens; if the log or the lock
+//!   fails, the door stays locked;
+//! - the lock is secured when its unlock period ends (frame clock), when the source fails, and
+//!   on exit.
+
+use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
+use facegate_shared::{Date, Decision, DecisionPolicy, DenialReason, Embedding, MemberId, Threshold};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Mode;
+use crate::events::{Event, EventKind, EventSink};
+use crate::lock::Lock;
+use crate::source::{Frame, FrameSource, SourceError};
+use crate::store::{GalleryStore, Reload};
+
+/// A face seen in a frame, as an embedding.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Unit embedding of the largest usable face.
+    pub embedding: Embedding,
+    /// Face box width in source pixels.
+    pub face_px: f32,
+}
+
+/// The face-pipeline seam: largest usable face of a frame → embedding.
+pub trait FaceEmbedder {
+    /// `Ok(None)` when the frame has no usable face.
+    fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError>;
+}
+
+impl<D: FaceDetector, E: Encoder> FaceEmbedder for FacePipeline<D, E> {
+    fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
+        Ok(self
+            .embed_largest(&frame.image)?
+            .map(|f| Observation { embedding: f.embedding, face_px: f.detection.bbox[2] }))
+    }
+}
+
+/// Test embedder: the frame label names the embedding (`None` = no face; missing label = error).
+#[derive(Debug, Default)]
+pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
+
+impl FaceEmbedder for LabelEmbedder {
+    fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
+        match self.0.get(&frame.label) {
+            Some(e) => Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0 })),
+            None => Err(FaceError::NoFace),
+        }
+    }
+}
+
+/// Where claimed ids come from (QR/card scanner typing like a keyboard, PIN pad, stdin).
+pub trait ClaimInput {
+    /// A claimed id that arrived by frame time `at`, if any.
+    fn poll(&mut self, at: Duration) -> Option<String>;
+}
+
+/// Claimed ids read line by line from any reader on a background thread.
+pub struct LineClaims(std::sync::mpsc::Receiver<String>);
+
+impl LineClaims {
+    /// Reads lines from `reader` (stdin, a FIFO, the scanner's tty).
+    pub fn spawn<R: std::io::BufRead + Send + 'static>(reader: R) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let id = line.trim().to_owned();
+                if !id.is_empty() && tx.send(id).is_err() {
+                    break;
+                }
+            }
+        });
+        Self(rx)
+    }
+}
+
+impl ClaimInput for LineClaims {
+    fn poll(&mut self, _at: Duration) -> Option<String> {
+        self.0.try_recv().ok()
+    }
+}
+
+/// Test claims: `(frame time, id)`, delivered once the frame clock reaches them.
+#[derive(Debug, Default)]
+pub struct ScriptedClaims(pub VecDeque<(Duration, String)>);
+
+impl ClaimInput for ScriptedClaims {
+    fn poll(&mut self, at: Duration) -> Option<String> {
+        if self.0.front().is_some_and(|(t, _)| *t <= at) {
+            return self.0.pop_front().map(|(_, id)| id);
+        }
+        None
+    }
+}
+
+/// Door behaviour (from `[decision]`, `[lock]`, `[gallery]`).
+#[derive(Debug, Clone)]
+pub struct DoorSettings {
+    /// Identify or claim.
+    pub mode: Mode,
+    /// Agreeing frames needed.
+    pub consecutive_frames: u32,
+    /// No second grant of one member within this.
+    pub cooldown: Duration,
+    /// How long the lock stays open.
+    pub unlock: Duration,
+    /// Ambiguity margin.
+    pub ambiguity_margin: f32,
+    /// Threshold override (else the gallery's).
+    pub threshold: Option<Threshold>,
+    /// Claim window.
+    pub claim_timeout: Duration,
+    /// Gallery file check interval (wall clock).
+    pub reload_interval: Duration,
+    /// First retry delay after the source fails; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Save deciding frames here (off by default: no face images stored).
+    pub faces_dir: Option<PathBuf>,
+}
+
+impl DoorSettings {
+    /// Settings from a validated config.
+    pub fn from_config(c: &crate::config::DoorConfig) -> Result<Self, facegate_shared::ThresholdError> {
+        Ok(Self {
+            mode: c.decision.mode,
+            consecutive_frames: c.decision.consecutive_frames,
+            cooldown: c.decision.cooldown,
+            unlock: c.lock.unlock,
+            ambiguity_margin: c.decision.ambiguity_margin,
+            threshold: c.decision.threshold.map(Threshold::new).transpose()?,
+            claim_timeout: c.decision.claim_timeout,
+            reload_interval: c.gallery.reload_interval,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+            faces_dir: c.log.store_faces.then(|| c.log.path.with_file_name("faces")),
+        })
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunSummary {
+    /// Frames read.
+    pub frames: u64,
+    /// Frames with a usable face.
+    pub faces: u64,
+    /// Grants that opened the lock.
+    pub granted: u64,
+    /// Logged denials.
+    pub denied: u64,
+    /// Grants the lock failed to carry out (door stayed locked).
+    pub lock_failures: u64,
+    /// Events that could not be written.
+    pub log_failures: u64,
+    /// Frames that could not be decoded or processed.
+    pub bad_frames: u64,
+    /// Times the source went away.
+    pub source_outages: u64,
+    /// Galleries installed / rejected while running.
+    pub gallery_reloads: u64,
+    /// Rejected gallery files.
+    pub gallery_rejections: u64,
+    /// Per-frame processing times (ms) of frames with a face.
+    #[serde(skip)]
+    pub latencies_ms: Vec<f64>,
+}
+
+impl RunSummary {
+    /// Median and 99th percentile of the per-frame latency.
+    pub fn latency_median_p99(&self) -> Option<(f64, f64)> {
+        let mut v = self.latencies_ms.clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some((percentile(&v, 0.5), percentile(&v, 0.99)))
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// A failure that stops the door (after securing the lock).
+#[derive(Debug, thiserror::Error)]
+pub enum DoorError {
+    /// The source cannot work at all.
+    #[error(transparent)]
+    Source(SourceError),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
+    Granted(MemberId),
+    Denied(&'static str, Option<MemberId>),
+}
+
+#[derive(Debug, Default)]
+struct Streak {
+    outcome: Option<Outcome>,
+    count: u32,
+    decided: bool,
+}
+
+impl Streak {
+    fn push(&mut self, o: Outcome) -> u32 {
+        if self.outcome.as_ref() == Some(&o) {
+            self.count += 1;
+        } else {
+            *self = Streak { outcome: Some(o), count: 1, decided: false };
+        }
+        self.count
+    }
+    fn reset(&mut self) {
+        *self = Streak::default();
+    }
+}
+
+struct Claim {
+    id: MemberId,
+    until: Duration,
+}
+
+/// The door unit.
+pub struct Door<S, E, L, K> {
+    /// Frames.
+    pub source: S,
+    /// Face pipeline.
+    pub embedder: E,
+    /// Lock.
+    pub lock: L,
+    /// Event log.
+    pub sink: K,
+    /// Installed gallery.
+    pub store: GalleryStore,
+    /// Behaviour.
+    pub settings: DoorSettings,
+    /// Claimed ids (claim mode).
+    pub claims: Option<Box<dyn ClaimInput>>,
+    /// Sleeps between retries (tests replace it).
+    pub sleep: Box<dyn FnMut(Duration)>,
+    /// What happened so far.
+    pub summary: RunSummary,
+    streak: Streak,
+    cooldown_until: HashMap<MemberId, Duration>,
+    open_until: Option<Duration>,
+    claim: Option<Claim>,
+    last_poll: Instant,
+    last_at: Duration,
+}
+
+impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
+    /// A door; call [`Door::run`].
+    pub fn new(source: S, embedder: E, lock: L, sink: K, store: GalleryStore, settings: DoorSettings) -> Self {
+        Self {
+            source,
+            embedder,
+            lock,
+            sink,
+            store,
+            settings,
+            claims: None,
+            sleep: Box::new(std::thread::sleep),
+            summary: RunSummary::default(),
+            streak: Streak::default(),
+            cooldown_until: HashMap::new(),
+            open_until: None,
+            claim: None,
+            last_poll: Instant::now(),
+            last_at: Duration::ZERO,
+        }
+    }
+
+    /// Runs until the source ends or `stop` is set. The lock is secured on every way out.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<RunSummary, DoorError> {
+        let g = self.store.matcher().gallery();
+        let detail = format!(
+            "source {}, lock {}, gallery revision {} with {} members, mode {:?}",
+            self.source.describe(),
+            self.lock.describe(),
+            g.revision,
+            g.members().len(),
+            self.settings.mode
+        );
+        self.secure();
+        self.log(Event::now(EventKind::Start).detail(detail));
+        let result = self.run_frames(stop);
+        self.secure();
+        let why = match &result {
+            Ok(()) if stop.load(Ordering::SeqCst) => "stop requested".to_owned(),
+            Ok(()) => "end of frames".to_owned(),
+            Err(e) => format!("fatal: {e}"),
+        };
+        self.log(Event::now(EventKind::Stop).detail(why));
+        if let Err(e) = self.sink.sync() {
+            eprintln!("facegate-door: event log sync failed: {e}");
+        }
+        result.map(|()| self.summary.clone())
+    }
+
+    fn run_frames(&mut self, stop: &AtomicBool) -> Result<(), DoorError> {
+        let mut backoff = self.settings.backoff_initial;
+        let mut down = false;
+        while !stop.load(Ordering::SeqCst) {
+            self.poll_gallery();
+            match self.source.next_frame() {
+                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => {
+                    if down {
+                        down = false;
+                        backoff = self.settings.backoff_initial;
+                        self.log(Event::now(EventKind::Source).detail(format!("{} recovered", self.source.describe())));
+                    }
+                    self.on_frame(&frame);
+                }
+                Err(SourceError::BadFrame { label, reason }) => {
+                    self.summary.bad_frames += 1;
+                    self.streak.reset();
+                    let mut ev = Event::now(EventKind::Source).detail(format!("bad frame: {reason}"));
+                    ev.frame = Some(label);
+                    self.log(ev);
+                }
+                Err(SourceError::Unavailable(reason)) => {
+                    self.secure();
+                    self.streak.reset();
+                    if !down {
+                        down = true;
+                        self.summary.source_outages += 1;
+                        self.log(
+                            Event::now(EventKind::Source)
+                                .detail(format!("unavailable, door locked, retrying: {reason}")),
+                        );
+                    }
+                    (self.sleep)(backoff);
+                    backoff = (backoff * 2).min(self.settings.backoff_max);
+                    let _ = self.source.reconnect();
+                }
+                Err(e @ SourceError::Fatal(_)) => {
+                    self.log(Event::now(EventKind::Source).detail(e.to_string()));
+                    return Err(DoorError::Source(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_gallery(&mut self) {
+        if self.last_poll.elapsed() < self.settings.reload_interval {
+            return;
+        }
+        self.last_poll = Instant::now();
+        match self.store.poll() {
+            Reload::Unchanged => {}
+            Reload::Installed { revision, members } => {
+                self.summary.gallery_reloads += 1;
+                self.streak.reset();
+                self.log(
+                    Event::now(EventKind::Gallery).detail(format!("installed revision {revision} ({members} members)")),
+                );
+            }
+            Reload::Rejected(e) => {
+                self.summary.gallery_rejections += 1;
+                let mut ev = Event::now(EventKind::Gallery)
+                    .detail(format!("rejected, keeping revision {}: {e}", self.store.revision()));
+                ev.reason = Some("rejected".into());
+                self.log(ev);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Frame) {
+        self.summary.frames += 1;
+        self.last_at = frame.at;
+        if self.open_until.is_some_and(|t| frame.at >= t) {
+            self.secure();
+        }
+        if self.settings.mode == Mode::Claim && !self.update_claim(frame.at) {
+            return;
+        }
+        let t0 = Instant::now();
+        let obs = match self.embedder.embed(frame) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                self.streak.reset();
+                return;
+            }
+            Err(e) => {
+                self.summary.bad_frames += 1;
+                self.streak.reset();
+                let mut ev = Event::now(EventKind::Source).detail(format!("frame not processed: {e}"));
+                ev.frame = Some(frame.label.clone());
+                self.log(ev);
+                return;
+            }
+        };
+        self.summary.faces += 1;
+        let decision = match self.decide(&obs.embedding) {
+            Ok(d) => d,
+            Err(e) => {
+                self.summary.bad_frames += 1;
+                self.log(Event::now(EventKind::Source).detail(format!("matching failed: {e}")));
+                return;
+            }
+        };
+        let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.summary.latencies_ms.push(latency_ms);
+        let outcome = match &decision {
+            Decision::Granted { member, .. } => Outcome::Granted(member.clone()),
+            Decision::Denied(r) => Outcome::Denied(
+                r.code(),
+                match r {
+                    DenialReason::Unknown { .. } => None,
+                    DenialReason::Expired { member, .. } => Some(member.clone()),
+                    DenialReason::Ambiguous { first, .. } => Some(first.clone()),
+                },
+            ),
+        };
+        if self.streak.push(outcome) < self.settings.consecutive_frames || self.streak.decided {
+            return;
+        }
+        self.streak.decided = true;
+        self.act(decision, frame, latency_ms);
+    }
+
+    /// Claim mode: reads new claims and expires old ones. True when a claim is active.
+    fn update_claim(&mut self, at: Duration) -> bool {
+        let claimed = self.claims.as_mut().and_then(|c| c.poll(at));
+        if let Some(raw) = claimed {
+            self.streak.reset();
+            let mut ev = Event::now(EventKind::Claim);
+            match MemberId::new(&raw) {
+                Ok(id) if self.store.matcher().gallery().member(&id).is_some() => {
+                    ev.member = Some(id.to_string());
+                    self.log(ev);
+                    self.claim = Some(Claim { id, until: at + self.settings.claim_timeout });
+                }
+                _ => {
+                    self.claim = None;
+                    ev.event = EventKind::Decision;
+                    ev.decision = Some("denied");
+                    ev.reason = Some("unknown_id".into());
+                    ev.detail = Some(format!("no member with id {raw:?}"));
+                    self.summary.denied += 1;
+                    self.log(ev);
+                }
+            }
+        }
+        if let Some(c) = &self.claim {
+            if at >= c.until {
+                let mut ev = Event::now(EventKind::Decision);
+                ev.decision = Some("denied");
+                ev.member = Some(c.id.to_string());
+                ev.reason = Some("timeout".into());
+                ev.detail = Some("no matching face before the claim timed out".into());
+                self.claim = None;
+                self.summary.denied += 1;
+                self.log(ev);
+            }
+        }
+        self.claim.is_some()
+    }
+
+    fn decide(&self, e: &Embedding) -> Result<Decision, facegate_shared::IndexError> {
+        let m = self.store.matcher();
+        let threshold = self.settings.threshold.unwrap_or(m.gallery().threshold);
+        let today = Date::today();
+        match &self.claim {
+            Some(c) => m.claim(&c.id, e, threshold, today),
+            None => {
+                let policy = DecisionPolicy { threshold, ambiguity_margin: self.settings.ambiguity_margin };
+                m.identify(e, &policy, today)
+            }
+        }
+    }
+
+    fn act(&mut self, decision: Decision, frame: &Frame, latency_ms: f64) {
+        let mut ev = Event::now(EventKind::Decision);
+        ev.frame = Some(frame.label.clone());
+        ev.latency_ms = Some((latency_ms * 100.0).round() / 100.0);
+        match decision {
+            Decision::Granted { member, distance } => {
+                if self.cooldown_until.get(&member).is_some_and(|t| frame.at < *t) {
+                    return;
+                }
+                ev.decision = Some("granted");
+                ev.member = Some(member.to_string());
+                ev.distance = Some(distance);
+                self.claim = None;
+                self.save_face(frame, &ev);
+                // Log first: a grant that cannot be recorded does not open the door.
+                if let Err(e) = self.sink.record(&ev) {
+                    self.summary.log_failures += 1;
+                    eprintln!("facegate-door: cannot record grant of {member}, door stays locked: {e}");
+                    return;
+                }
+                match self.lock.unlock(self.settings.unlock) {
+                    Ok(()) => {
+                        self.summary.granted += 1;
+                        self.open_until = Some(frame.at + self.settings.unlock);
+                        self.cooldown_until.insert(member, frame.at + self.settings.cooldown);
+                    }
+                    Err(e) => {
+                        self.summary.lock_failures += 1;
+                        self.secure();
+                        let mut lev = Event::now(EventKind::Lock).detail(format!("unlock failed, door locked: {e}"));
+                        lev.member = Some(member.to_string());
+                        lev.reason = Some("lock_failed".into());
+                        self.log(lev);
+                    }
+                }
+            }
+            Decision::Denied(r) => {
+                ev.decision = Some("denied");
+                ev.reason = Some(r.code().into());
+                match r {
+                    DenialReason::Unknown { nearest } => {
+                        ev.distance = nearest;
+                        ev.member = self.claim.as_ref().map(|c| c.id.to_string());
+                    }
+                    DenialReason::Expired { member, distance } => {
+                        ev.member = Some(member.to_string());
+                        ev.distance = Some(distance);
+                        self.claim = None;
+                    }
+                    DenialReason::Ambiguous { first, first_distance, second, second_distance } => {
+                        ev.member = Some(first.to_string());
+                        ev.distance = Some(first_distance);
+                        ev.detail = Some(format!("also matches {second} at {second_distance:.4}"));
+                    }
+                }
+                self.summary.denied += 1;
+                self.save_face(frame, &ev);
+                self.log(ev);
+            }
+        }
+    }
+
+    fn save_face(&mut self, frame: &Frame, ev: &Event) {
+        let Some(dir) = &self.settings.faces_dir else { return };
+        let name = format!("{}-{}.png", ev.time.replace(':', ""), ev.decision.unwrap_or("event"));
+        let r =
+            std::fs::create_dir_all(dir).and_then(|()| frame.image.save(dir.join(name)).map_err(std::io::Error::other));
+        if let Err(e) = r {
+            eprintln!("facegate-door: cannot store face image: {e}");
+        }
+    }
+
+    fn secure(&mut self) {
+        self.open_until = None;
+        if let Err(e) = self.lock.secure() {
+            self.summary.lock_failures += 1;
+            let mut ev = Event::now(EventKind::Lock).detail(format!("securing the lock failed: {e}"));
+            ev.reason = Some("lock_failed".into());
+            self.log(ev);
+        }
+    }
+
+    fn log(&mut self, ev: Event) {
+        if let Err(e) = self.sink.record(&ev) {
+            self.summary.log_failures += 1;
+            eprintln!(
+                "facegate-door: event log write failed ({e}): {}",
+                serde_json::to_string(&ev).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Frame time of the last frame seen.
+    pub fn last_frame_time(&self) -> Duration {
+        self.last_at
+    }
+}

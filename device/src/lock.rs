@@ -1,0 +1,241 @@
+//! The lock seam. Fail-secure contract for every implementation:
+//! - the door is locked unless `unlock` returned `Ok` and `secure` has not been called since;
+//! - `secure` is called when the unlock period ends, on every error path, and at exit;
+//! - an implementation that cannot actuate returns an error, and the caller treats the door as
+//!   locked (it logs the failure and never retries an unlock for that decision).
+//!
+//! Wire the relay so that an unpowered relay means a locked door (fail-secure strike), so a
+//! crashed process, a cut cable or a powered-down board also leaves the door locked.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the lock could not be actuated.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// The GPIO line could not be requested or driven.
+    #[error("GPIO {chip} line {line}: {reason}")]
+    Gpio { chip: String, line: u32, reason: String },
+    /// The lock command failed, timed out or could not start.
+    #[error("lock command `{command}`: {reason}")]
+    Command { command: String, reason: String },
+    /// A test lock told to fail.
+    #[error("lock failure (simulated)")]
+    Simulated,
+}
+
+/// A door lock.
+pub trait Lock {
+    /// Opens the lock for `hold` (the caller calls [`Lock::secure`] when it ends).
+    fn unlock(&mut self, hold: Duration) -> Result<(), LockError>;
+    /// Locks the door (idempotent).
+    fn secure(&mut self) -> Result<(), LockError>;
+    /// One line for logs and `check`.
+    fn describe(&self) -> String;
+}
+
+impl<T: Lock + ?Sized> Lock for Box<T> {
+    fn unlock(&mut self, hold: Duration) -> Result<(), LockError> {
+        (**self).unlock(hold)
+    }
+    fn secure(&mut self) -> Result<(), LockError> {
+        (**self).secure()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// Logs only (bench, demos, laptops). Tracks the state it would have driven.
+#[derive(Debug, Default)]
+pub struct DryRunLock {
+    /// Whether the (imaginary) door is open.
+    pub open: bool,
+    /// Unlocks performed.
+    pub unlocks: u64,
+}
+
+impl Lock for DryRunLock {
+    fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
+        self.open = true;
+        self.unlocks += 1;
+        Ok(())
+    }
+    fn secure(&mut self) -> Result<(), LockError> {
+        self.open = false;
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "dry run (nothing actuated)".into()
+    }
+}
+
+/// A relay on a GPIO line through the Linux GPIO character device (`gpiocdev`).
+/// The line is requested as an output driven inactive (locked) at start, and driven inactive
+/// again before it is released.
+pub struct GpioLock {
+    chip: String,
+    line: u32,
+    request: gpiocdev::Request,
+}
+
+impl GpioLock {
+    /// Requests `line` on `chip` as an output, locked.
+    pub fn open(chip: &std::path::Path, line: u32, active_low: bool) -> Result<Self, LockError> {
+        let chip_s = chip.display().to_string();
+        let mut b = gpiocdev::Request::builder();
+        b.on_chip(chip).with_consumer("facegate-door").with_line(line).as_output(gpiocdev::line::Value::Inactive);
+        if active_low {
+            b.as_active_low();
+        }
+        let request = b.request().map_err(|e| LockError::Gpio { chip: chip_s.clone(), line, reason: e.to_string() })?;
+        Ok(Self { chip: chip_s, line, request })
+    }
+
+    fn drive(&mut self, v: gpiocdev::line::Value) -> Result<(), LockError> {
+        self.request.set_value(self.line, v).map(|_| ()).map_err(|e| LockError::Gpio {
+            chip: self.chip.clone(),
+            line: self.line,
+            reason: e.to_string(),
+        })
+    }
+}
+
+impl Lock for GpioLock {
+    fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
+        self.drive(gpiocdev::line::Value::Active)
+    }
+    fn secure(&mut self) -> Result<(), LockError> {
+        self.drive(gpiocdev::line::Value::Inactive)
+    }
+    fn describe(&self) -> String {
+        format!("GPIO {} line {}", self.chip, self.line)
+    }
+}
+
+impl Drop for GpioLock {
+    fn drop(&mut self) {
+        let _ = self.secure();
+    }
+}
+
+/// An external command: `CMD ARGS... unlock MILLISECONDS` and `CMD ARGS... lock`. Exit status 0
+/// means done; anything else, or running past the timeout, is a failure.
+pub struct CommandLock {
+    command: Vec<String>,
+    timeout: Duration,
+}
+
+impl CommandLock {
+    /// A command lock (`command` non-empty).
+    pub fn new(command: Vec<String>, timeout: Duration) -> Self {
+        assert!(!command.is_empty(), "lock command must not be empty");
+        Self { command, timeout }
+    }
+
+    fn run(&self, args: &[String]) -> Result<(), LockError> {
+        let shown = format!("{} {}", self.command.join(" "), args.join(" "));
+        let err = |reason: String| LockError::Command { command: shown.clone(), reason };
+        let mut child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| err(format!("cannot start: {e}")))?;
+        let start = Instant::now();
+        loop {
+            match child.try_wait().map_err(|e| err(e.to_string()))? {
+                Some(s) if s.success() => return Ok(()),
+                Some(s) => return Err(err(format!("exited with {s}"))),
+                None if start.elapsed() > self.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(err(format!("did not finish within {:?}", self.timeout)));
+                }
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+}
+
+impl Lock for CommandLock {
+    fn unlock(&mut self, hold: Duration) -> Result<(), LockError> {
+        self.run(&["unlock".into(), hold.as_millis().to_string()])
+    }
+    fn secure(&mut self) -> Result<(), LockError> {
+        self.run(&["lock".into()])
+    }
+    fn describe(&self) -> String {
+        format!("command {}", self.command.join(" "))
+    }
+}
+
+/// Test lock: records calls; can be told to fail unlocks.
+#[derive(Debug, Default)]
+pub struct FakeLock {
+    /// Whether the door is open now.
+    pub open: bool,
+    /// Successful unlocks.
+    pub unlocks: u32,
+    /// Calls to `secure`.
+    pub secures: u32,
+    /// Make `unlock` fail.
+    pub fail_unlock: bool,
+}
+
+impl Lock for FakeLock {
+    fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
+        if self.fail_unlock {
+            return Err(LockError::Simulated);
+        }
+        self.open = true;
+        self.unlocks += 1;
+        Ok(())
+    }
+    fn secure(&mut self) -> Result<(), LockError> {
+        self.open = false;
+        self.secures += 1;
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> CommandLock {
+        CommandLock::new(vec!["sh".into(), "-c".into(), script.into(), "lock-hook".into()], Duration::from_secs(2))
+    }
+
+    #[test]
+    fn command_lock_passes_the_action_and_reports_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        let mut l = sh(&format!("echo \"$@\" >> {}", log.display()));
+        l.unlock(Duration::from_millis(1500)).unwrap();
+        l.secure().unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "unlock 1500\nlock\n");
+
+        let mut failing = sh("exit 3");
+        let e = failing.unlock(Duration::from_secs(1)).unwrap_err();
+        assert!(e.to_string().contains("exited"), "{e}");
+
+        let mut slow = sh("sleep 5");
+        slow.timeout = Duration::from_millis(100);
+        let e = slow.secure().unwrap_err();
+        assert!(e.to_string().contains("did not finish"), "{e}");
+
+        let mut missing = CommandLock::new(vec!["/nonexistent/relay".into()], Duration::from_secs(1));
+        assert!(missing.unlock(Duration::from_secs(1)).unwrap_err().to_string().contains("cannot start"));
+    }
+
+    #[test]
+    fn gpio_lock_on_a_missing_chip_is_an_error() {
+        let e = GpioLock::open(std::path::Path::new("/dev/gpiochip-missing"), 17, false).err().unwrap();
+        assert!(e.to_string().contains("gpiochip-missing"), "{e}");
+    }
+}
