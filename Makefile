@@ -25,9 +25,11 @@ test-host:
 test-aarch64:
 	cargo test --target $(AARCH64) -p facegate-shared -p facegate-face -p facegate-device
 
-cross:
+# The door unit for a Raspberry-Pi-class board; the stripped copy is what gets installed.
+cross: setup
 	cargo build --release --target $(AARCH64) -p facegate-device --bin facegate-door
-	@ls -l target/$(AARCH64)/release/facegate-door
+	aarch64-linux-gnu-strip -o target/$(AARCH64)/release/facegate-door.stripped target/$(AARCH64)/release/facegate-door
+	@ls -l target/$(AARCH64)/release/facegate-door target/$(AARCH64)/release/facegate-door.stripped
 
 bench: setup
 	cargo bench --workspace
