@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$PATH"
 OUT=demo/out
 mkdir -p "$OUT"
-cargo build -q -p facegate-host
+cargo build -q -p facegate-host -p facegate-device
+DOOR=target/debug/facegate-door
 FG=target/debug/facegate
 
 if [ "${FAST:-0}" = "1" ]; then
@@ -26,8 +27,53 @@ echo "== 3. evaluate it and SFace on the held-out ORL test people"
 "$FG" eval --model "$MODEL" --data data/orl --splits "$SPLITS" --split test --out "$OUT/eval-default"
 "$FG" eval --model models/face_recognition_sface_2021dec.onnx --data data/orl --splits "$SPLITS" --split test --out "$OUT/eval-sface"
 
-cat <<'TXT'
-== 4-6. Not built yet: enrolment into a signed gallery, the facegate-door replay with the dry-run
-   lock, and the access summary come with the host-CLI and door-unit issues.
-TXT
-echo "outputs: $OUT (learning curves, metrics.csv, eval.json)"
+# Enrolled: the first half of the held-out test people; never enrolled: the other half. Neither
+# half was seen in training or in threshold calibration.
+mapfile -t TEST < <(python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["test"]))' "$SPLITS")
+HALF=$(( ${#TEST[@]} / 2 ))
+MEMBERS=("${TEST[@]:0:$HALF}")
+STRANGERS=("${TEST[@]:$HALF}")
+
+echo "== 4. enrol ${MEMBERS[*]} from photos 1-3 each into a signed gallery"
+rm -rf "$OUT/door" && mkdir -p "$OUT/door/frames"
+"$FG" keys init --secret "$OUT/door/facegate.secret" --public "$OUT/door/facegate.pub" >/dev/null
+for p in "${MEMBERS[@]}"; do
+  "$FG" enroll --model "$MODEL" --gallery "$OUT/door/gallery.fgg" --key "$OUT/door/facegate.secret" \
+    --id "$p" --name "Member $p" data/orl/"$p"/{1,2,3}.pgm
+done
+printf '%s\n' "${MEMBERS[@]}" > "$OUT/door/members.txt"
+"$FG" gallery inspect "$OUT/door/gallery.fgg"
+
+echo "== 5. facegate-door replays members' photos 4-10 and strangers' photos 1-10 (dry-run lock)"
+n=0
+for i in $(seq 0 $(( HALF - 1 ))); do
+  for pair in "${MEMBERS[$i]}:4" "${STRANGERS[$i]:-}:1"; do
+    p=${pair%%:*}; first=${pair##*:}
+    [ -n "$p" ] || continue
+    for k in $(seq "$first" 10); do n=$((n + 1)); cp "data/orl/$p/$k.pgm" "$(printf '%s/door/frames/%04d-%s-%s.pgm' "$OUT" "$n" "$p" "$k")"; done
+  done
+done
+cat > "$OUT/door/door.toml" <<TOML
+[model]
+encoder = "$MODEL"
+[gallery]
+path = "$OUT/door/gallery.fgg"
+trusted_keys = ["$OUT/door/facegate.pub"]
+[source]
+uri = "dir:$OUT/door/frames"
+fps = 5
+pace = false
+[decision]
+consecutive_frames = 2
+[lock]
+kind = "dry-run"
+[log]
+path = "$OUT/door/events.jsonl"
+TOML
+"$DOOR" check --config "$OUT/door/door.toml"
+"$DOOR" run --config "$OUT/door/door.toml"
+
+echo "== 6. summary"
+PLOTS=("$OUT/train/learning_curves.png" "$OUT"/eval-default/*.png "$OUT"/eval-sface/*.png)
+python3 scripts/demo_summary.py "$OUT/door/events.jsonl" "$OUT/door/members.txt" "$OUT/door" demo/report.html "${PLOTS[@]}"
+echo "  model $MODEL; gallery $OUT/door/gallery.fgg; event log $OUT/door/events.jsonl; evaluations $OUT/eval-*"

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Summarise a facegate-door replay: compare each decision in the event log with who was really
+in the frame (frame files are named NNNN-PERSON-PHOTO.ext), print the figures, and write a
+self-contained HTML report (plots embedded as data URIs). Standard library only."""
+import base64, html, json, statistics, sys
+from pathlib import Path
+
+def main(log, members_file, out_dir, report, *pngs):
+    members = set(Path(members_file).read_text().split())
+    events = [json.loads(l) for l in Path(log).read_text().splitlines() if l.strip()]
+    frames_of = {}
+    for f in sorted(Path(out_dir, "frames").iterdir()):
+        frames_of.setdefault(f.name.split("-")[1], 0)
+        frames_of[f.name.split("-")[1]] += 1
+    people = sorted(frames_of)
+    granted, denied, wrong = {}, {}, []
+    lat = []
+    for e in events:
+        if e.get("event") != "decision":
+            continue
+        person = e["frame"].split("-")[1]
+        lat.append(e["latency_ms"])
+        if e["decision"] == "granted":
+            granted.setdefault(person, []).append(e["member"])
+            if e["member"] != person:
+                wrong.append((person, e["member"]))
+        else:
+            denied.setdefault(person, []).append(e.get("reason", "?"))
+    enrolled = [p for p in people if p in members]
+    strangers = [p for p in people if p not in members]
+    true_accepts = [p for p in enrolled if p in granted and all(m == p for m in granted[p])]
+    false_rejects = [p for p in enrolled if p not in granted]
+    false_accepts = [p for p in strangers if p in granted] + [p for p, m in wrong if p in members]
+    rows = {
+        "frames replayed": sum(frames_of.values()),
+        "grants": sum(len(v) for v in granted.values()),
+        "logged denials": sum(len(v) for v in denied.values()),
+        "enrolled people let in": f"{len(true_accepts)} of {len(enrolled)}",
+        "false rejects (enrolled, never let in)": f"{len(false_rejects)} {false_rejects}",
+        "false accepts (let in as someone else)": f"{len(false_accepts)} {false_accepts}",
+        "strangers denied": f"{sum(1 for p in strangers if p not in granted)} of {len(strangers)}",
+        "median decision latency (ms, deciding frame)": f"{statistics.median(lat):.1f}" if lat else "-",
+    }
+    width = max(map(len, rows))
+    for k, v in rows.items():
+        print(f"  {k:<{width}}  {v}")
+    imgs = "".join(
+        f'<figure><img alt="{html.escape(Path(p).name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(Path(p).read_bytes()).decode()}"><figcaption>{html.escape(p)}</figcaption></figure>'
+        for p in pngs if Path(p).is_file()
+    )
+    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    log_rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(e.get(k, '')))}</td>" for k in
+                         ("time", "event", "decision", "member", "distance", "reason", "latency_ms", "frame")) + "</tr>"
+        for e in events if e.get("event") in ("decision", "gallery", "lock", "source"))
+    Path(report).write_text(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Facegate demo report</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
+img{{max-width:100%}}figure{{display:inline-block;margin:1em}}</style></head><body>
+<h1>Facegate demo</h1><h2 id="summary">Door replay</h2><table>{table}</table>
+<h2>Plots</h2>{imgs or '<p>no plots</p>'}
+<h2>Access log</h2><table><tr><th>time</th><th>event</th><th>decision</th><th>member</th>
+<th>distance</th><th>reason</th><th>latency ms</th><th>frame</th></tr>{log_rows}</table></body></html>
+""")
+    print(f"  report: {report}")
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
