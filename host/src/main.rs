@@ -51,7 +51,7 @@ enum Command {
     Eval {
         #[command(flatten)]
         people: eval::PeopleArgs,
-        /// Folder for eval.json.
+        /// Folder for eval.json, roc.png and distances.png.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
         /// Print the figures as JSON.
@@ -218,6 +218,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(dir) = out {
                 std::fs::create_dir_all(&dir)?;
                 facegate_shared::gallery_file::write_atomic(&dir.join("eval.json"), text.as_bytes())?;
+                let scores = eval::all_pairs(&emb.items)?;
+                curves::plot_roc(&dir.join("roc.png"), &scores, report.threshold)?;
+                curves::plot_distances(&dir.join("distances.png"), &scores, report.threshold)?;
             }
             if json {
                 println!("{text}");
