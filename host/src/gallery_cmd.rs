@@ -413,3 +413,165 @@ fn rss_kib() -> Option<u64> {
 fn peak_rss_kib() -> Option<u64> {
     status_field("VmHWM:")
 }
+
+/// `facegate gallery verify`: would a door unit trusting `trust` accept this gallery with `model`?
+pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let key = keys::read_verifying_key(trust)?;
+    let checked = gallery_file::load(gallery).and_then(|s| s.trusted(&[key])).and_then(|g| match model {
+        Some(m) => {
+            let card = facegate_shared::ModelCard::load(&facegate_face::card_path_for(m))
+                .map_err(|e| facegate_shared::GalleryError::Malformed(format!("model card of {}: {e}", m.display())))?;
+            g.check_encoder(&card.fingerprint).map(|()| g)
+        }
+        None => Ok(g),
+    });
+    let (ok, detail) = match &checked {
+        Ok(g) => {
+            (true, format!("valid: revision {}, {} members, signed by the trusted key", g.revision, g.members().len()))
+        }
+        Err(e) => (false, format!("INVALID: {e}")),
+    };
+    if json {
+        println!("{}", serde_json::json!({"gallery": gallery.display().to_string(), "valid": ok, "detail": detail}));
+    } else {
+        println!("{}: {detail}", gallery.display());
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `facegate gallery import-dir` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ImportArgs {
+    /// Folder with one sub-folder per member; the sub-folder name is the member id and name.
+    pub dir: PathBuf,
+    /// Gallery file (created if absent).
+    #[arg(long)]
+    pub gallery: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Signing key.
+    #[arg(long, default_value = DEFAULT_SECRET_KEY)]
+    pub key: PathBuf,
+    /// Worker threads (each loads its own detector and encoder). Default: all cores.
+    #[arg(long)]
+    pub jobs: Option<usize>,
+}
+
+/// One member folder's outcome.
+struct Imported {
+    id: String,
+    embeddings: Vec<Embedding>,
+    bad: Vec<String>,
+}
+
+/// `facegate gallery import-dir`: bulk enrolment. Bad photos are skipped and listed; a member
+/// with no usable photo, an invalid id, or an id already in the gallery is skipped and listed.
+/// The gallery is written once, at the end.
+pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
+    let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&a.dir)
+        .with_context(|| format!("folder {}", a.dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        bail!("{} has no member folders (expected DIR/<member id>/<photos>)", a.dir.display());
+    }
+    let first = a.model.pipeline()?;
+    let card = first.encoder.card().clone();
+    let threshold = card_threshold(&first.encoder)?;
+    let mut gallery = if a.gallery.exists() {
+        let g = load_own_gallery(&a.gallery, &key)?;
+        g.check_encoder(&card.fingerprint)?;
+        g
+    } else {
+        Gallery::new(card.fingerprint, card.embedding_dim, threshold)
+    };
+    let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let bar = crate::progress::bar(folders.len() as u64, "enrolling");
+    let queue = std::sync::Mutex::new(folders.into_iter());
+    let results = std::sync::Mutex::new(Vec::new());
+    let mut first = Some(first);
+    std::thread::scope(|s| -> Result<()> {
+        let mut handles = Vec::new();
+        for _ in 0..jobs {
+            let p = match first.take() {
+                Some(p) => p,
+                None => a.model.pipeline()?,
+            };
+            let (queue, results, bar) = (&queue, &results, &bar);
+            handles.push(s.spawn(move || loop {
+                let Some(folder) = queue.lock().expect("queue").next() else { break };
+                let r = import_one(&p, &folder);
+                results.lock().expect("results").push(r);
+                bar.inc(1);
+            }));
+        }
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("an import worker panicked"))?;
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let mut results = results.into_inner().expect("results");
+    results.sort_by(|x, y| x.id.cmp(&y.id));
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (mut added, mut skipped) = (0, Vec::new());
+    for r in results {
+        for b in &r.bad {
+            println!("skipped photo {b}");
+        }
+        let id = match MemberId::new(&r.id) {
+            Ok(id) => id,
+            Err(e) => {
+                skipped.push(format!("{}: {e}", r.id));
+                continue;
+            }
+        };
+        if r.embeddings.is_empty() {
+            skipped.push(format!("{}: no usable photo", r.id));
+            continue;
+        }
+        let n = r.embeddings.len().min(facegate_shared::MAX_EMBEDDINGS_PER_MEMBER);
+        let embeddings = r.embeddings.into_iter().take(n).collect();
+        match gallery.add(Member { id, name: r.id.clone(), validity: Validity::OPEN, enrolled_at: now, embeddings }) {
+            Ok(()) => added += 1,
+            Err(e) => skipped.push(format!("{}: {e}", r.id)),
+        }
+    }
+    for s in &skipped {
+        println!("skipped member {s}");
+    }
+    if added > 0 {
+        save_gallery(&a.gallery, &mut gallery, &key)?;
+    }
+    println!(
+        "imported {added} member(s), skipped {}; gallery {} has {} members (revision {})",
+        skipped.len(),
+        a.gallery.display(),
+        gallery.members().len(),
+        gallery.revision
+    );
+    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn import_one(p: &FacePipeline<YuNet, TractEncoder>, folder: &Path) -> Imported {
+    let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    photos.sort();
+    let (mut embeddings, mut bad) = (Vec::new(), Vec::new());
+    for ph in photos {
+        match embed_photo(p, &ph) {
+            Ok(e) => embeddings.push(e),
+            Err(e) => bad.push(format!("{e:#}")),
+        }
+    }
+    Imported { id, embeddings, bad }
+}

@@ -149,6 +149,22 @@ enum GalleryCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check what a door unit checks: checksum, signature by the trusted key and, with --model,
+    /// the encoder fingerprint. Exit 0 valid, 1 invalid.
+    Verify {
+        gallery: PathBuf,
+        /// Public key the door units trust.
+        #[arg(long, default_value = gallery_cmd::DEFAULT_PUBLIC_KEY)]
+        trust: PathBuf,
+        /// Encoder the door units run.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Bulk-enrol DIR/<member id>/<photos> in parallel; bad photos and members are skipped and
+    /// listed (exit 1 if anything was skipped).
+    ImportDir(gallery_cmd::ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +275,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enroll(a) => gallery_cmd::enroll(&a),
         Command::Members { gallery, key, json, cmd } => gallery_cmd::members(&gallery, &key, &cmd, json),
         Command::Gallery { cmd: GalleryCmd::Inspect { gallery, json } } => gallery_cmd::inspect(&gallery, json),
+        Command::Gallery { cmd: GalleryCmd::Verify { gallery, trust, model, json } } => {
+            gallery_cmd::gallery_verify(&gallery, &trust, model.as_deref(), json)
+        }
+        Command::Gallery { cmd: GalleryCmd::ImportDir(a) } => gallery_cmd::import_dir(&a),
         Command::Verify { photo_a, photo_b, model, threshold, json } => {
             gallery_cmd::verify_photos(&model, &photo_a, &photo_b, threshold, json)
         }
@@ -429,6 +449,15 @@ mod cli_tests {
         assert!(matches!(c.command, Command::Bench { cmd: BenchCmd::Search { members: 1000, queries: 5, .. } }));
         let c = Cli::try_parse_from(["facegate", "gallery", "inspect", "g", "--json"]).unwrap();
         assert!(matches!(c.command, Command::Gallery { cmd: GalleryCmd::Inspect { json: true, .. } }));
+        let c = Cli::try_parse_from(["facegate", "gallery", "verify", "g", "--trust", "k.pub", "--model", "m.onnx"])
+            .unwrap();
+        assert!(matches!(c.command, Command::Gallery { cmd: GalleryCmd::Verify { model: Some(_), .. } }));
+        let c =
+            Cli::try_parse_from(["facegate", "gallery", "import-dir", "d", "--gallery", "g", "--jobs", "2"]).unwrap();
+        assert!(
+            matches!(c.command, Command::Gallery { cmd: GalleryCmd::ImportDir(ref a) } if a.jobs == Some(2) && a.dir == Path::new("d"))
+        );
+        assert!(Cli::try_parse_from(["facegate", "gallery", "import-dir", "d"]).is_err(), "--gallery is required");
         let c = Cli::try_parse_from(["facegate", "keys", "init", "--secret", "s", "--public", "p"]).unwrap();
         assert!(matches!(c.command, Command::Keys { .. }));
         let c = Cli::try_parse_from([

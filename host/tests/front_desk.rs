@@ -144,3 +144,48 @@ fn verify_and_bench_search() {
     assert!(b["query_median_ms"].as_f64().unwrap() > 0.0);
     assert!(fg(&["bench", "search", "--index", "nope"]).status.code() == Some(2));
 }
+
+#[test]
+fn import_dir_skips_bad_input_and_verify_checks_signature_and_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f);
+    let s = |p: PathBuf| p.display().to_string();
+    for (folder, photos) in [("s31", vec![1, 2]), ("s32", vec![1, 2, 3]), ("bad id", vec![1]), ("empty", vec![])] {
+        std::fs::create_dir_all(d("in").join(folder)).unwrap();
+        for n in photos {
+            std::fs::copy(photo(31 + n % 2, n), d("in").join(folder).join(format!("{n}.pgm"))).unwrap();
+        }
+    }
+    std::fs::write(d("in/s31/broken.jpg"), b"not a jpeg").unwrap();
+    ok(&fg(&["keys", "init", "--secret", &s(d("k.secret")), "--public", &s(d("k.pub"))]));
+    let o = fg(&[
+        "gallery",
+        "import-dir",
+        &s(d("in")),
+        "--gallery",
+        &s(d("g.fgg")),
+        "--key",
+        &s(d("k.secret")),
+        "--jobs",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "something was skipped");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("skipped photo") && out.contains("broken.jpg"), "{out}");
+    assert!(out.contains("skipped member bad id") && out.contains("skipped member empty"), "{out}");
+    assert!(out.contains("imported 2 member(s)"), "{out}");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(&fg(&["gallery", "inspect", &s(d("g.fgg")), "--json"]))).unwrap();
+    assert_eq!((inspect["members"].as_u64(), inspect["embeddings"].as_u64()), (Some(2), Some(5)));
+
+    let verify = |model: &str| fg(&["gallery", "verify", &s(d("g.fgg")), "--trust", &s(d("k.pub")), "--model", model]);
+    assert_eq!(verify("models/facegate-default.onnx").status.code(), Some(0));
+    let o = verify("models/face_recognition_sface_2021dec.onnx");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("re-enrol"));
+    let mut bytes = std::fs::read(d("g.fgg")).unwrap();
+    let n = bytes.len();
+    bytes[n / 3] ^= 4;
+    std::fs::write(d("g.fgg"), bytes).unwrap();
+    assert_eq!(verify("models/facegate-default.onnx").status.code(), Some(1));
+}
