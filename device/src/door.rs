@@ -3,7 +3,8 @@
 //!
 //! Rules:
 //! - a decision needs `consecutive_frames` frames in a row with the same outcome (same member
-//!   granted, or the same denial); a face-less frame or a different outcome restarts the count;
+//!   granted, or the same denial; unknown faces must also match each other); a face-less frame
+//!   or a different outcome restarts the count;
 //! - one continuous appearance gives one decision; a granted member is not granted again within
 //!   the cooldown;
 //! - the grant is written to the event log *before* the lock opens; if the log or the lock
@@ -216,6 +217,8 @@ struct Streak {
     outcome: Option<Outcome>,
     count: u32,
     decided: bool,
+    /// The previous frame's face: unknown faces agree only if they look alike.
+    last: Option<Embedding>,
 }
 
 impl Streak {
@@ -223,7 +226,7 @@ impl Streak {
         if self.outcome.as_ref() == Some(&o) {
             self.count += 1;
         } else {
-            *self = Streak { outcome: Some(o), count: 1, decided: false };
+            *self = Streak { outcome: Some(o), count: 1, decided: false, last: None };
         }
         self.count
     }
@@ -431,7 +434,22 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
                 },
             ),
         };
-        if self.streak.push(outcome) < self.settings.consecutive_frames || self.streak.decided {
+        // Two strangers in a row are both "unknown": they are one appearance only if their faces
+        // match each other.
+        if matches!(outcome, Outcome::Denied("unknown", None)) {
+            let threshold = self.settings.threshold.unwrap_or(self.store.matcher().gallery().threshold);
+            let same_face = self
+                .streak
+                .last
+                .as_ref()
+                .is_none_or(|l| l.distance(&obs.embedding).is_ok_and(|d| threshold.accepts(d)));
+            if !same_face {
+                self.streak.reset();
+            }
+        }
+        let count = self.streak.push(outcome);
+        self.streak.last = Some(obs.embedding);
+        if count < self.settings.consecutive_frames || self.streak.decided {
             return;
         }
         self.streak.decided = true;

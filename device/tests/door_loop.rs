@@ -76,7 +76,7 @@ impl Fixture {
 
 fn embedder() -> LabelEmbedder {
     let mut m = std::collections::HashMap::new();
-    for (label, axis) in [("a", 0), ("b", 1), ("e", 4), ("x", 7)] {
+    for (label, axis) in [("a", 0), ("b", 1), ("e", 4), ("x", 7), ("y", 6)] {
         m.insert(label.to_owned(), Some(unit(axis)));
     }
     m.insert("none".into(), None);
@@ -192,6 +192,16 @@ fn strangers_and_expired_members_are_denied_with_their_reason() {
         ]
     );
     assert_eq!(d.summary.denied, 2);
+}
+
+#[test]
+fn two_strangers_in_a_row_get_a_denial_each() {
+    let f = Fixture::new(&gallery(1, &[("A", 0)]));
+    let mut d = door(&f);
+    feed(&mut d, 0, &["x", "x", "x", "y", "y", "y", "x", "y", "x"]);
+    run(&mut d);
+    let unknown = ("denied".to_owned(), None, Some("unknown".to_owned()));
+    assert_eq!(decisions(&d), vec![unknown.clone(), unknown]);
 }
 
 #[test]

@@ -104,7 +104,9 @@ enum Command {
         #[command(flatten)]
         q: gallery_cmd::QueryArgs,
     },
-    /// The K members who look most like the face in a photo, best first.
+    /// The K members who look most like the face in a photo, best first (also `search`: the
+    /// gallery's nearest-neighbour index, exact, scales to 100,000+ members; see `bench search`).
+    #[command(visible_alias = "search")]
     Rank {
         #[command(flatten)]
         q: gallery_cmd::QueryArgs,
@@ -458,6 +460,8 @@ mod cli_tests {
             matches!(c.command, Command::Gallery { cmd: GalleryCmd::ImportDir(ref a) } if a.jobs == Some(2) && a.dir == Path::new("d"))
         );
         assert!(Cli::try_parse_from(["facegate", "gallery", "import-dir", "d"]).is_err(), "--gallery is required");
+        let c = Cli::try_parse_from(["facegate", "search", "q.jpg", "--gallery", "g", "--top", "3"]).unwrap();
+        assert!(matches!(c.command, Command::Rank { top: 3, .. }));
         let c = Cli::try_parse_from(["facegate", "keys", "init", "--secret", "s", "--public", "p"]).unwrap();
         assert!(matches!(c.command, Command::Keys { .. }));
         let c = Cli::try_parse_from([

@@ -86,7 +86,8 @@ fn enrol_identify_remove_and_refuse_tampering() {
         }
     }
     eprintln!("members' other photos: {right} granted correctly, {wrong} granted as someone else, {denied} denied");
-    // eval on these people: rank-1 100 %, TAR 98.6 % at the card threshold
+    // `facegate eval` on the test people: rank-1 100 %, per-pair TAR 78.9 % at the card threshold
+    // (best of 3 enrolled photos can only do better)
     assert_eq!(wrong, 0);
     assert!(right >= 22, "only {right} of 28 granted");
     let mut stranger_grants = 0;
@@ -98,7 +99,9 @@ fn enrol_identify_remove_and_refuse_tampering() {
         }
     }
     eprintln!("strangers: {stranger_grants} of 40 photos granted");
-    assert!(stranger_grants < 40, "every stranger was let in");
+    // per-pair FAR at the card threshold is 0.57 %; a stranger's photo meets 12 enrolled
+    // embeddings, so about 1 − (1 − 0.0057)^12 ≈ 6.6 % of the 40 photos (≈ 2.6) are expected in
+    assert!(stranger_grants <= 6, "{stranger_grants} of 40 stranger photos granted; eval predicts about 3");
 
     // removal: the member's photo is no longer granted as them
     let gone = members[0];
