@@ -294,12 +294,13 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<RunSummary, DoorError> {
         let g = self.store.matcher().gallery();
         let detail = format!(
-            "source {}, lock {}, gallery revision {} with {} members, mode {:?}",
+            "source {}, lock {}, gallery revision {} with {} members, mode {:?}, RSS {}",
             self.source.describe(),
             self.lock.describe(),
             g.revision,
             g.members().len(),
-            self.settings.mode
+            self.settings.mode,
+            crate::mb(crate::rss_bytes())
         );
         self.secure();
         self.log(Event::now(EventKind::Start).detail(detail));
@@ -310,6 +311,14 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
             Ok(()) => "end of frames".to_owned(),
             Err(e) => format!("fatal: {e}"),
         };
+        let why = format!(
+            "{why}; {} frames, {} granted, {} denied; RSS {}, peak {}",
+            self.summary.frames,
+            self.summary.granted,
+            self.summary.denied,
+            crate::mb(crate::rss_bytes()),
+            crate::mb(crate::peak_rss_bytes())
+        );
         self.log(Event::now(EventKind::Stop).detail(why));
         if let Err(e) = self.sink.sync() {
             eprintln!("facegate-door: event log sync failed: {e}");
