@@ -457,7 +457,7 @@ mod cli_tests {
         let c =
             Cli::try_parse_from(["facegate", "gallery", "import-dir", "d", "--gallery", "g", "--jobs", "2"]).unwrap();
         assert!(
-            matches!(c.command, Command::Gallery { cmd: GalleryCmd::ImportDir(ref a) } if a.jobs == Some(2) && a.dir == Path::new("d"))
+            matches!(c.command, Command::Gallery { cmd: GalleryCmd::ImportDir(ref a) } if a.jobs == Some(2) && a.dir == std::path::Path::new("d"))
         );
         assert!(Cli::try_parse_from(["facegate", "gallery", "import-dir", "d"]).is_err(), "--gallery is required");
         let c = Cli::try_parse_from(["facegate", "search", "q.jpg", "--gallery", "g", "--top", "3"]).unwrap();
