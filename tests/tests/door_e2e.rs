@@ -138,3 +138,29 @@ fn door_refuses_to_start_on_a_tampered_gallery_or_an_unwritable_log() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("event log"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn sigterm_secures_the_lock_flushes_the_log_and_exits_cleanly() {
+    let u = set_up();
+    let config = u.path("door.toml");
+    let paced = std::fs::read_to_string(&config).unwrap().replace("pace = false", "pace = true");
+    std::fs::write(&config, paced).unwrap();
+    let child = std::process::Command::new(facegate_tests::bin("facegate-door"))
+        .current_dir(facegate_tests::root())
+        .args(["run", "--config", &config])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopped within one frame");
+    let log = events(Path::new(&u.path("events.jsonl")));
+    let last = log.last().unwrap();
+    assert_eq!(last["event"], "stop");
+    assert!(last["detail"].as_str().unwrap().starts_with("stop requested"), "{last}");
+    let frames = log.iter().filter(|e| e["event"] == "decision").count();
+    assert!(frames < 20, "the replay (68 frames at 5/s) was cut short: {frames} decisions");
+}
