@@ -15,7 +15,7 @@ if [ "${FAST:-0}" = "1" ]; then
   SPLITS=models/facegate-default.splits.json
 else
   echo "== 1. train the small encoder on the ORL training people (a few minutes on 2 cores)"
-  "$FG" train --data data/orl -o "$OUT/train"
+  "$FG" train --data data/orl -o "$OUT/train" --val-people 8 --test-people 8
   echo "== 2. export to ONNX with the tch/tract parity check"
   "$FG" export "$OUT/train/best.safetensors" -o "$OUT/facegate-demo.onnx"
   MODEL="$OUT/facegate-demo.onnx"

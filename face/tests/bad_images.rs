@@ -47,6 +47,29 @@ fn undecodable_inputs_are_typed_errors() {
         .write_to(&mut std::io::Cursor::new(&mut b16), image::ImageFormat::Png)
         .unwrap();
     assert_eq!(decode_image(&b16).unwrap().get_pixel(0, 0).0, [255, 255, 255]);
+    // 1 × 1 decodes (the detector then finds no face)
+    assert_eq!(decode_image(&png(&RgbImage::new(1, 1))).unwrap().dimensions(), (1, 1));
+    // truncated JPEG: an error, never a panic
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageRgb8(RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 99])))
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    assert_eq!(decode_image(&jpeg).unwrap().dimensions(), (64, 48));
+    for cut in [2, 20, jpeg.len() / 3] {
+        assert!(matches!(decode_image(&jpeg[..cut]), Err(FaceError::Decode(_))), "cut at {cut}");
+    }
+    // animated GIF: the first frame is used
+    let mut gif = Vec::new();
+    {
+        let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+        for v in [200u8, 10] {
+            let f = image::RgbaImage::from_pixel(16, 12, image::Rgba([v, v, v, 255]));
+            enc.encode_frame(image::Frame::new(f)).unwrap();
+        }
+    }
+    let first = decode_image(&gif).unwrap();
+    assert_eq!(first.dimensions(), (16, 12));
+    assert!(first.get_pixel(0, 0).0[0] > 150, "first frame, not the last");
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
