@@ -8,20 +8,11 @@
 use facegate_shared::{gallery_file, ModelCard};
 use proptest::prelude::*;
 
+mod common;
+use common::seal;
+
 fn corpus(name: &str) -> Vec<u8> {
     std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus").join(name)).unwrap()
-}
-
-/// The envelope with a correct CRC around `payload`, so mutations reach the payload decoder.
-fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut out = b"FGGALRY\n".to_vec();
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.push(0);
-    out
 }
 
 #[test]

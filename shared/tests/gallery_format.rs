@@ -8,6 +8,9 @@ use facegate_shared::{
     Validity,
 };
 
+mod common;
+use common::seal;
+
 fn fixture_key() -> SigningKey {
     SigningKey::from_bytes(&[42; 32])
 }
@@ -92,18 +95,6 @@ fn envelope_errors_are_typed() {
     let mut b = good.clone();
     b[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(decode(&b), Err(GalleryError::AbsurdCount { what: "payload bytes", .. })));
-}
-
-/// Re-seal a payload with a fresh CRC so the payload checks themselves are reached.
-fn seal(payload: &[u8]) -> Vec<u8> {
-    let mut out = b"FGGALRY\n".to_vec();
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.push(0);
-    out
 }
 
 fn payload_of(bytes: &[u8]) -> Vec<u8> {
