@@ -57,7 +57,11 @@ def main(log, members_file, out_dir, report, *pngs):
     Path(report).write_text(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Facegate demo report</title><style>body{{font-family:sans-serif;margin:2em;max-width:70em}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
-img{{max-width:100%}}figure{{display:inline-block;margin:1em}}</style></head><body>
+img{{max-width:100%}}figure{{display:inline-block;margin:1em}}</style>
+<script>/* marks the page once every plot has decoded (checked by the render test in headless Chromium) */
+addEventListener("load", () => {{ const i = [...document.images];
+  document.body.dataset.plots = i.filter(x => x.complete && x.naturalWidth > 0).length + "/" + i.length; }});
+</script></head><body>
 <h1>Facegate demo</h1><h2 id="summary">Door replay</h2><table>{table}</table>
 <h2>Plots</h2>{imgs or '<p>no plots</p>'}
 <h2>Access log</h2><table><tr><th>time</th><th>event</th><th>decision</th><th>member</th>

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core; do
+for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,5 +1,5 @@
-//! Face pipeline latency on one core: YuNet detection at 640×480 and 640×640, alignment, SFace
-//! encoding, and a whole 640×480 frame (detect + align + encode). The frame is ORL `s1/1.pgm`
+//! Face pipeline latency on one core: YuNet detection at 640×480 and 640×640, alignment, SFace and
+//! default-encoder encoding, and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
 //! upscaled 3× on a grey 640×480 background. Needs `make setup`.
 //! Run: `cargo bench -p facegate-face --bench pipeline`.
 
@@ -34,8 +34,13 @@ fn pipeline(c: &mut Criterion) {
     let sface = TractEncoder::load(&root.join(paths::SFACE)).unwrap();
     let crop = align_face(&frame, &d.landmarks, 112, 112).unwrap();
     g.bench_function("encode_sface", |b| b.iter(|| sface.encode(&crop).unwrap()));
+    let default = TractEncoder::load(&root.join("facegate-default.onnx")).unwrap();
+    let small = align_face(&frame, &d.landmarks, 64, 64).unwrap();
+    g.bench_function("encode_default", |b| b.iter(|| default.encode(&small).unwrap()));
     let p = FacePipeline::new(det, sface);
     g.bench_function("frame_640x480_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
+    let p = FacePipeline::new(YuNet::load(&root.join(paths::YUNET)).unwrap(), default);
+    g.bench_function("frame_640x480_detect_align_default", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
     g.finish();
 }
 

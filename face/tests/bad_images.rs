@@ -58,6 +58,13 @@ fn undecodable_inputs_are_typed_errors() {
     for cut in [2, 20, jpeg.len() / 3] {
         assert!(matches!(decode_image(&jpeg[..cut]), Err(FaceError::Decode(_))), "cut at {cut}");
     }
+    // CMYK JPEG (as print workflows save them; made with ImageMagick from a red-to-blue gradient):
+    // decoded to RGB with the right colours, not inverted
+    let cmyk = decode_image(&std::fs::read(root().join("face/tests/fixtures/cmyk.jpg")).unwrap()).unwrap();
+    assert_eq!(cmyk.dimensions(), (32, 24));
+    let (top, bottom) = (cmyk.get_pixel(0, 0).0, cmyk.get_pixel(0, 23).0);
+    assert!(top[0] > 200 && top[2] < 60, "top row is red: {top:?}");
+    assert!(bottom[2] > 200 && bottom[0] < 60, "bottom row is blue: {bottom:?}");
     // animated GIF: the first frame is used
     let mut gif = Vec::new();
     {

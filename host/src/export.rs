@@ -10,7 +10,7 @@ use facegate_shared::{
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
-use crate::model::EmbeddingNet;
+use crate::net::{ImportedBase, Net};
 use crate::onnx_export::{encoder_to_onnx, OPSET};
 use crate::train::CheckpointInfo;
 
@@ -61,25 +61,30 @@ pub struct ExportSummary {
     pub threshold: Option<f32>,
 }
 
-/// Loads a checkpoint into an eval-ready network.
-pub fn load_checkpoint(path: &Path) -> Result<(nn::VarStore, EmbeddingNet, CheckpointInfo)> {
+/// Loads a checkpoint into an eval-ready network (with the ONNX base it was fine-tuned from, if any).
+pub fn load_checkpoint(path: &Path) -> Result<(nn::VarStore, Net, CheckpointInfo, Option<ImportedBase>)> {
     let info = CheckpointInfo::load(path)?;
+    let base = info.base.as_ref().map(ImportedBase::from_reference).transpose()?;
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = EmbeddingNet::new(&vs.root(), info.arch.clone());
+    let net = Net::new(&vs.root(), &info.arch, base.as_ref());
     vs.load(path).with_context(|| format!("loading weights {}", path.display()))?;
-    Ok((vs, net, info))
+    Ok((vs, net, info, base))
 }
 
 /// Runs the export.
 /// The card gets no threshold here: `facegate calibrate` measures one on held-out people.
 pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
-    let (_vs, net, info) = load_checkpoint(&args.checkpoint)?;
+    let (_vs, net, info, base) = load_checkpoint(&args.checkpoint)?;
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| args.out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let from = match &base {
+        Some(b) => format!("{} fine-tuned (--freeze {}) by ", b.card.name, info.args.freeze),
+        None => String::new(),
+    };
     let training = format!(
-        "facegate train on {} ({} training people; split by person, manifest {}); {} softmax pre-training steps, then {:?} loss with margin {}; seed {}; best at step {}",
+        "{from}facegate train on {} ({} training people; split by person, manifest {}); {} softmax pre-training steps, then {:?} loss with margin {}; seed {}; best at step {}",
         info.args.data.display(),
         info.train_people,
         info.splits.display(),
@@ -98,43 +103,67 @@ pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
         ("facegate.val_eer".to_owned(), info.val_eer.to_string()),
         ("facegate.test_eer".to_owned(), info.test_eer.map(|t| t.to_string()).unwrap_or_default()),
     ];
-    let bytes = encoder_to_onnx(&net, &metadata)?;
+    let (bytes, opset, normalised_in_graph, extra_inputs, licence) = match &net {
+        Net::Small(n) => (
+            encoder_to_onnx(n, &metadata)?,
+            OPSET,
+            true,
+            vec![],
+            "MIT OR Apache-2.0 (weights trained by Facegate on the ORL faces, AT&T Laboratories Cambridge)".to_owned(),
+        ),
+        Net::Imported(n, _) => {
+            let b = base.as_ref().context("imported network without its base")?;
+            (
+                n.to_onnx(&metadata)?,
+                n.graph().opset,
+                b.card.normalised_in_graph,
+                b.card.extra_inputs.clone(),
+                format!(
+                    "{} (the base model's licence), fine-tuned by Facegate on the ORL faces",
+                    b.card.licence.as_deref().unwrap_or("unknown")
+                ),
+            )
+        }
+    };
     let card = ModelCard {
         card_version: CARD_VERSION,
         name,
         fingerprint: Fingerprint::of_bytes(&bytes),
-        opset: OPSET,
+        opset,
         input: info.input.clone(),
-        extra_inputs: vec![],
+        extra_inputs,
         alignment: ALIGNMENT_ARCFACE_5PT.into(),
-        embedding_dim: EmbeddingDim::new(info.arch.embedding_dim as usize)?,
+        embedding_dim: EmbeddingDim::new(net.embedding_dim() as usize)?,
         metric: METRIC_UNIT_SPHERE.into(),
-        normalised_in_graph: true,
+        normalised_in_graph,
         threshold: None,
         training: Some(training),
         metrics: CardMetrics { val_eer: Some(info.val_eer), test_eer: info.test_eer },
-        licence: Some(
-            "MIT OR Apache-2.0 (weights trained by Facegate on the ORL faces, AT&T Laboratories Cambridge)".into(),
-        ),
+        licence: Some(licence),
     };
 
     // Parity: the same inputs through tch and through tract.
     let tract = TractEncoder::from_bytes(&bytes, card.clone(), &args.out.display().to_string())?;
-    let c = info.arch.in_channels;
-    let side = info.arch.input_size;
+    let c = info.input.channels.channels() as i64;
+    let (h, w) = (i64::from(info.input.height), i64::from(info.input.width));
+    // random pixels in 0–255, preprocessed with the card's per-channel mean and std
+    let (mean, std) = (&info.input.mean, &info.input.std);
+    let plane = (h * w) as usize;
     let mut rng = SplitMix64::new(20_261_129);
     let mut worst = 0.0f32;
     let mut golden = None;
     for i in 0..PARITY_INPUTS {
-        let input: Vec<f32> = (0..(c * side * side)).map(|_| (rng.next_f64() * 2.0 - 1.0) as f32).collect();
-        let x = Tensor::from_slice(&input).view([1, c, side, side]);
+        let input: Vec<f32> = (0..(c * h * w) as usize)
+            .map(|j| (rng.next_f64() as f32 * 255.0 - mean[j / plane]) / std[j / plane])
+            .collect();
+        let x = Tensor::from_slice(&input).view([1, c, h, w]);
         let want = Vec::<f32>::try_from(&tch::no_grad(|| net.embed_t(&x, false)).view([-1]))?;
         let got = tract.encode_tensor(&input)?;
         let diff = want.iter().zip(got.as_slice()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         worst = worst.max(diff);
         if i == 0 {
             golden = Some(Golden {
-                shape: vec![1, c as usize, side as usize, side as usize],
+                shape: vec![1, c as usize, h as usize, w as usize],
                 input,
                 embedding: want,
                 tolerance: PARITY_TOLERANCE,

@@ -108,6 +108,18 @@ pub struct EnrollArgs {
     pub photos: Vec<PathBuf>,
 }
 
+/// The gallery at `path` (signed by `key`, for this encoder), or a new empty one for it.
+fn open_or_new_gallery(path: &Path, key: &SigningKey, encoder: &TractEncoder) -> Result<Gallery> {
+    let card = encoder.card();
+    if path.exists() {
+        let g = load_own_gallery(path, key)?;
+        g.check_encoder(&card.fingerprint)?;
+        Ok(g)
+    } else {
+        Ok(Gallery::new(card.fingerprint, card.embedding_dim, card_threshold(encoder)?))
+    }
+}
+
 /// `facegate enroll`: nothing is written unless every photo is usable.
 pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     let id = MemberId::new(&a.id)?;
@@ -119,15 +131,7 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     };
     let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
     let p = a.model.pipeline()?;
-    let card = p.encoder.card().clone();
-    let threshold = card_threshold(&p.encoder)?;
-    let mut gallery = if a.gallery.exists() {
-        let g = load_own_gallery(&a.gallery, &key)?;
-        g.check_encoder(&card.fingerprint)?;
-        g
-    } else {
-        Gallery::new(card.fingerprint, card.embedding_dim, threshold)
-    };
+    let mut gallery = open_or_new_gallery(&a.gallery, &key, &p.encoder)?;
     let embeddings = a.photos.iter().map(|ph| embed_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
     if !gallery.members().is_empty() {
         let m = Matcher::fastest(gallery.clone())?;
@@ -479,15 +483,7 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
         bail!("{} has no member folders (expected DIR/<member id>/<photos>)", a.dir.display());
     }
     let first = a.model.pipeline()?;
-    let card = first.encoder.card().clone();
-    let threshold = card_threshold(&first.encoder)?;
-    let mut gallery = if a.gallery.exists() {
-        let g = load_own_gallery(&a.gallery, &key)?;
-        g.check_encoder(&card.fingerprint)?;
-        g
-    } else {
-        Gallery::new(card.fingerprint, card.embedding_dim, threshold)
-    };
+    let mut gallery = open_or_new_gallery(&a.gallery, &key, &first.encoder)?;
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let bar = crate::progress::bar(folders.len() as u64, "enrolling");
     let queue = std::sync::Mutex::new(folders.into_iter());

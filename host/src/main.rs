@@ -9,7 +9,9 @@ mod export;
 mod gallery_cmd;
 mod losses;
 mod model;
+mod net;
 mod onnx_export;
+mod onnx_import;
 mod optim;
 mod progress;
 mod train;
@@ -376,7 +378,7 @@ mod cli_tests {
         let Command::Train(a) = cli.command else { panic!("train") };
         assert_eq!(a.loss, train::LossKind::Contrastive);
         assert_eq!(a.mining, losses::Mining::SemiHard);
-        assert_eq!((a.margin(), a.steps, a.freeze, a.seed), (1.2, 10, 2, 3));
+        assert_eq!((a.margin(), a.steps, a.freeze, a.seed), (1.2, 10, net::Freeze::Layers(2), 3));
         assert!(a.resume && a.no_augment);
         assert!(a.validate().is_ok());
         let bad = Cli::try_parse_from(["facegate", "train", "--data", "d", "--margin", "2.5"]).unwrap();

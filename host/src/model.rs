@@ -198,11 +198,6 @@ pub fn l2_normalise(x: &Tensor) -> Tensor {
     x / x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)
 }
 
-/// Number of trainable parameters.
-pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use facegate_face::{preprocess, FaceFinder, YuNet};
 use facegate_shared::synthetic::SplitMix64;
 use facegate_shared::{gallery_file::write_atomic, ChannelOrder, InputSpec, Scores};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +19,8 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::data::{aligned_crops, scan, Splits};
 use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
-use crate::model::{parameter_count, ArchConfig, EmbeddingNet};
+use crate::model::ArchConfig;
+use crate::net::{is_onnx, BaseRef, Freeze, ImportedBase, Net};
 use crate::optim::{Optimizer, OptimizerKind};
 
 /// Grey input mean and std on the 0–255 scale: maps pixels to `[-1, 1]`.
@@ -116,12 +118,16 @@ pub struct TrainArgs {
     /// People held out for the final test.
     #[arg(long, default_value_t = 8)]
     pub test_people: usize,
-    /// Start from these encoder weights (a `.safetensors` checkpoint of the same architecture).
+    /// Start from these weights: a `.safetensors` checkpoint of the built-in encoder, or a
+    /// pretrained ONNX encoder with its card beside it (e.g. models/face_recognition_sface_2021dec.onnx),
+    /// imported into tch and fine-tuned as a whole new architecture.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
-    /// Keep the stem and the first N residual blocks fixed (transfer learning; needs --init-from).
-    #[arg(long, default_value_t = 0)]
-    pub freeze: usize,
+    /// Layers kept fixed (transfer learning; needs --init-from): N = the stem and the first N
+    /// residual blocks of the built-in encoder, or the first N layers with weights of an imported
+    /// one; `backbone` = everything before the embedding (fully connected) layer.
+    #[arg(long, default_value = "none")]
+    pub freeze: Freeze,
     /// Continue an interrupted run from OUT/last.
     #[arg(long)]
     pub resume: bool,
@@ -167,10 +173,7 @@ impl TrainArgs {
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.ema) {
             bail!("--lr must be positive, --weight-decay non-negative and --ema in [0, 1)");
         }
-        if self.freeze > 3 {
-            bail!("--freeze {} is more than the 3 residual blocks", self.freeze);
-        }
-        if self.freeze > 0 && self.init_from.is_none() && !self.resume {
+        if self.freeze != Freeze::None && self.init_from.is_none() && !self.resume {
             bail!("--freeze keeps pretrained blocks fixed: give the weights with --init-from");
         }
         if self.val_people < 2 {
@@ -228,6 +231,9 @@ pub struct CheckpointInfo {
     pub test_eer: Option<f64>,
     pub train_people: usize,
     pub splits: PathBuf,
+    /// The pretrained ONNX encoder this was fine-tuned from (none: the built-in encoder).
+    #[serde(default)]
+    pub base: Option<BaseRef>,
 }
 
 impl CheckpointInfo {
@@ -274,7 +280,7 @@ impl FaceSet {
 }
 
 /// Embeds a whole set in eval mode, in chunks.
-pub fn embed_all(net: &EmbeddingNet, x: &Tensor) -> Tensor {
+pub fn embed_all(net: &Net, x: &Tensor) -> Tensor {
     tch::no_grad(|| {
         let n = x.size()[0];
         let chunks: Vec<Tensor> =
@@ -337,10 +343,15 @@ fn copy_vars(dst: &nn::VarStore, src: &nn::VarStore) -> Result<()> {
     })
 }
 
-fn ema_update(ema: &nn::VarStore, vs: &nn::VarStore, decay: f64) {
+/// Moves the weight average towards the current weights; frozen variables are left exactly as
+/// they are (averaging a constant would still change its last bits).
+fn ema_update(ema: &nn::VarStore, vs: &nn::VarStore, decay: f64, frozen: &HashSet<String>) {
     let src = vs.variables();
     tch::no_grad(|| {
         for (name, mut t) in ema.variables() {
+            if frozen.contains(&name) {
+                continue;
+            }
             if let Some(v) = src.get(&name) {
                 let _ = t.g_mul_scalar_(decay).g_add_(&(v * (1.0 - decay)));
             }
@@ -384,7 +395,11 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     args.validate()?;
     let device = args.device.resolve()?;
     let arch = ArchConfig::default();
-    let spec = default_input_spec(&arch);
+    let base = match &args.init_from {
+        Some(p) if is_onnx(p) => Some(ImportedBase::load(p).with_context(|| format!("--init-from {}", p.display()))?),
+        _ => None,
+    };
+    let spec = base.as_ref().map(|b| b.card.input.clone()).unwrap_or_else(|| default_input_spec(&arch));
     let (people, report) = scan(&args.data)?;
     let names: Vec<String> = people.keys().cloned().collect();
     let splits = Splits::by_person(&names, args.seed, args.val_people, args.test_people)?;
@@ -455,23 +470,26 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     // Model, weight average, classifier head, optimiser.
     tch::manual_seed(args.seed as i64);
     let vs = nn::VarStore::new(device);
-    let net = EmbeddingNet::new(&vs.root(), arch.clone());
+    let net = Net::new(&vs.root(), &arch, base.as_ref());
     let mut ema_vs = nn::VarStore::new(device);
-    let ema_net = EmbeddingNet::new(&ema_vs.root(), arch.clone());
+    let ema_net = Net::new(&ema_vs.root(), &arch, base.as_ref());
     let head_vs = nn::VarStore::new(device);
     let head =
-        nn::linear(head_vs.root() / "classifier", arch.embedding_dim, splits.train.len() as i64, Default::default());
-    if let Some(init) = &args.init_from {
-        let mut tmp = nn::VarStore::new(device);
-        let _ = EmbeddingNet::new(&tmp.root(), arch.clone());
-        tmp.load(init).with_context(|| format!("loading --init-from {}", init.display()))?;
-        copy_vars(&vs, &tmp)?;
-        eprintln!("model: initialised from {}", init.display());
+        nn::linear(head_vs.root() / "classifier", net.embedding_dim(), splits.train.len() as i64, Default::default());
+    match (&args.init_from, &base) {
+        (Some(init), None) => {
+            let mut tmp = nn::VarStore::new(device);
+            let _ = Net::new(&tmp.root(), &arch, None);
+            tmp.load(init).with_context(|| format!("loading --init-from {}", init.display()))?;
+            copy_vars(&vs, &tmp)?;
+            eprintln!("model: initialised from {}", init.display());
+        }
+        (Some(init), Some(_)) => {
+            eprintln!("model: imported from {} (weights and batch-norm statistics)", init.display())
+        }
+        _ => {}
     }
-    let frozen: Vec<&str> = ["stem", "block1", "block2", "block3"]
-        .into_iter()
-        .take(if args.freeze > 0 { args.freeze + 1 } else { 0 })
-        .collect();
+    let frozen: HashSet<String> = net.frozen_variables(&vs, args.freeze)?.into_iter().collect();
     let mut params: Vec<(String, Tensor)> = Vec::new();
     let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -479,7 +497,7 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         if !t.requires_grad() {
             continue;
         }
-        if frozen.iter().any(|f| name.starts_with(&format!("{f}."))) {
+        if frozen.contains(&name) {
             let _ = t.set_requires_grad(false);
         } else {
             params.push((name, t));
@@ -488,16 +506,13 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     let mut head_params: Vec<(String, Tensor)> =
         head_vs.variables().into_iter().map(|(n, t)| (format!("head.{n}"), t)).collect();
     head_params.sort_by(|a, b| a.0.cmp(&b.0));
-    let n_params = parameter_count(&vs);
+    let n_params: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
     eprintln!(
-        "model: residual CNN {}x{}x{} -> {}-d, {:.3} M parameters ({} frozen blocks), {:.1} M multiply-adds per image, device {:?}",
-        arch.in_channels,
-        arch.input_size,
-        arch.input_size,
-        arch.embedding_dim,
+        "model: {}; {:.3} M trainable parameters (--freeze {}: {} variables fixed), device {:?}",
+        net.describe(&spec),
         n_params as f64 / 1e6,
         args.freeze,
-        net.macs() as f64 / 1e6,
+        frozen.len(),
         device
     );
     let mut all_params: Vec<(String, Tensor)> = params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
@@ -544,6 +559,8 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         head,
         opt,
         state,
+        base.as_ref(),
+        &frozen,
         &train_set,
         &val_set,
         &test_set,
@@ -563,12 +580,14 @@ fn run_loop(
     splits_path: &Path,
     vs: nn::VarStore,
     ema_vs: nn::VarStore,
-    ema_net: EmbeddingNet,
-    net: EmbeddingNet,
+    ema_net: Net,
+    net: Net,
     head_vs: nn::VarStore,
     head: nn::Linear,
     mut opt: Optimizer,
     mut state: RunState,
+    base: Option<&ImportedBase>,
+    frozen: &HashSet<String>,
     train_set: &FaceSet,
     val_set: &FaceSet,
     test_set: &FaceSet,
@@ -630,7 +649,7 @@ fn run_loop(
         loss.backward();
         opt.step(lr);
         if args.ema > 0.0 {
-            ema_update(&ema_vs, &vs, args.ema);
+            ema_update(&ema_vs, &vs, args.ema, frozen);
         }
         state.epoch_loss_sum += loss.double_value(&[]);
         state.epoch_loss_n += 1;
@@ -684,6 +703,7 @@ fn run_loop(
                         test_eer: None,
                         train_people: train_people.len(),
                         splits: splits_path.to_path_buf(),
+                        base: base.map(ImportedBase::reference),
                     };
                     write_atomic(
                         &CheckpointInfo::path_for(best_path),
@@ -722,7 +742,7 @@ fn run_loop(
     }
     // Test EER of the best checkpoint on the held-out test people.
     let mut best_vs = nn::VarStore::new(device);
-    let best_net = EmbeddingNet::new(&best_vs.root(), arch.clone());
+    let best_net = Net::new(&best_vs.root(), arch, base);
     best_vs.load(best_path)?;
     let test_eer = if test_set.len() >= 2 && test_set.by_person.iter().filter(|v| !v.is_empty()).count() >= 2 {
         Some(pair_scores(&embed_all(&best_net, &test_set.x), &test_set.y)?.eer().0)
@@ -777,7 +797,7 @@ pub fn bench_throughput(batch: i64, steps: usize, device: DeviceArg) -> Result<s
     tch::manual_seed(0);
     let arch = ArchConfig::default();
     let vs = nn::VarStore::new(device);
-    let net = EmbeddingNet::new(&vs.root(), arch.clone());
+    let net = crate::model::EmbeddingNet::new(&vs.root(), arch.clone());
     let params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
     let mut opt = Optimizer::new(OptimizerKind::Adam, params, 5e-4);
     let x = Tensor::randn([batch, arch.in_channels, arch.input_size, arch.input_size], (Kind::Float, device));

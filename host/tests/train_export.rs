@@ -91,6 +91,54 @@ fn train_resume_and_export() {
     assert!(card.check_fingerprint(&std::fs::read(&onnx).unwrap()).is_ok());
     assert!(card.normalised_in_graph);
     assert!(onnx.with_extension("golden.json").exists());
+
+    // transfer learning: import the exported ONNX into tch, fine-tune only the embedding layer,
+    // export again. The frozen layers' weights come back bit for bit; the embedding layer moved.
+    let tuned = dir.path().join("tuned");
+    let init = onnx.display().to_string();
+    let out =
+        train(&data, &tuned, &["--init-from", &init, "--freeze", "backbone", "--pretrain-steps", "0", "--steps", "6"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("imported ONNX encoder 1x64x64 -> 128-d"), "{log}");
+    let onnx2 = dir.path().join("tuned.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("export")
+        .arg(tuned.join("best.safetensors"))
+        .arg("-o")
+        .arg(&onnx2)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    let card2 = facegate_shared::ModelCard::load(&onnx2.with_extension("card.json")).unwrap();
+    assert!(card2.training.as_deref().unwrap().contains("fine-tuned (--freeze backbone)"), "{:?}", card2.training);
+    assert_ne!(card2.fingerprint, card.fingerprint);
+    let weights = |p: &Path| -> std::collections::HashMap<String, Vec<u8>> {
+        use prost::Message;
+        let m = tract_onnx::pb::ModelProto::decode(std::fs::read(p).unwrap().as_slice()).unwrap();
+        m.graph.unwrap().initializer.into_iter().map(|t| (t.name, t.raw_data)).collect()
+    };
+    let (w1, w2) = (weights(&onnx), weights(&onnx2));
+    assert_eq!(w1.len(), w2.len());
+    for (name, v) in &w1 {
+        if name.starts_with("head.fc.") {
+            assert_ne!(v, &w2[name], "{name}: the embedding layer trains");
+        } else {
+            assert_eq!(v, &w2[name], "{name}: frozen layers stay as imported");
+        }
+    }
+    // an ONNX base without its card is refused before any work
+    let bare = dir.path().join("bare.onnx");
+    std::fs::copy(&onnx, &bare).unwrap();
+    let out = train(&data, &dir.path().join("x"), &["--init-from", &bare.display().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs its card"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

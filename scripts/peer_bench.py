@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""The OpenCV / onnxruntime peer of Facegate's benchmarks, on the same models and frame.
+
+Run by scripts/peer_bench.sh in a throwaway venv (onnxruntime and opencv-python-headless are
+never dependencies of the product). One thread everywhere. Prints JSON: medians and p99 in ms."""
+import json, statistics, sys, time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+
+
+def timed(fn, n=N):
+    fn()
+    fn()
+    t = []
+    for _ in range(n):
+        s = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - s) * 1e3)
+    t.sort()
+    return {"median_ms": round(statistics.median(t), 3), "p99_ms": round(t[min(len(t) - 1, int(0.99 * len(t)))], 3), "n": n}
+
+
+def session(path):
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = 1
+    o.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def main():
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(7)
+    out = {"onnxruntime": ort.__version__, "opencv": cv2.__version__, "threads": 1}
+
+    # encoders on one preprocessed input, onnxruntime
+    sface = session(MODELS / "face_recognition_sface_2021dec.onnx")
+    feeds = {i.name: (rng.random([1, 3, 112, 112], dtype=np.float32) * 255 if i.name == "data" else np.zeros(i.shape, np.float32))
+             for i in sface.get_inputs()}
+    out["sface_encode_onnxruntime"] = timed(lambda: sface.run(None, feeds))
+    default = session(MODELS / "facegate-default.onnx")
+    x = rng.random([1, 1, 64, 64], dtype=np.float32) * 2 - 1
+    out["default_encode_onnxruntime"] = timed(lambda: default.run(None, {"input": x}))
+
+    # the frame face/benches/pipeline.rs uses: ORL s1/1.pgm resized to 276x336 at (180, 70) on grey 110
+    face = cv2.imread(str(ROOT / "data/orl/s1/1.pgm"), cv2.IMREAD_COLOR)
+    face = cv2.resize(face, (276, 336), interpolation=cv2.INTER_LINEAR)
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    frame[70:70 + 336, 180:180 + 276] = face
+    det = cv2.FaceDetectorYN.create(str(MODELS / "face_detection_yunet_2023mar.onnx"), "", (640, 480), 0.6, 0.3, 5000)
+    rec = cv2.FaceRecognizerSF.create(str(MODELS / "face_recognition_sface_2021dec.onnx"), "")
+    _, faces = det.detect(frame)
+    assert faces is not None and len(faces) >= 1, "YuNet found no face in the bench frame"
+    out["yunet_detect_640x480_opencv"] = timed(lambda: det.detect(frame))
+    out["align_112_opencv"] = timed(lambda: rec.alignCrop(frame, faces[0]))
+    crop = rec.alignCrop(frame, faces[0])
+    out["sface_encode_opencv"] = timed(lambda: rec.feature(crop))
+
+    def whole():
+        _, f = det.detect(frame)
+        return rec.feature(rec.alignCrop(frame, f[0]))
+
+    out["frame_detect_align_sface_opencv"] = timed(whole)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
