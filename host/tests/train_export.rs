@@ -96,8 +96,7 @@ fn train_resume_and_export() {
     // export again. The frozen layers' weights come back bit for bit; the embedding layer moved.
     let tuned = dir.path().join("tuned");
     let init = onnx.display().to_string();
-    let out =
-        train(&data, &tuned, &["--init-from", &init, "--freeze", "backbone", "--pretrain-steps", "0", "--steps", "6"]);
+    let out = train(&data, &tuned, &["--init-from", &init, "--freeze", "backbone"]);
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(log.contains("imported ONNX encoder 1x64x64 -> 128-d"), "{log}");
