@@ -11,15 +11,15 @@ fn png(path: &Path, seed: u8) {
     img.save(path).unwrap();
 }
 
-fn chromium(args: &[&str]) -> std::process::Output {
+fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
     let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("Debian chromium is missing: run `make setup`");
     Command::new(bin)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"])
-        .args(["--virtual-time-budget=5000", "--user-data-dir"])
-        .arg(std::env::temp_dir().join(format!("facegate-chromium-{}", std::process::id())))
+        .arg("--virtual-time-budget=5000")
+        .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .output()
         .expect("chromium starts")
@@ -73,14 +73,14 @@ fn report_figures_come_from_the_log_and_the_page_renders() {
     }
 
     let url = format!("file://{}", report.display());
-    let dom = chromium(&["--dump-dom", &url]);
+    let dom = chromium(&d.join("profile"), &["--dump-dom", &url]);
     let dom_text = String::from_utf8_lossy(&dom.stdout);
     assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
     assert!(dom_text.contains(r#"data-plots="2/2""#), "both plots decode in the browser:\n{dom_text}");
     assert!(dom_text.contains("Door replay") && dom_text.contains("0004-s3-1.pgm"));
 
     let shot = d.join("shot.png");
-    let out = chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1000,1400", &url]);
+    let out = chromium(&d.join("profile"), &[&format!("--screenshot={}", shot.display()), "--window-size=1000,1400", &url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = image::open(&shot).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (1000, 1400));
