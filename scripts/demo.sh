@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 export LIBTORCH_USE_PYTORCH=1 PATH="$PWD/.venv/bin:$PATH"
 OUT=demo/out
 mkdir -p "$OUT"
-cargo build -q -p facegate-host -p facegate-device
+# the same build `make test` uses (one feature set, so neither rebuilds the other's dependencies)
+cargo build -q --workspace --all-targets
 DOOR=target/debug/facegate-door
 FG=target/debug/facegate
 

@@ -31,6 +31,7 @@ def session(path):
     o = ort.SessionOptions()
     o.intra_op_num_threads = 1
     o.inter_op_num_threads = 1
+    o.log_severity_level = 3  # quiet: SFace keeps its initialisers among the graph inputs
     return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 

@@ -30,6 +30,10 @@ pub struct ExportArgs {
     /// Model name for the card (default: the output file stem).
     #[arg(long)]
     pub name: Option<String>,
+    /// Also write `NAME.dynamic.onnx` with a symbolic batch dimension (for batch embedding on a
+    /// host; the door unit uses the fixed-batch file the card describes). Built-in encoder only.
+    #[arg(long)]
+    pub dynamic_batch: bool,
 }
 
 /// The golden pair written beside an export: one input and the embedding it must give.
@@ -54,6 +58,8 @@ pub fn golden_path_for(onnx: &Path) -> PathBuf {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExportSummary {
     pub onnx: PathBuf,
+    /// The dynamic-batch variant, when asked for.
+    pub dynamic_batch: Option<PathBuf>,
     pub card: PathBuf,
     pub bytes: usize,
     pub fingerprint: String,
@@ -75,6 +81,9 @@ pub fn load_checkpoint(path: &Path) -> Result<(nn::VarStore, Net, CheckpointInfo
 /// The card gets no threshold here: `facegate calibrate` measures one on held-out people.
 pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
     let (_vs, net, info, base) = load_checkpoint(&args.checkpoint)?;
+    if args.dynamic_batch && base.is_some() {
+        bail!("--dynamic-batch is for the built-in encoder; an imported graph keeps its own input shape");
+    }
     let name = args
         .name
         .clone()
@@ -105,7 +114,7 @@ pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
     ];
     let (bytes, opset, normalised_in_graph, extra_inputs, licence) = match &net {
         Net::Small(n) => (
-            encoder_to_onnx(n, &metadata)?,
+            encoder_to_onnx(n, &metadata, false)?,
             OPSET,
             true,
             vec![],
@@ -177,7 +186,16 @@ pub fn export(args: &ExportArgs) -> Result<ExportSummary> {
     let card_path = card_path_for(&args.out);
     write_atomic(&card_path, (card.to_json() + "\n").as_bytes())?;
     write_atomic(&golden_path_for(&args.out), serde_json::to_string(&golden)?.as_bytes())?;
+    let dynamic = match (&net, args.dynamic_batch) {
+        (Net::Small(n), true) => {
+            let path = args.out.with_extension("dynamic.onnx");
+            write_atomic(&path, &encoder_to_onnx(n, &metadata, true)?)?;
+            Some(path)
+        }
+        _ => None,
+    };
     Ok(ExportSummary {
+        dynamic_batch: dynamic,
         onnx: args.out.clone(),
         card: card_path,
         bytes: bytes.len(),

@@ -254,6 +254,84 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Flags of `facegate gallery calibrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateGalleryArgs {
+    pub gallery: PathBuf,
+    /// Target per-comparison false-accept rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub far: f64,
+    /// Signing key (the gallery is re-signed when --write is given).
+    #[arg(long, default_value = DEFAULT_SECRET_KEY)]
+    pub key: PathBuf,
+    /// Store the new threshold in the gallery (revision + 1, re-signed); without it, only report.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// `facegate gallery calibrate`: the threshold measured on the gym's own members. Impostor pairs
+/// are enrolment embeddings of different members; genuine pairs are enrolment embeddings of the
+/// same member (members enrolled from one photo contribute impostor pairs only).
+pub fn calibrate_gallery(a: &CalibrateGalleryArgs) -> Result<ExitCode> {
+    if !(a.far > 0.0 && a.far < 1.0) {
+        bail!("--far {} must be in (0, 1)", a.far);
+    }
+    let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
+    let mut g = load_own_gallery(&a.gallery, &key)?;
+    let members = g.members();
+    if members.len() < 2 {
+        bail!("{} has {} member(s): calibration needs at least 2 (impostor pairs)", a.gallery.display(), members.len());
+    }
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for (i, m) in members.iter().enumerate() {
+        for (j, e) in m.embeddings.iter().enumerate() {
+            for f in &m.embeddings[j + 1..] {
+                genuine.push(e.distance(f)?);
+            }
+            for other in &members[i + 1..] {
+                for f in &other.embeddings {
+                    impostor.push(e.distance(f)?);
+                }
+            }
+        }
+    }
+    if genuine.is_empty() {
+        bail!("no member of {} has two enrolment photos: nothing to measure acceptance on", a.gallery.display());
+    }
+    let scores = facegate_shared::Scores::new(genuine, impostor)?;
+    let t = scores.threshold_for_far_conservative(a.far)?;
+    let old = g.threshold.get();
+    let n = members.len();
+    // chance that a stranger is within the threshold of at least one member (one comparison per member)
+    let open_set = |far: f64| facegate_shared::open_set_false_accept(far, n as u64);
+    println!("members    {n} ({} genuine pairs, {} impostor pairs)", scores.genuine().len(), scores.impostor().len());
+    println!(
+        "current    {old:.4}: FAR {:.5}, TAR {:.2}%, a stranger matches someone with probability {:.2}%",
+        scores.far(old),
+        scores.tar(old) * 100.0,
+        open_set(scores.far(old)) * 100.0
+    );
+    println!(
+        "measured   {t:.4} for FAR <= {}: FAR {:.5}, TAR {:.2}%, a stranger matches someone with probability {:.2}%",
+        a.far,
+        scores.far(t),
+        scores.tar(t) * 100.0,
+        open_set(scores.far(t)) * 100.0
+    );
+    if a.write {
+        g.threshold = Threshold::new(t)?;
+        save_gallery(&a.gallery, &mut g, &key)?;
+        println!(
+            "written    {} revision {} (door units pick it up at their next reload)",
+            a.gallery.display(),
+            g.revision
+        );
+    } else {
+        println!("not written: add --write to store {t:.4} in the gallery");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `facegate verify A B`: 1:1.
 pub fn verify_photos(m: &ModelArgs, a: &Path, b: &Path, threshold: Option<f32>, json: bool) -> Result<ExitCode> {
     let p = m.pipeline()?;

@@ -169,6 +169,9 @@ enum GalleryCmd {
     /// Bulk-enrol DIR/<member id>/<photos> in parallel; bad photos and members are skipped and
     /// listed (exit 1 if anything was skipped).
     ImportDir(gallery_cmd::ImportArgs),
+    /// Measure the threshold on the gallery's own members (impostors: other members' enrolment
+    /// photos) for a target FAR; report it, and with --write store it in the gallery.
+    Calibrate(gallery_cmd::CalibrateGalleryArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -283,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             gallery_cmd::gallery_verify(&gallery, &trust, model.as_deref(), json)
         }
         Command::Gallery { cmd: GalleryCmd::ImportDir(a) } => gallery_cmd::import_dir(&a),
+        Command::Gallery { cmd: GalleryCmd::Calibrate(a) } => gallery_cmd::calibrate_gallery(&a),
         Command::Verify { photo_a, photo_b, model, threshold, json } => {
             gallery_cmd::verify_photos(&model, &photo_a, &photo_b, threshold, json)
         }

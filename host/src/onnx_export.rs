@@ -33,11 +33,19 @@ fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
 
+/// Name of the symbolic batch dimension of the dynamic-batch variant.
+pub const BATCH_DIM: &str = "N";
+
+/// A float tensor's name and shape; a dimension of 0 is the symbolic batch [`BATCH_DIM`].
 fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|&d| tract_onnx::pb::tensor_shape_proto::Dimension {
-            value: Some(dimension::Value::DimValue(d)),
+            value: Some(if d == 0 {
+                dimension::Value::DimParam(BATCH_DIM.into())
+            } else {
+                dimension::Value::DimValue(d)
+            }),
             ..Default::default()
         })
         .collect();
@@ -162,8 +170,11 @@ fn bn_shift(bn: &nn::BatchNorm, scale: &[f32]) -> Result<Vec<f32>> {
     Ok(mean.iter().zip(&beta).zip(scale).map(|((m, b), s)| b - m * s).collect())
 }
 
-/// The encoder as ONNX bytes (fixed batch 1), with `metadata` in `metadata_props`.
-pub fn encoder_to_onnx(net: &EmbeddingNet, metadata: &[(String, String)]) -> Result<Vec<u8>> {
+/// The encoder as ONNX bytes, with `metadata` in `metadata_props`: a fixed batch of 1, or with
+/// `dynamic_batch` a symbolic batch dimension (every node is batch-agnostic: Flatten keeps axis 0,
+/// the normalisation reduces over axis 1).
+pub fn encoder_to_onnx(net: &EmbeddingNet, metadata: &[(String, String)], dynamic_batch: bool) -> Result<Vec<u8>> {
+    let batch = if dynamic_batch { 0 } else { 1 };
     let cfg = &net.config;
     let mut g = Graph::default();
     let x = g.cbp("stem", INPUT_NAME, &net.stem, 1)?;
@@ -211,8 +222,8 @@ pub fn encoder_to_onnx(net: &EmbeddingNet, metadata: &[(String, String)]) -> Res
             name: "facegate-encoder".into(),
             node: g.nodes,
             initializer: g.inits,
-            input: vec![value_info(INPUT_NAME, &[1, cfg.in_channels, cfg.input_size, cfg.input_size])],
-            output: vec![value_info(OUTPUT_NAME, &[1, cfg.embedding_dim])],
+            input: vec![value_info(INPUT_NAME, &[batch, cfg.in_channels, cfg.input_size, cfg.input_size])],
+            output: vec![value_info(OUTPUT_NAME, &[batch, cfg.embedding_dim])],
             ..Default::default()
         }),
         metadata_props: metadata

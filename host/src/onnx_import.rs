@@ -725,7 +725,7 @@ mod tests {
                 }
             }
         });
-        let bytes = encoder_to_onnx(&net, &[]).unwrap();
+        let bytes = encoder_to_onnx(&net, &[], false).unwrap();
         (vs, net, bytes)
     }
 
@@ -743,6 +743,23 @@ mod tests {
         let want = tch::no_grad(|| net.embed_t(&x, false));
         let got = tch::no_grad(|| crate::model::l2_normalise(&imported.hidden_t(&x, false)));
         assert!(max_diff(&want, &got) < 1e-5, "diff {}", max_diff(&want, &got));
+        // the randomly initialised export also runs in tract like tch
+        {
+            use facegate_face::Encoder;
+            let mut card = facegate_face::sface::sface_card();
+            card.fingerprint = facegate_shared::Fingerprint::of_bytes(&bytes);
+            card.input = crate::train::default_input_spec(&net.config);
+            card.embedding_dim = facegate_shared::EmbeddingDim::new(8).unwrap();
+            card.normalised_in_graph = true;
+            let tract = facegate_face::TractEncoder::from_bytes(&bytes, card, "tiny").unwrap();
+            for i in 0..5 {
+                let xi = Vec::<f32>::try_from(&x.get(i).view([-1])).unwrap();
+                let t = tract.encode_tensor(&xi).unwrap();
+                let w = Vec::<f32>::try_from(&want.get(i)).unwrap();
+                let d = w.iter().zip(t.as_slice()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(d <= 1e-4, "tract vs tch {d}");
+            }
+        }
         // parameters where nothing was folded are carried over exactly: PReLU slopes
         let vars = ivs.variables();
         let slope = vars.iter().find(|(n, _)| n.ends_with("stem_act_slope")).expect("stem slope imported").1;
@@ -755,6 +772,43 @@ mod tests {
         let vs3 = nn::VarStore::new(Device::Cpu);
         let third = OnnxNet::new(&vs3.root(), Arc::new(OnnxGraph::parse(&again, "again").unwrap()));
         assert!(third.hidden_t(&x, false).equal(&imported.hidden_t(&x, false)));
+    }
+
+    /// Runs ONNX bytes in tract at a given input shape.
+    fn tract_run(bytes: &[u8], input: Vec<f32>, shape: [usize; 4]) -> Vec<f32> {
+        use tract_onnx::prelude::*;
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &*bytes)
+            .unwrap()
+            .with_input_fact(0, f32::fact(shape).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let t: Tensor = tract_ndarray::Array4::from_shape_vec(shape, input).unwrap().into();
+        let out = plan.run(tvec!(t.into())).unwrap();
+        out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
+    }
+
+    #[test]
+    fn the_dynamic_batch_variant_runs_any_batch_in_tract_and_tch() {
+        let (_, net, _) = tiny_export();
+        let bytes = encoder_to_onnx(&net, &[], true).unwrap();
+        let graph = OnnxGraph::parse(&bytes, "dynamic").unwrap();
+        assert_eq!(graph.input_dims, vec![0, 1, 16, 16], "symbolic batch");
+        let x = Tensor::randn([3, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let want = Vec::<f32>::try_from(&tch::no_grad(|| net.embed_t(&x, false)).view([-1])).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let imported = OnnxNet::new(&vs.root(), Arc::new(graph));
+        let got = Vec::<f32>::try_from(&imported.hidden_t(&x, false).view([-1])).unwrap();
+        let input = Vec::<f32>::try_from(&x.view([-1])).unwrap();
+        let tract_out = tract_run(&bytes, input, [3, 1, 16, 16]);
+        for other in [&got, &tract_out] {
+            assert_eq!(other.len(), 3 * 8);
+            let d = want.iter().zip(other.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(d <= 1e-4, "batch of 3 differs by {d}");
+        }
     }
 
     #[test]

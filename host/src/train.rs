@@ -173,6 +173,12 @@ impl TrainArgs {
         if !(self.lr > 0.0 && self.lr.is_finite()) || self.weight_decay < 0.0 || !(0.0..1.0).contains(&self.ema) {
             bail!("--lr must be positive, --weight-decay non-negative and --ema in [0, 1)");
         }
+        let imported = self.init_from.as_deref().is_some_and(is_onnx);
+        if let Freeze::Layers(n) = self.freeze {
+            if n > 3 && !imported {
+                bail!("--freeze {n} is more than the 3 residual blocks of the built-in encoder");
+            }
+        }
         if self.freeze != Freeze::None && self.init_from.is_none() && !self.resume {
             bail!("--freeze keeps pretrained blocks fixed: give the weights with --init-from");
         }

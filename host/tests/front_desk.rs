@@ -103,6 +103,28 @@ fn enrol_identify_remove_and_refuse_tampering() {
     // embeddings, so about 1 − (1 − 0.0057)^12 ≈ 6.6 % of the 40 photos (≈ 2.6) are expected in
     assert!(stranger_grants <= 6, "{stranger_grants} of 40 stranger photos granted; eval predicts about 3");
 
+    // the threshold measured on the gym's own members (4 members × 3 photos: 12 genuine pairs,
+    // 54 impostor pairs): a dry run changes nothing, --write stores it and re-signs
+    let before = std::fs::read(&gallery).unwrap();
+    let report = ok(&fg(&["gallery", "calibrate", &gallery, "--key", &secret, "--far", "0.01"]));
+    assert!(report.contains("members    4 (12 genuine pairs, 54 impostor pairs)"), "{report}");
+    assert!(report.contains("not written"), "{report}");
+    assert_eq!(std::fs::read(&gallery).unwrap(), before, "a dry run does not touch the gallery");
+    let measured: f64 = report
+        .lines()
+        .find_map(|l| l.strip_prefix("measured   "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|t| t.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("no measured threshold in {report}"));
+    assert!(measured > 0.0 && measured <= 2.0);
+    ok(&fg(&["gallery", "calibrate", &gallery, "--key", &secret, "--far", "0.01", "--write"]));
+    let after: serde_json::Value = serde_json::from_str(&ok(&fg(&["gallery", "inspect", &gallery, "--json"]))).unwrap();
+    assert!((after["threshold"].as_f64().unwrap() - measured).abs() < 1e-4, "{after}");
+    assert_eq!(after["revision"].as_u64(), Some(5));
+    let o = fg(&["gallery", "calibrate", &gallery, "--key", &secret, "--far", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--far 0 must be in (0, 1)"));
+
     // removal: the member's photo is no longer granted as them
     let gone = members[0];
     ok(&fg(&["members", "--gallery", &gallery, "--key", &secret, "remove", &format!("s{gone}")]));

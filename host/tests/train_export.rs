@@ -82,6 +82,7 @@ fn train_resume_and_export() {
         .arg(full.join("best.safetensors"))
         .arg("-o")
         .arg(&onnx)
+        .arg("--dynamic-batch")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -91,6 +92,11 @@ fn train_resume_and_export() {
     assert!(card.check_fingerprint(&std::fs::read(&onnx).unwrap()).is_ok());
     assert!(card.normalised_in_graph);
     assert!(onnx.with_extension("golden.json").exists());
+    assert_eq!(
+        summary["dynamic_batch"].as_str().map(std::path::PathBuf::from),
+        Some(onnx.with_extension("dynamic.onnx"))
+    );
+    assert!(onnx.with_extension("dynamic.onnx").exists());
 
     // transfer learning: import the exported ONNX into tch, fine-tune only the embedding layer,
     // export again. The frozen layers' weights come back bit for bit; the embedding layer moved.

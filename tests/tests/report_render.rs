@@ -80,7 +80,8 @@ fn report_figures_come_from_the_log_and_the_page_renders() {
     assert!(dom_text.contains("Door replay") && dom_text.contains("0004-s3-1.pgm"));
 
     let shot = d.join("shot.png");
-    let out = chromium(&d.join("profile"), &[&format!("--screenshot={}", shot.display()), "--window-size=1000,1400", &url]);
+    let out =
+        chromium(&d.join("profile"), &[&format!("--screenshot={}", shot.display()), "--window-size=1000,1400", &url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let img = image::open(&shot).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (1000, 1400));
