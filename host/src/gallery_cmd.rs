@@ -318,6 +318,13 @@ pub fn calibrate_gallery(a: &CalibrateGalleryArgs) -> Result<ExitCode> {
         scores.tar(t) * 100.0,
         open_set(scores.far(t)) * 100.0
     );
+    let pairs = scores.impostor().len();
+    if (pairs as f64) < 1.0 / a.far {
+        println!(
+            "note       {pairs} impostor pairs cannot show a FAR of {} (fewer than 1/FAR): the measured threshold comes from a normal fit of the impostor distances, and the FARs above are lower bounds",
+            a.far
+        );
+    }
     if a.write {
         g.threshold = Threshold::new(t)?;
         save_gallery(&a.gallery, &mut g, &key)?;

@@ -149,7 +149,7 @@ impl ImportedBase {
 /// The network being trained.
 #[derive(Debug)]
 pub enum Net {
-    Small(EmbeddingNet),
+    Small(Box<EmbeddingNet>),
     Imported(OnnxNet, i64),
 }
 
@@ -158,7 +158,7 @@ impl Net {
     pub fn new(p: &nn::Path, arch: &ArchConfig, base: Option<&ImportedBase>) -> Self {
         match base {
             Some(b) => Net::Imported(OnnxNet::new(p, b.graph.clone()), b.embedding_dim),
-            None => Net::Small(EmbeddingNet::new(p, arch.clone())),
+            None => Net::Small(Box::new(EmbeddingNet::new(p, arch.clone()))),
         }
     }
 
