@@ -308,6 +308,7 @@ impl OnnxGraph {
                 "Mul" => Op::Binary(BinaryOp::Mul),
                 "Div" => Op::Binary(BinaryOp::Div),
                 "Max" if n.input.len() == 2 => Op::Binary(BinaryOp::Max),
+                "Max" => return Err(bad(format!("{} inputs: only the two-input Max is supported", n.input.len()))),
                 "Sqrt" => Op::Sqrt,
                 "ReduceSum" => {
                     Op::ReduceSum { axes: attr_ints(n, "axes"), keepdims: attr_i(n, "keepdims").unwrap_or(1) != 0 }
@@ -857,24 +858,15 @@ mod tests {
         let mut opt = nn::OptimizerConfig::build(nn::Sgd::default(), &vs, 0.05).unwrap();
         let x = Tensor::randn([8, 1, 16, 16], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2, 3, 3]);
-        let loss0 = crate::losses::triplet_loss(
-            &crate::model::l2_normalise(&net.hidden_t(&x, false)),
-            &y,
-            0.4,
-            crate::losses::Mining::BatchAll,
-        )
-        .double_value(&[]);
+        let loss = |train: bool| {
+            let e = crate::model::l2_normalise(&net.hidden_t(&x, train));
+            crate::losses::triplet_loss(&e, &y, 0.4, crate::losses::Mining::BatchAll)
+        };
+        let loss0 = loss(false).double_value(&[]);
         for _ in 0..20 {
-            let e = crate::model::l2_normalise(&net.hidden_t(&x, true));
-            opt.backward_step(&crate::losses::triplet_loss(&e, &y, 0.4, crate::losses::Mining::BatchAll));
+            opt.backward_step(&loss(true));
         }
-        let loss1 = crate::losses::triplet_loss(
-            &crate::model::l2_normalise(&net.hidden_t(&x, false)),
-            &y,
-            0.4,
-            crate::losses::Mining::BatchAll,
-        )
-        .double_value(&[]);
+        let loss1 = loss(false).double_value(&[]);
         assert!(loss1 < loss0, "training lowers the loss: {loss0} -> {loss1}");
         let after = vs.variables();
         for (n, t) in &before {

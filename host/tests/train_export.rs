@@ -36,6 +36,22 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `facegate export CKPT -o OUT`: succeeds, and its own tch/tract parity check passed; the summary.
+fn export(checkpoint: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .arg("export")
+        .arg(checkpoint)
+        .arg("-o")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    summary
+}
+
 #[test]
 fn train_resume_and_export() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,17 +93,7 @@ fn train_resume_and_export() {
 
     // export: parity between tch and tract is checked by the command itself
     let onnx = dir.path().join("enc.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .arg("export")
-        .arg(full.join("best.safetensors"))
-        .arg("-o")
-        .arg(&onnx)
-        .arg("--dynamic-batch")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(summary["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    let summary = export(&full.join("best.safetensors"), &onnx, &["--dynamic-batch"]);
     let card = facegate_shared::ModelCard::load(&onnx.with_extension("card.json")).unwrap();
     assert!(card.check_fingerprint(&std::fs::read(&onnx).unwrap()).is_ok());
     assert!(card.normalised_in_graph);
@@ -107,16 +113,7 @@ fn train_resume_and_export() {
     assert!(out.status.success(), "{log}");
     assert!(log.contains("imported ONNX encoder 1x64x64 -> 128-d"), "{log}");
     let onnx2 = dir.path().join("tuned.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_facegate"))
-        .arg("export")
-        .arg(tuned.join("best.safetensors"))
-        .arg("-o")
-        .arg(&onnx2)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(summary["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    export(&tuned.join("best.safetensors"), &onnx2, &[]);
     let card2 = facegate_shared::ModelCard::load(&onnx2.with_extension("card.json")).unwrap();
     assert!(card2.training.as_deref().unwrap().contains("fine-tuned (--freeze backbone)"), "{:?}", card2.training);
     assert_ne!(card2.fingerprint, card.fingerprint);
