@@ -257,6 +257,7 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
 /// Flags of `facegate gallery calibrate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CalibrateGalleryArgs {
+    /// Gallery file signed by --key.
     pub gallery: PathBuf,
     /// Target per-comparison false-accept rate.
     #[arg(long, default_value_t = 1e-3)]

@@ -120,7 +120,7 @@ pub struct TrainArgs {
     pub test_people: usize,
     /// Start from these weights: a `.safetensors` checkpoint of the built-in encoder, or a
     /// pretrained ONNX encoder with its card beside it (e.g. models/face_recognition_sface_2021dec.onnx),
-    /// imported into tch and fine-tuned as a whole new architecture.
+    /// imported into tch with its own architecture and fine-tuned.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Layers kept fixed (transfer learning; needs --init-from): N = the stem and the first N
