@@ -352,7 +352,11 @@ impl OnnxGraph {
                         roles.insert(inp.clone(), role);
                         Ok(())
                     }
-                    _ => Err(ImportError::MissingInitialiser { name: inp.clone(), node: name.clone() }),
+                    Some(Constant::I64 { .. }) => Err(bad(format!("weight '{inp}' is int64, not float32"))),
+                    None if known.contains(inp) => {
+                        Err(bad(format!("weight '{inp}' is computed at run time; only initialisers are supported")))
+                    }
+                    None => Err(ImportError::MissingInitialiser { name: inp.clone(), node: name.clone() }),
                 }
             };
             let arity = |lo: usize, hi: usize| -> Result<(), ImportError> {
@@ -942,6 +946,12 @@ mod tests {
             matches!(&e, ImportError::MissingInitialiser { name, node } if name == "stem.conv.weight" && node == "stem.conv"),
             "{e}"
         );
+
+        let mut p = proto.clone();
+        let fc = p.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Gemm").unwrap();
+        fc.input[1] = "head.flatten_out".into();
+        let e = OnnxGraph::parse(&p.encode_to_vec(), "x").unwrap_err();
+        assert!(matches!(&e, ImportError::BadNode { reason, .. } if reason.contains("computed at run time")), "{e}");
 
         let mut p = proto.clone();
         p.graph.as_mut().unwrap().initializer[0].raw_data.truncate(3);
