@@ -5,44 +5,45 @@
 //! [model]
 //! encoder = "models/facegate-default.onnx"   # ONNX with NAME.card.json beside it
 //! detector = "models/face_detection_yunet_2023mar.onnx"
-//! min_face_px = 40                            # faces narrower than this are ignored
+//! min_face_px = 40                            # 8 to 4096: faces narrower than this are ignored
 //!
 //! [gallery]
-//! path = "/var/lib/facegate/gallery.fgg"
-//! trusted_keys = ["/etc/facegate/facegate.pub"]
-//! state = "/var/lib/facegate/door.state"      # highest installed revision (replay guard)
-//! reload_interval_ms = 2000                   # how often the gallery file is checked
+//! inbox = "/var/lib/facegate/inbox/gallery.fgg"  # where signed galleries are dropped (door reads only)
+//! state_dir = "/var/lib/facegate/state"          # installed copy + replay guard; door's user only
+//! trusted_keys = ["/etc/facegate/facegate.pub"]  # 1 to 16 public key files
+//! reload_interval_ms = 2000                      # 100 ms to 1 hour: how often the inbox is checked
+//! # url = "https://..."                          # reserved for pulling galleries (not in this version)
 //!
 //! [source]
 //! uri = "camera:0"         # camera:INDEX | camera:NAME | dir:PATH | image:PATH
-//! width = 640
-//! height = 480
-//! fps = 15                 # camera rate, and the replay rate of dir:/image: sources
+//! width = 640              # 16 to 8192
+//! height = 480             # 16 to 8192
+//! fps = 15                 # 0.1 to 240: camera rate, and the replay rate of dir:/image: sources
 //! pace = true              # replay in real time (false: as fast as frames are processed)
-//! repeat = 1               # image: sources, how many frames to produce
+//! repeat = 1               # 1 to 100000: image: sources, how many frames to produce
 //!
 //! [decision]
 //! mode = "identify"        # identify (1:N) | claim (id first, then 1:1)
-//! consecutive_frames = 3   # frames that must agree before a grant or a logged denial
-//! cooldown_ms = 5000       # after a decision, the same member/reason is not decided again
-//! ambiguity_margin = 0.05
-//! # threshold = 0.9        # default: the gallery's calibrated threshold
+//! consecutive_frames = 3   # 1 to 30: frames that must agree before a grant or a logged denial
+//! cooldown_ms = 5000       # 0 to 1 hour: no second grant of the same member within this
+//! ambiguity_margin = 0.05  # 0 to 1 (distance units)
+//! # threshold = 0.7        # default: the gallery's signed threshold; may only be lower (stricter)
 //! claim_input = "stdin"    # claim mode: "stdin" or a path (FIFO, tty of a keyboard-wedge scanner)
-//! claim_timeout_ms = 10000
+//! claim_timeout_ms = 10000 # 100 ms to 10 minutes
 //!
 //! [lock]
 //! kind = "dry-run"         # dry-run | gpio | command
-//! unlock_ms = 3000
+//! unlock_ms = 3000         # 100 to 60000: how long the lock stays open (relocked by a timer)
 //! gpio_chip = "/dev/gpiochip0"
-//! gpio_line = 17
+//! gpio_line = 17           # 0 to 1023
 //! active_low = false
 //! command = ["/usr/local/bin/door-relay"]   # called as CMD... unlock MS / CMD... lock
-//! command_timeout_ms = 2000
+//! command_timeout_ms = 2000                 # 100 to 10000
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"
-//! max_bytes = 10485760     # rotate when the file would grow beyond this
-//! keep = 5                 # rotated files kept: events.jsonl.1 .. .5
+//! max_bytes = 10485760     # 4 KiB to 1 GiB: rotate when the file would grow beyond this
+//! keep = 5                 # 0 to 1000 rotated files kept: events.jsonl.1 .. .5
 //! store_faces = false      # save the deciding frame beside the log (off: no images stored)
 //! ```
 
@@ -170,11 +171,17 @@ impl Default for RawModel {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGallery {
-    path: PathBuf,
+    inbox: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     trusted_keys: Vec<PathBuf>,
-    state: Option<PathBuf>,
     #[serde(default = "default_reload_ms")]
     reload_interval_ms: u64,
+    /// Reserved for pulling signed galleries from a URL (the several-doors issue).
+    url: Option<String>,
+    /// Replaced by `inbox` + `state_dir`: named in a clear error.
+    path: Option<PathBuf>,
+    /// Replaced by `state_dir`: named in a clear error.
+    state: Option<PathBuf>,
 }
 
 fn default_reload_ms() -> u64 {
@@ -283,13 +290,11 @@ pub struct ModelSettings {
 /// Gallery settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GallerySettings {
-    /// The signed gallery file.
-    pub path: PathBuf,
+    /// Inbox file and state directory.
+    pub paths: crate::store::StorePaths,
     /// Public keys whose signatures are accepted.
     pub trusted_keys: Vec<PathBuf>,
-    /// Where the highest installed revision is remembered (replay guard). Default: `PATH.state`.
-    pub state: PathBuf,
-    /// How often the gallery file is checked for a new version.
+    /// How often the inbox is checked for a new version.
     pub reload_interval: Duration,
 }
 
@@ -319,10 +324,11 @@ pub struct DecisionSettings {
     pub consecutive_frames: u32,
     /// Quiet period after a decision for the same member or reason.
     pub cooldown: Duration,
-    /// Ambiguity margin of the 1:N rule.
+    /// Ambiguity margin of the 1:N rule (checked by the shared policy's one range).
     pub ambiguity_margin: f32,
-    /// Threshold override; `None` uses the gallery's.
-    pub threshold: Option<f32>,
+    /// A stricter threshold than the gallery's signed one; `None` uses the gallery's. A looser
+    /// one is refused when the gallery is opened (the config may only tighten).
+    pub threshold: Option<facegate_shared::Threshold>,
     /// Where claimed ids are read from: `None` = stdin.
     pub claim_input: Option<PathBuf>,
     /// How long a claim waits for a matching face.
@@ -409,59 +415,68 @@ impl DoorConfig {
     }
 
     fn validate(r: RawConfig) -> Result<Self, ConfigError> {
-        if !(r.model.min_face_px.is_finite() && (8.0..=4096.0).contains(&r.model.min_face_px)) {
-            return Err(invalid("model.min_face_px", "must be between 8 and 4096 pixels"));
+        let m = &r.model;
+        within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
+        let g = &r.gallery;
+        if g.path.is_some() || g.state.is_some() {
+            return Err(invalid(
+                if g.path.is_some() { "gallery.path" } else { "gallery.state" },
+                "was replaced by `gallery.inbox` (where signed galleries are dropped) and `gallery.state_dir` \
+                 (the door's own directory for the installed copy and the replay guard): see device/deploy/README.md",
+            ));
         }
-        if r.gallery.trusted_keys.is_empty() {
-            return Err(invalid("gallery.trusted_keys", "must name at least one public key file"));
+        if g.url.is_some() {
+            return Err(invalid("gallery.url", "is reserved for pulling galleries from a URL, not in this version"));
         }
-        if r.gallery.reload_interval_ms > 3_600_000 {
-            return Err(invalid("gallery.reload_interval_ms", "must be at most one hour"));
+        let inbox = g.inbox.clone().ok_or_else(|| invalid("gallery.inbox", "is required"))?;
+        let state_dir = g.state_dir.clone().ok_or_else(|| invalid("gallery.state_dir", "is required"))?;
+        if inbox.file_name().is_none() {
+            return Err(invalid("gallery.inbox", "must name a file"));
         }
+        let inbox_dir = match inbox.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        if same_dir(&inbox_dir, &state_dir) || inbox.starts_with(&state_dir) {
+            return Err(invalid(
+                "gallery.state_dir",
+                format!(
+                    "{} must not hold the inbox {}: whoever drops galleries must not be able to touch the replay guard",
+                    state_dir.display(),
+                    inbox.display()
+                ),
+            ));
+        }
+        if !(1..=16).contains(&g.trusted_keys.len()) {
+            return Err(invalid("gallery.trusted_keys", "must name between 1 and 16 public key files"));
+        }
+        within("gallery.reload_interval_ms", g.reload_interval_ms, 100, 3_600_000, "ms")?;
         let uri: SourceUri = r.source.uri.parse()?;
-        if !(16..=8192).contains(&r.source.width) || !(16..=8192).contains(&r.source.height) {
-            return Err(invalid("source.width/height", "must be between 16 and 8192"));
-        }
-        if !(r.source.fps.is_finite() && r.source.fps > 0.0 && r.source.fps <= 240.0) {
-            return Err(invalid("source.fps", "must be in (0, 240]"));
-        }
-        if r.source.repeat == 0 {
-            return Err(invalid("source.repeat", "must be at least 1"));
-        }
+        let s = &r.source;
+        within("source.width", s.width, 16, 8192, "pixels")?;
+        within("source.height", s.height, 16, 8192, "pixels")?;
+        within("source.fps", s.fps, 0.1, 240.0, "frames per second")?;
+        within("source.repeat", s.repeat, 1, 100_000, "frames")?;
         let d = &r.decision;
-        if !(1..=30).contains(&d.consecutive_frames) {
-            return Err(invalid("decision.consecutive_frames", "must be between 1 and 30"));
-        }
-        if !(d.ambiguity_margin.is_finite() && (0.0..1.0).contains(&d.ambiguity_margin)) {
-            return Err(invalid("decision.ambiguity_margin", "must be in [0, 1)"));
-        }
-        if let Some(t) = d.threshold {
-            facegate_shared::Threshold::new(t).map_err(|e| invalid("decision.threshold", e.to_string()))?;
-        }
-        if d.claim_timeout_ms == 0 {
-            return Err(invalid("decision.claim_timeout_ms", "must be positive"));
-        }
+        within("decision.consecutive_frames", d.consecutive_frames, 1, 30, "frames")?;
+        within("decision.cooldown_ms", d.cooldown_ms, 0, 3_600_000, "ms")?;
+        facegate_shared::check_ambiguity_margin(d.ambiguity_margin)
+            .map_err(|e| invalid("decision.ambiguity_margin", e.to_string()))?;
+        let threshold = d
+            .threshold
+            .map(facegate_shared::Threshold::new)
+            .transpose()
+            .map_err(|e| invalid("decision.threshold", e.to_string()))?;
+        within("decision.claim_timeout_ms", d.claim_timeout_ms, 100, 600_000, "ms")?;
         let l = &r.lock;
-        if !(100..=60_000).contains(&l.unlock_ms) {
-            return Err(invalid("lock.unlock_ms", "must be between 100 and 60000"));
-        }
+        within("lock.unlock_ms", l.unlock_ms, 100, 60_000, "ms")?;
+        within("lock.gpio_line", l.gpio_line, 0, 1023, "")?;
         if l.kind == LockKind::Command && l.command.is_empty() {
             return Err(invalid("lock.command", "is required when lock.kind = \"command\""));
         }
-        if l.command_timeout_ms == 0 {
-            return Err(invalid("lock.command_timeout_ms", "must be positive"));
-        }
-        if r.log.max_bytes < 4096 {
-            return Err(invalid("log.max_bytes", "must be at least 4096"));
-        }
-        if r.log.keep > 1000 {
-            return Err(invalid("log.keep", "must be at most 1000"));
-        }
-        let state = r.gallery.state.unwrap_or_else(|| {
-            let mut s = r.gallery.path.clone().into_os_string();
-            s.push(".state");
-            s.into()
-        });
+        within("lock.command_timeout_ms", l.command_timeout_ms, 100, 10_000, "ms")?;
+        within("log.max_bytes", r.log.max_bytes, 4096, 1 << 30, "bytes")?;
+        within("log.keep", r.log.keep, 0, 1000, "files")?;
         Ok(DoorConfig {
             model: ModelSettings {
                 encoder: r.model.encoder,
@@ -469,9 +484,8 @@ impl DoorConfig {
                 min_face_px: r.model.min_face_px,
             },
             gallery: GallerySettings {
-                path: r.gallery.path,
+                paths: crate::store::StorePaths { inbox, state_dir },
                 trusted_keys: r.gallery.trusted_keys,
-                state,
                 reload_interval: Duration::from_millis(r.gallery.reload_interval_ms),
             },
             source: SourceSettings {
@@ -487,7 +501,7 @@ impl DoorConfig {
                 consecutive_frames: d.consecutive_frames,
                 cooldown: Duration::from_millis(d.cooldown_ms),
                 ambiguity_margin: d.ambiguity_margin,
-                threshold: d.threshold,
+                threshold,
                 claim_input: (d.claim_input != "stdin").then(|| PathBuf::from(&d.claim_input)),
                 claim_timeout: Duration::from_millis(d.claim_timeout_ms),
             },
@@ -510,6 +524,35 @@ impl DoorConfig {
     }
 }
 
+/// `value` must lie in `[lo, hi]` (and be a number): the one range check every setting uses.
+fn within<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &'static str,
+    value: T,
+    lo: T,
+    hi: T,
+    unit: &str,
+) -> Result<T, ConfigError> {
+    // `!(lo <= v && v <= hi)` also refuses NaN.
+    if !(lo <= value && value <= hi) {
+        let unit = if unit.is_empty() { String::new() } else { format!(" {unit}") };
+        return Err(invalid(key, format!("is {value}; it must be between {lo} and {hi}{unit}")));
+    }
+    Ok(value)
+}
+
+/// Whether two directory paths name the same directory (by path, and by inode when both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let norm = |p: &Path| p.components().collect::<PathBuf>();
+    if norm(a) == norm(b) {
+        return true;
+    }
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 fn span(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
         Some(s) => {
@@ -524,7 +567,8 @@ fn span(text: &str, e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = "[gallery]\npath = \"g.fgg\"\ntrusted_keys = [\"k.pub\"]\n[log]\npath = \"events.jsonl\"\n";
+    const MINIMAL: &str = "[gallery]\ninbox = \"inbox/g.fgg\"\nstate_dir = \"state\"\ntrusted_keys = [\"k.pub\"]\n\
+                           [log]\npath = \"events.jsonl\"\n";
 
     #[test]
     fn minimal_config_gets_documented_defaults() {
@@ -533,9 +577,12 @@ mod tests {
         assert_eq!(c.decision.mode, Mode::Identify);
         assert_eq!(c.decision.consecutive_frames, 3);
         assert_eq!(c.decision.cooldown, Duration::from_secs(5));
+        assert_eq!(c.decision.threshold, None);
         assert_eq!(c.lock.kind, LockKind::DryRun);
         assert_eq!(c.lock.unlock, Duration::from_secs(3));
-        assert_eq!(c.gallery.state, PathBuf::from("g.fgg.state"));
+        assert_eq!(c.gallery.paths.inbox, PathBuf::from("inbox/g.fgg"));
+        assert_eq!(c.gallery.paths.installed(), PathBuf::from("state/gallery.fgg"));
+        assert_eq!(c.gallery.paths.state(), PathBuf::from("state/install.state"));
         assert_eq!(c.log.max_bytes, 10 * 1024 * 1024);
         assert!(!c.log.store_faces);
         assert_eq!(c.model.min_face_px, 40.0);
@@ -558,6 +605,13 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_config_parses() {
+        let c = DoorConfig::parse(include_str!("../deploy/door.toml")).unwrap();
+        assert_eq!(c.gallery.paths.inbox, PathBuf::from("/var/lib/facegate/inbox/gallery.fgg"));
+        assert_eq!(c.gallery.paths.state_dir, PathBuf::from("/var/lib/facegate/state"));
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_name() {
         let e = DoorConfig::parse(&format!("{MINIMAL}[lock]\nkind = \"gpio\"\nunlock_secs = 3\n")).unwrap_err();
         assert!(e.to_string().contains("unlock_secs"), "{e}");
@@ -570,19 +624,44 @@ mod tests {
         for (extra, key) in [
             ("[decision]\nconsecutive_frames = 0\n", "decision.consecutive_frames"),
             ("[decision]\nthreshold = 2.5\n", "decision.threshold"),
+            ("[decision]\nambiguity_margin = 1.5\n", "decision.ambiguity_margin"),
             ("[source]\nuri = \"usb0\"\n", "source.uri"),
             ("[source]\nfps = 0\n", "source.fps"),
+            ("[source]\nfps = 1e-30\n", "source.fps"),
+            ("[source]\nrepeat = 4294967295\n", "source.repeat"),
             ("[lock]\nkind = \"command\"\n", "lock.command"),
             ("[lock]\nunlock_ms = 5\n", "lock.unlock_ms"),
+            ("[lock]\ncommand_timeout_ms = 3600000\n", "lock.command_timeout_ms"),
+            ("[log]\nmax_bytes = 1\n", "log.max_bytes"),
             ("[model]\nmin_face_px = -1\n", "model.min_face_px"),
         ] {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
         }
-        let e = DoorConfig::parse("[gallery]\npath = \"g\"\ntrusted_keys = []\n[log]\npath = \"l\"\n").unwrap_err();
+        let e = DoorConfig::parse("[gallery]\ninbox = \"i/g\"\nstate_dir = \"s\"\ntrusted_keys = []\n[log]\npath = \"l\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("gallery.trusted_keys"), "{e}");
         let e = DoorConfig::parse("[log]\npath = \"l\"\n").unwrap_err();
         assert!(e.to_string().contains("gallery"), "{e}");
+    }
+
+    #[test]
+    fn the_replay_guard_cannot_share_the_drop_folder() {
+        for (inbox, state) in [("/var/lib/f/g.fgg", "/var/lib/f"), ("/var/lib/f/g.fgg", "/var/lib/f/"), ("g.fgg", ".")] {
+            let text = format!("[gallery]\ninbox = {inbox:?}\nstate_dir = {state:?}\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n");
+            let e = DoorConfig::parse(&text).unwrap_err();
+            assert!(e.to_string().contains("gallery.state_dir"), "{inbox} {state}: {e}");
+        }
+        let e = DoorConfig::parse("[gallery]\ninbox = \"/s/in/g\"\nstate_dir = \"/s/in\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n");
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn old_and_reserved_gallery_keys_say_what_to_do() {
+        let e = DoorConfig::parse("[gallery]\npath = \"g.fgg\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n").unwrap_err();
+        assert!(e.to_string().contains("gallery.inbox") && e.to_string().contains("state_dir"), "{e}");
+        let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"https://x/g.fgg\"\n[log]")).unwrap_err();
+        assert!(e.to_string().contains("gallery.url"), "{e}");
     }
 
     #[test]
@@ -593,6 +672,57 @@ mod tests {
         }
         assert!("camera:".parse::<SourceUri>().is_err());
         assert!("http://x".parse::<SourceUri>().is_err());
+    }
+
+    /// Every numeric setting with its documented range (inclusive).
+    const NUMERIC: &[(&str, &str, f64, f64)] = &[
+        ("model", "min_face_px", 8.0, 4096.0),
+        ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
+        ("source", "width", 16.0, 8192.0),
+        ("source", "height", 16.0, 8192.0),
+        ("source", "fps", 0.1, 240.0),
+        ("source", "repeat", 1.0, 100_000.0),
+        ("decision", "consecutive_frames", 1.0, 30.0),
+        ("decision", "cooldown_ms", 0.0, 3_600_000.0),
+        ("decision", "ambiguity_margin", 0.0, 1.0),
+        ("decision", "threshold", 0.0, 2.0),
+        ("decision", "claim_timeout_ms", 100.0, 600_000.0),
+        ("lock", "unlock_ms", 100.0, 60_000.0),
+        ("lock", "gpio_line", 0.0, 1023.0),
+        ("lock", "command_timeout_ms", 100.0, 10_000.0),
+        ("log", "max_bytes", 4096.0, 1_073_741_824.0),
+        ("log", "keep", 0.0, 1000.0),
+    ];
+
+    fn with_value(section: &str, key: &str, value: &str) -> String {
+        let line = format!("{key} = {value}\n");
+        match section {
+            "gallery" => MINIMAL.replace("[log]", &format!("{line}[log]")),
+            "log" => format!("{MINIMAL}{line}"),
+            _ => format!("{MINIMAL}[{section}]\n{line}"),
+        }
+    }
+
+    fn value_of(c: &DoorConfig, key: &str) -> f64 {
+        match key {
+            "min_face_px" => c.model.min_face_px.into(),
+            "reload_interval_ms" => c.gallery.reload_interval.as_millis() as f64,
+            "width" => c.source.width.into(),
+            "height" => c.source.height.into(),
+            "fps" => c.source.fps.into(),
+            "repeat" => c.source.repeat.into(),
+            "consecutive_frames" => c.decision.consecutive_frames.into(),
+            "cooldown_ms" => c.decision.cooldown.as_millis() as f64,
+            "ambiguity_margin" => c.decision.ambiguity_margin.into(),
+            "threshold" => c.decision.threshold.map_or(f64::NAN, |t| t.get().into()),
+            "claim_timeout_ms" => c.decision.claim_timeout.as_millis() as f64,
+            "unlock_ms" => c.lock.unlock.as_millis() as f64,
+            "gpio_line" => c.lock.gpio_line.into(),
+            "command_timeout_ms" => c.lock.command_timeout.as_millis() as f64,
+            "max_bytes" => c.log.max_bytes as f64,
+            "keep" => c.log.keep.into(),
+            other => panic!("{other}"),
+        }
     }
 
     proptest::proptest! {
@@ -607,6 +737,41 @@ mod tests {
             let i = cut % b.len();
             b[i] = byte;
             if let Ok(s) = String::from_utf8(b) { let _ = DoorConfig::parse(&s); }
+        }
+        /// Absurd values for every numeric setting are config errors naming the key, never a
+        /// panic; accepted values lie in the documented range and build door settings and a
+        /// replay source without panicking.
+        #[test]
+        fn every_numeric_setting_is_bounded(which in 0..NUMERIC.len(), int in proptest::num::i64::ANY,
+                                            float in proptest::num::f64::ANY, as_float in proptest::bool::ANY) {
+            let (section, key, lo, hi) = NUMERIC[which];
+            let text = if as_float {
+                if !float.is_finite() { return Ok(()); } // TOML has inf/nan literals; tested below
+                with_value(section, key, &format!("{float:e}"))
+            } else {
+                with_value(section, key, &int.to_string())
+            };
+            match DoorConfig::parse(&text) {
+                Ok(c) => {
+                    let v = value_of(&c, key);
+                    proptest::prop_assert!(v >= lo && v <= hi, "{key} = {v} accepted outside [{lo}, {hi}]");
+                    let d = crate::door::DoorSettings::from_config(&c);
+                    proptest::prop_assert!(d.unlock >= Duration::from_millis(100));
+                    let _ = Duration::from_secs_f32(1.0 / c.source.fps);
+                }
+                Err(ConfigError::Invalid { key: k, .. }) => proptest::prop_assert!(k.ends_with(key), "{k} vs {key}"),
+                Err(ConfigError::Parse { .. }) => {} // wrong type (a float for an integer, a negative u64)
+                Err(e) => proptest::prop_assert!(false, "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused() {
+        for (section, key, _, _) in NUMERIC {
+            for v in ["nan", "inf", "-inf"] {
+                assert!(DoorConfig::parse(&with_value(section, key, v)).is_err(), "{key} = {v}");
+            }
         }
     }
 }

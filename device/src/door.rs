@@ -9,11 +9,15 @@
 //!   the cooldown;
 //! - the grant is written to the event log *before* the lock opens; if the log or the lock
 //!   fails, the door stays locked;
-//! - the lock is secured when its unlock period ends (frame clock), when the source fails, and
-//!   on exit.
+//! - the lock is driven only through a [`LockSupervisor`], which secures it when the unlock
+//!   period ends on the monotonic clock, whatever this loop is doing (blocked in a read, slow
+//!   inference, a panic); the loop also secures it when the source fails, on stop and at exit;
+//! - the threshold is the gallery's signed one, or a stricter local one (never looser).
 
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
-use facegate_shared::{Date, Decision, DecisionPolicy, DenialReason, Embedding, MemberId, Threshold};
+use facegate_shared::{
+    Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
+};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +28,7 @@ use crate::events::{Event, EventKind, EventSink};
 use crate::lock::Lock;
 use crate::source::{Frame, FrameSource, SourceError};
 use crate::store::{GalleryStore, Reload};
+use crate::supervisor::{LockSupervisor, Notice};
 
 /// A face seen in a frame, as an embedding.
 #[derive(Debug, Clone)]
@@ -119,7 +124,7 @@ pub struct DoorSettings {
     pub unlock: Duration,
     /// Ambiguity margin.
     pub ambiguity_margin: f32,
-    /// Threshold override (else the gallery's).
+    /// A stricter local threshold (else the gallery's signed one); never looser.
     pub threshold: Option<Threshold>,
     /// Claim window.
     pub claim_timeout: Duration,
@@ -135,20 +140,26 @@ pub struct DoorSettings {
 
 impl DoorSettings {
     /// Settings from a validated config.
-    pub fn from_config(c: &crate::config::DoorConfig) -> Result<Self, facegate_shared::ThresholdError> {
-        Ok(Self {
+    pub fn from_config(c: &crate::config::DoorConfig) -> Self {
+        Self {
             mode: c.decision.mode,
             consecutive_frames: c.decision.consecutive_frames,
             cooldown: c.decision.cooldown,
             unlock: c.lock.unlock,
             ambiguity_margin: c.decision.ambiguity_margin,
-            threshold: c.decision.threshold.map(Threshold::new).transpose()?,
+            threshold: c.decision.threshold,
             claim_timeout: c.decision.claim_timeout,
             reload_interval: c.gallery.reload_interval,
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             faces_dir: c.log.store_faces.then(|| c.log.path.with_file_name("faces")),
-        })
+        }
+    }
+
+    /// The decision policy for a gallery's signed threshold: the local threshold may only
+    /// tighten it ([`ThresholdError::Looser`] otherwise).
+    pub fn policy(&self, signed: Threshold) -> Result<DecisionPolicy, ThresholdError> {
+        DecisionPolicy::tightened(signed, self.threshold, self.ambiguity_margin)
     }
 }
 
@@ -171,24 +182,22 @@ pub struct RunSummary {
     pub bad_frames: u64,
     /// Times the source went away.
     pub source_outages: u64,
-    /// Galleries installed / rejected while running.
+    /// Galleries installed while running.
     pub gallery_reloads: u64,
     /// Rejected gallery files.
     pub gallery_rejections: u64,
-    /// Per-frame processing times (ms) of frames with a face.
+    /// Times the supervisor relocked at the end of an unlock period.
+    pub relocks: u64,
+    /// Per-frame processing times (ms) of frames with a face: a fixed-size histogram, so a door
+    /// that runs for months does not grow.
     #[serde(skip)]
-    pub latencies_ms: Vec<f64>,
+    pub latencies: LatencyHistogram,
 }
 
 impl RunSummary {
-    /// Median and 99th percentile of the per-frame latency.
+    /// Median and 99th percentile of the per-frame latency (within the histogram's resolution).
     pub fn latency_median_p99(&self) -> Option<(f64, f64)> {
-        let mut v = self.latencies_ms.clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        Some((percentile(&v, 0.5), percentile(&v, 0.99)))
+        self.latencies.median_p99()
     }
 }
 
@@ -204,6 +213,9 @@ pub enum DoorError {
     /// The source cannot work at all.
     #[error(transparent)]
     Source(SourceError),
+    /// The local threshold is looser than the gallery's signed one.
+    #[error("config `decision.threshold`: {0}")]
+    Policy(#[from] ThresholdError),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,13 +253,13 @@ struct Claim {
 }
 
 /// The door unit.
-pub struct Door<S, E, L, K> {
+pub struct Door<S, E, K> {
     /// Frames.
     pub source: S,
     /// Face pipeline.
     pub embedder: E,
-    /// Lock.
-    pub lock: L,
+    /// The lock, behind its supervisor (which owns the unlock deadline).
+    pub lock: LockSupervisor,
     /// Event log.
     pub sink: K,
     /// Installed gallery.
@@ -260,21 +272,33 @@ pub struct Door<S, E, L, K> {
     pub sleep: Box<dyn FnMut(Duration)>,
     /// What happened so far.
     pub summary: RunSummary,
+    policy: DecisionPolicy,
     streak: Streak,
     cooldown_until: HashMap<MemberId, Duration>,
-    open_until: Option<Duration>,
     claim: Option<Claim>,
     last_poll: Instant,
     last_at: Duration,
 }
 
-impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
-    /// A door; call [`Door::run`].
-    pub fn new(source: S, embedder: E, lock: L, sink: K, store: GalleryStore, settings: DoorSettings) -> Self {
-        Self {
+impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
+    /// A door; call [`Door::run`]. The lock driver moves onto the supervisor thread and is
+    /// secured at once. Fails (lock secured) when the local threshold is looser than the
+    /// gallery's signed one.
+    pub fn new<L: Lock + Send + 'static>(
+        source: S,
+        embedder: E,
+        lock: L,
+        sink: K,
+        store: GalleryStore,
+        settings: DoorSettings,
+    ) -> Result<Self, DoorError> {
+        let lock = LockSupervisor::start(lock);
+        let policy = settings.policy(store.matcher().gallery().threshold)?;
+        Ok(Self {
             source,
             embedder,
             lock,
+            policy,
             sink,
             store,
             settings,
@@ -283,11 +307,15 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
             summary: RunSummary::default(),
             streak: Streak::default(),
             cooldown_until: HashMap::new(),
-            open_until: None,
             claim: None,
             last_poll: Instant::now(),
             last_at: Duration::ZERO,
-        }
+        })
+    }
+
+    /// The decision policy in use.
+    pub fn policy(&self) -> DecisionPolicy {
+        self.policy
     }
 
     /// Runs until the source ends or `stop` is set. The lock is secured on every way out.
@@ -304,8 +332,14 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
         );
         self.secure();
         self.log(Event::now(EventKind::Start).detail(detail));
+        for note in self.store.take_notes() {
+            let mut ev = Event::now(EventKind::Gallery).detail(note);
+            ev.reason = Some("attention".into());
+            self.log(ev);
+        }
         let result = self.run_frames(stop);
         self.secure();
+        self.drain_lock_notices();
         let why = match &result {
             Ok(()) if stop.load(Ordering::SeqCst) => "stop requested".to_owned(),
             Ok(()) => "end of frames".to_owned(),
@@ -330,6 +364,7 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
         let mut backoff = self.settings.backoff_initial;
         let mut down = false;
         while !stop.load(Ordering::SeqCst) {
+            self.drain_lock_notices();
             self.poll_gallery();
             match self.source.next_frame() {
                 Ok(None) => return Ok(()),
@@ -382,9 +417,27 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
             Reload::Installed { revision, members } => {
                 self.summary.gallery_reloads += 1;
                 self.streak.reset();
-                self.log(
-                    Event::now(EventKind::Gallery).detail(format!("installed revision {revision} ({members} members)")),
-                );
+                let signed = self.store.matcher().gallery().threshold;
+                let mut detail = format!("installed revision {revision} ({members} members)");
+                self.policy = match self.settings.policy(signed) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The new gallery is stricter than the local setting: the signed value wins.
+                        detail += &format!("; {e}: using the signed threshold {}", signed.get());
+                        self.policy.with_threshold(signed)
+                    }
+                };
+                self.log(Event::now(EventKind::Gallery).detail(detail));
+            }
+            Reload::Deferred { error, first } => {
+                if first {
+                    let mut ev = Event::now(EventKind::Gallery).detail(format!(
+                        "install failed, retrying on every poll, keeping revision {}: {error}",
+                        self.store.revision()
+                    ));
+                    ev.reason = Some("retrying".into());
+                    self.log(ev);
+                }
             }
             Reload::Rejected(e) => {
                 self.summary.gallery_rejections += 1;
@@ -399,9 +452,6 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
     fn on_frame(&mut self, frame: &Frame) {
         self.summary.frames += 1;
         self.last_at = frame.at;
-        if self.open_until.is_some_and(|t| frame.at >= t) {
-            self.secure();
-        }
         if self.settings.mode == Mode::Claim && !self.update_claim(frame.at) {
             return;
         }
@@ -431,7 +481,7 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
             }
         };
         let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
-        self.summary.latencies_ms.push(latency_ms);
+        self.summary.latencies.record(latency_ms);
         let outcome = match &decision {
             Decision::Granted { member, .. } => Outcome::Granted(member.clone()),
             Decision::Denied(r) => Outcome::Denied(
@@ -446,7 +496,7 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
         // Two strangers in a row are both "unknown": they are one appearance only if their faces
         // match each other.
         if matches!(outcome, Outcome::Denied("unknown", None)) {
-            let threshold = self.settings.threshold.unwrap_or(self.store.matcher().gallery().threshold);
+            let threshold = self.policy.threshold;
             let same_face = self
                 .streak
                 .last
@@ -505,14 +555,10 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
 
     fn decide(&self, e: &Embedding) -> Result<Decision, facegate_shared::IndexError> {
         let m = self.store.matcher();
-        let threshold = self.settings.threshold.unwrap_or(m.gallery().threshold);
         let today = Date::today();
         match &self.claim {
-            Some(c) => m.claim(&c.id, e, threshold, today),
-            None => {
-                let policy = DecisionPolicy { threshold, ambiguity_margin: self.settings.ambiguity_margin };
-                m.identify(e, &policy, today)
-            }
+            Some(c) => m.claim(&c.id, e, self.policy.threshold, today),
+            None => m.identify(e, &self.policy, today),
         }
     }
 
@@ -539,7 +585,6 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
                 match self.lock.unlock(self.settings.unlock) {
                     Ok(()) => {
                         self.summary.granted += 1;
-                        self.open_until = Some(frame.at + self.settings.unlock);
                         self.cooldown_until.insert(member, frame.at + self.settings.cooldown);
                     }
                     Err(e) => {
@@ -588,8 +633,31 @@ impl<S: FrameSource, E: FaceEmbedder, L: Lock, K: EventSink> Door<S, E, L, K> {
         }
     }
 
+    /// Logs what the lock supervisor did on its own (relocks at the deadline, failures).
+    fn drain_lock_notices(&mut self) {
+        for n in self.lock.notices() {
+            match n {
+                Notice::Relocked { open_for } => {
+                    self.summary.relocks += 1;
+                    self.log(Event::now(EventKind::Lock).detail(format!(
+                        "secured at the end of the unlock period ({} ms after the unlock)",
+                        open_for.as_millis()
+                    )));
+                }
+                Notice::SecureFailed(e) => {
+                    self.summary.lock_failures += 1;
+                    let mut ev = Event::now(EventKind::Lock).detail(format!("securing the lock failed, retrying: {e}"));
+                    ev.reason = Some("lock_failed".into());
+                    self.log(ev);
+                }
+                Notice::Emergency => {
+                    self.log(Event::now(EventKind::Lock).detail("secured by the emergency path"));
+                }
+            }
+        }
+    }
+
     fn secure(&mut self) {
-        self.open_until = None;
         if let Err(e) = self.lock.secure() {
             self.summary.lock_failures += 1;
             let mut ev = Event::now(EventKind::Lock).detail(format!("securing the lock failed: {e}"));

@@ -2,7 +2,8 @@
 //! and decision rules, a fail-secure lock and an append-only event log.
 //!
 //! Every seam is a trait with a real and a fake implementation: [`source::FrameSource`],
-//! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`].
+//! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`]. Locks run
+//! behind [`supervisor::LockSupervisor`], which owns the unlock deadline.
 
 pub mod config;
 pub mod door;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod lock;
 pub mod source;
 pub mod store;
+pub mod supervisor;
 
 pub use config::{ConfigError, DoorConfig};
 pub use door::{Door, DoorSettings, RunSummary};

@@ -1,6 +1,10 @@
 //! The lock seam. Fail-secure contract for every implementation:
 //! - the door is locked unless `unlock` returned `Ok` and `secure` has not been called since;
-//! - `secure` is called when the unlock period ends, on every error path, and at exit;
+//! - drivers only actuate; the unlock period is owned by the [`crate::supervisor::LockSupervisor`],
+//!   which runs every driver on its own thread and calls `secure` when `hold` has passed, whatever
+//!   the frame loop is doing. The door never drives a lock except through it;
+//! - `secure` is also called on every error path and at exit; the GPIO and command drivers also
+//!   secure when dropped (normal exit and unwinding from a panic);
 //! - an implementation that cannot actuate returns an error, and the caller treats the door as
 //!   locked (it logs the failure and never retries an unlock for that decision).
 //!
@@ -19,14 +23,19 @@ pub enum LockError {
     /// The lock command failed, timed out or could not start.
     #[error("lock command `{command}`: {reason}")]
     Command { command: String, reason: String },
+    /// The lock supervisor cannot be reached or did not answer.
+    #[error("{0}")]
+    Supervisor(String),
     /// A test lock told to fail.
     #[error("lock failure (simulated)")]
     Simulated,
 }
 
-/// A door lock.
+/// A door lock driver.
 pub trait Lock {
-    /// Opens the lock for `hold` (the caller calls [`Lock::secure`] when it ends).
+    /// Opens the lock. `hold` is how long it will stay open: the supervisor calls
+    /// [`Lock::secure`] when it has passed; a driver may also pass it on (the command driver
+    /// gives it to the relay command, which can time the relay itself as a second guard).
     fn unlock(&mut self, hold: Duration) -> Result<(), LockError>;
     /// Locks the door (idempotent).
     fn secure(&mut self) -> Result<(), LockError>;
@@ -102,6 +111,10 @@ impl GpioLock {
 }
 
 impl Lock for GpioLock {
+    /// Drives the relay line active. The line has no timer of its own: the supervisor secures it
+    /// when `hold` has passed (see [`crate::supervisor`]); if the process dies without running
+    /// any destructor (SIGKILL), the kernel releases the line and its level is then undefined,
+    /// which is why the relay must be wired fail-secure (`device/deploy/README.md`).
     fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
         self.drive(gpiocdev::line::Value::Active)
     }
@@ -171,9 +184,30 @@ impl Lock for CommandLock {
     }
 }
 
-/// Test lock: records calls; can be told to fail unlocks.
+impl Drop for CommandLock {
+    /// Runs `CMD lock` once more (bounded by the timeout): a door never exits with the relay
+    /// command's last word being `unlock`.
+    fn drop(&mut self) {
+        if let Err(e) = self.secure() {
+            eprintln!("facegate-door: securing the lock on exit failed: {e}");
+        }
+    }
+}
+
+/// What a [`FakeLock`] was asked to do, with when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockAction {
+    /// `unlock` succeeded.
+    Unlocked,
+    /// `unlock` was refused (told to fail).
+    UnlockFailed,
+    /// `secure` was called.
+    Secured,
+}
+
+/// What a [`FakeLock`] saw; shared with the test through [`FakeLock::probe`].
 #[derive(Debug, Default)]
-pub struct FakeLock {
+pub struct FakeLockState {
     /// Whether the door is open now.
     pub open: bool,
     /// Successful unlocks.
@@ -182,21 +216,76 @@ pub struct FakeLock {
     pub secures: u32,
     /// Make `unlock` fail.
     pub fail_unlock: bool,
+    /// Every call, with the time it was made.
+    pub calls: Vec<(Instant, LockAction)>,
+}
+
+/// Test lock: records calls with timestamps; can be told to fail unlocks. It is `Send`, so it
+/// runs inside the [`LockSupervisor`] like a real driver; the test reads it through a probe.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLock(pub std::sync::Arc<std::sync::Mutex<FakeLockState>>);
+
+impl FakeLock {
+    /// A handle on the same state, for assertions.
+    pub fn probe(&self) -> FakeLock {
+        self.clone()
+    }
+    /// A snapshot of the state.
+    pub fn with<T>(&self, f: impl FnOnce(&mut FakeLockState) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g)
+    }
+    /// Whether the door is open now.
+    pub fn is_open(&self) -> bool {
+        self.with(|s| s.open)
+    }
+    /// Successful unlocks so far.
+    pub fn unlocks(&self) -> u32 {
+        self.with(|s| s.unlocks)
+    }
+    /// `secure` calls so far.
+    pub fn secures(&self) -> u32 {
+        self.with(|s| s.secures)
+    }
+    /// Makes later unlocks fail (or succeed again).
+    pub fn set_fail_unlock(&self, fail: bool) {
+        self.with(|s| s.fail_unlock = fail)
+    }
+    /// For each successful unlock, how long until the next `secure` (`None`: still open).
+    pub fn open_periods(&self) -> Vec<Option<Duration>> {
+        self.with(|s| {
+            let mut out = Vec::new();
+            for (i, (t, a)) in s.calls.iter().enumerate() {
+                if *a == LockAction::Unlocked {
+                    let end = s.calls[i + 1..].iter().find(|(_, a)| *a == LockAction::Secured).map(|(e, _)| *e - *t);
+                    out.push(end);
+                }
+            }
+            out
+        })
+    }
 }
 
 impl Lock for FakeLock {
     fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
-        if self.fail_unlock {
-            return Err(LockError::Simulated);
-        }
-        self.open = true;
-        self.unlocks += 1;
-        Ok(())
+        self.with(|s| {
+            if s.fail_unlock {
+                s.calls.push((Instant::now(), LockAction::UnlockFailed));
+                return Err(LockError::Simulated);
+            }
+            s.open = true;
+            s.unlocks += 1;
+            s.calls.push((Instant::now(), LockAction::Unlocked));
+            Ok(())
+        })
     }
     fn secure(&mut self) -> Result<(), LockError> {
-        self.open = false;
-        self.secures += 1;
-        Ok(())
+        self.with(|s| {
+            s.open = false;
+            s.secures += 1;
+            s.calls.push((Instant::now(), LockAction::Secured));
+            Ok(())
+        })
     }
     fn describe(&self) -> String {
         "fake".into()

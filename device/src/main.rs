@@ -10,10 +10,11 @@ use facegate_device::door::{ClaimInput, FaceEmbedder, LineClaims};
 use facegate_device::events::{EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
 use facegate_device::source::{self, FrameSource};
-use facegate_device::store::GalleryStore;
+use facegate_device::store::{Access, GalleryStore};
 use facegate_device::{peak_rss_bytes, Door, DoorConfig, DoorSettings};
 use facegate_face::{align_face, Encoder, FaceDetector, FacePipeline, TractEncoder, YuNet};
-use facegate_shared::{keys, DecisionPolicy, VerifyingKey};
+use facegate_shared::install::InstallRules;
+use facegate_shared::{keys, VerifyingKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,11 +118,12 @@ fn trusted_keys(c: &DoorConfig) -> Result<Vec<VerifyingKey>> {
         .collect()
 }
 
-fn store(c: &DoorConfig, p: &Pipeline) -> Result<GalleryStore> {
-    Ok(GalleryStore::open(&c.gallery.path, &c.gallery.state, trusted_keys(c)?, p.encoder.fingerprint())?)
+fn store(c: &DoorConfig, p: &Pipeline, access: Access) -> Result<GalleryStore> {
+    let rules = InstallRules::new(trusted_keys(c)?, p.encoder.card().binding());
+    Ok(GalleryStore::open(&c.gallery.paths, rules, access)?)
 }
 
-fn open_lock(c: &DoorConfig) -> Result<Box<dyn Lock>> {
+fn open_lock(c: &DoorConfig) -> Result<Box<dyn Lock + Send>> {
     Ok(match c.lock.kind {
         LockKind::DryRun => Box::new(DryRunLock::default()),
         LockKind::Gpio => Box::new(GpioLock::open(&c.lock.gpio_chip, c.lock.gpio_line, c.lock.active_low)?),
@@ -139,16 +141,24 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         sinks.push(Box::new(StdoutSink));
     }
     let p = pipeline(&c)?;
-    let store = store(&c, &p)?;
+    let store = store(&c, &p, Access::ReadWrite)?;
     let lock = open_lock(&c)?;
     let src = source::open(&c.source)?;
-    let settings = DoorSettings::from_config(&c)?;
+    let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the signal handler")?;
     }
-    let mut door = Door::new(src, p, lock, Tee(sinks), store, settings);
+    let mut door = Door::new(src, p, lock, Tee(sinks), store, settings)?;
+    // A panic anywhere (this thread or another) secures the lock before unwinding starts; the
+    // supervisor's drop during unwinding secures it again, and its timer relocks regardless.
+    let emergency = door.lock.emergency();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        emergency.secure_now();
+        default_hook(info);
+    }));
     if c.decision.mode == Mode::Claim {
         let claims: Box<dyn ClaimInput> = match &c.decision.claim_input {
             None => Box::new(LineClaims::spawn(std::io::BufReader::new(std::io::stdin()))),
@@ -205,34 +215,47 @@ fn check(common: &Common) -> Result<ExitCode> {
                 "model",
                 format!("{} ({}-d, fingerprint {})", card.name, card.embedding_dim.get(), card.fingerprint),
             );
-            match store(&c, &p) {
-                Ok(s) => {
+            match store(&c, &p, Access::ReadOnly) {
+                Ok(mut s) => {
                     let g = s.matcher().gallery();
                     line(
                         true,
                         "gallery",
                         format!(
-                            "revision {}, {} members, signed by a trusted key, same encoder",
+                            "revision {}, {} members, signed by a trusted key, same encoder and preprocessing",
                             g.revision,
                             g.members().len()
                         ),
                     );
+                    let policy = DoorSettings::from_config(&c).policy(g.threshold);
+                    line(
+                        policy.is_ok(),
+                        "threshold",
+                        match policy {
+                            Ok(p) => format!("{} (signed {})", p.threshold.get(), g.threshold.get()),
+                            Err(e) => format!("config `decision.threshold`: {e}"),
+                        },
+                    );
+                    for note in s.take_notes() {
+                        line(true, "note", note);
+                    }
                 }
                 Err(e) => line(false, "gallery", format!("{e:#}")),
             }
         }
         Err(e) => line(false, "model", format!("{e:#}")),
     }
-    match open_lock(&c) {
-        Ok(mut l) => {
-            let r = if c.lock.kind == LockKind::Command {
-                Ok(()) // never actuate a real door from `check`
-            } else {
-                l.secure()
-            };
-            line(r.is_ok(), "lock", format!("{} (secured, not opened)", l.describe()));
+    if c.lock.kind == LockKind::Command {
+        // Never run the relay command from `check`: it may be shared with a running door.
+        line(true, "lock", format!("command {} (not run by check)", c.lock.command.join(" ")));
+    } else {
+        match open_lock(&c) {
+            Ok(mut l) => {
+                let r = l.secure();
+                line(r.is_ok(), "lock", format!("{} (secured, not opened)", l.describe()));
+            }
+            Err(e) => line(false, "lock", e.to_string()),
         }
-        Err(e) => line(false, "lock", e.to_string()),
     }
     let dir = c.log.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let writable = tempfile_in(dir);
@@ -267,18 +290,36 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
         c.source.repeat = 1;
     }
     let mut p = pipeline(&c)?;
-    let st = store(&c, &p)?;
+    let st = store(&c, &p, Access::ReadOnly)?;
     let mut src = source::open(&c.source)?;
     let mut images = Vec::new();
+    // Gives up on a source that stops delivering: a missing camera, or nothing but bad frames.
+    const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+    let mut errors = 0;
     while images.len() < frames.min(500) {
         match src.next_frame() {
-            Ok(Some(f)) => images.push(f),
+            Ok(Some(f)) => {
+                errors = 0;
+                images.push(f)
+            }
             Ok(None) => break,
-            Err(e) => eprintln!("skipping: {e}"),
+            Err(e @ source::SourceError::Fatal(_)) => anyhow::bail!("frame source: {e}"),
+            Err(e) => {
+                errors += 1;
+                eprintln!("skipping: {e}");
+                anyhow::ensure!(
+                    errors < MAX_CONSECUTIVE_ERRORS,
+                    "the source failed {errors} times in a row, giving up (last: {e})"
+                );
+                if matches!(e, source::SourceError::Unavailable(_)) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let _ = src.reconnect();
+                }
+            }
         }
     }
     anyhow::ensure!(!images.is_empty(), "the source gave no frames to measure");
-    let policy = DecisionPolicy::new(st.matcher().gallery().threshold, c.decision.ambiguity_margin)?;
+    let policy = DoorSettings::from_config(&c).policy(st.matcher().gallery().threshold)?;
     let today = facegate_shared::Date::today();
     let spec = p.encoder.card().input.clone();
     let (mut det, mut ali, mut enc, mut mat, mut total) = (vec![], vec![], vec![], vec![], vec![]);

@@ -1,40 +1,106 @@
-//! The installed gallery: loaded only when signed by a trusted key, made with the encoder in use,
-//! and not older than the newest revision this unit has installed (a replayed old gallery could
-//! re-admit a removed member). Polled for a new version; an invalid new file is rejected and the
-//! last good gallery stays in use.
+//! The door's galleries on disk, under the install rules of [`facegate_shared::install`].
+//!
+//! Layout (see `device/deploy/README.md` for owners and modes):
+//! - the **inbox** file (`gallery.inbox`): where the front desk drops (or a puller downloads) a
+//!   signed gallery. The door only reads it;
+//! - the **state directory** (`gallery.state_dir`), writable only by the door's user, holding
+//!   the **installed copy** (`gallery.fgg`, the last gallery the door accepted, so it survives a
+//!   restart and a deleted inbox) and the **install state** (`install.state`: revision and SHA-256
+//!   of the installed copy, checksummed).
+//!
+//! The replay floor is the larger of the install state and the installed copy's signed revision,
+//! so deleting or editing the state file never lowers it; a missing or unreadable state file with
+//! an installed copy present is reported loudly (a start-up note, logged) and rewritten from the
+//! installed copy. Start-up and hot reload apply the same rule ([`InstallRules::judge`]).
+//! [`Access::ReadOnly`] (used by `facegate-door check`) reports what would happen and writes
+//! nothing.
 
-use ed25519_dalek::VerifyingKey;
-use facegate_shared::{gallery_file, Fingerprint, Gallery, GalleryError, IndexError, Matcher};
+use facegate_shared::install::{self, Candidate, Floor, InstallError, InstallRules, StateError, Verdict};
+use facegate_shared::{gallery_file, GalleryError, IndexError, Matcher};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Why a gallery was not installed.
+/// File name of the installed copy inside the state directory.
+pub const INSTALLED_NAME: &str = "gallery.fgg";
+/// File name of the install state inside the state directory.
+pub const STATE_NAME: &str = "install.state";
+
+/// Why the store cannot be opened or a gallery not installed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The gallery file itself (missing, corrupt, unsigned, untrusted, wrong encoder, rollback).
+    /// A gallery file was refused (unreadable, corrupt, untrusted, other encoder, replayed).
     #[error("gallery {path}: {source}")]
-    Gallery { path: String, source: GalleryError },
-    /// The revision file cannot be read or written.
-    #[error("gallery state file {path}: {reason}")]
-    State { path: String, reason: String },
+    Install { path: String, source: InstallError },
+    /// The install state cannot be written.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The state directory is missing, unusable or writable by others.
+    #[error("gallery state directory {path}: {problem}")]
+    StateDir { path: String, problem: String },
+    /// Nothing valid to run with.
+    #[error("no usable gallery: {0}")]
+    NoGallery(String),
     /// Building the search index failed.
     #[error("gallery index: {0}")]
     Index(#[from] IndexError),
 }
 
+impl StoreError {
+    /// Whether retrying the same file can succeed (disk full, a file still being written).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Install { source, .. } => !source.is_permanent(),
+            StoreError::State(_) | StoreError::Index(_) | StoreError::StateDir { .. } => true,
+            StoreError::NoGallery(_) => false,
+        }
+    }
+}
+
+/// Whether the store may write (run) or only look (check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Install from the inbox, write the installed copy and the state.
+    ReadWrite,
+    /// Decide exactly as `ReadWrite` would, write nothing.
+    ReadOnly,
+}
+
+/// Where the store's files are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorePaths {
+    /// The drop location.
+    pub inbox: PathBuf,
+    /// The door's own directory.
+    pub state_dir: PathBuf,
+}
+
+impl StorePaths {
+    /// The installed copy.
+    pub fn installed(&self) -> PathBuf {
+        self.state_dir.join(INSTALLED_NAME)
+    }
+    /// The install state.
+    pub fn state(&self) -> PathBuf {
+        self.state_dir.join(STATE_NAME)
+    }
+}
+
 /// What a poll found.
 #[derive(Debug)]
 pub enum Reload {
-    /// The file has not changed.
+    /// The inbox has not changed (or holds the installed gallery).
     Unchanged,
     /// A newer valid gallery is now in use.
     Installed { revision: u64, members: usize },
-    /// The file changed but was refused; the previous gallery stays in use.
+    /// The inbox file was refused for good; logged once per file version.
     Rejected(StoreError),
+    /// Installing failed for a reason that may go away (disk full, file being written); it is
+    /// retried on every poll. `first` is true the first time this error is seen.
+    Deferred { error: StoreError, first: bool },
 }
 
-/// What identifies one version of the file without reading it: an atomic replace gives a new
-/// inode and change time even when size and modification time (coarse clock) match.
+/// What identifies one version of a file without reading it: an atomic replace gives a new inode
+/// and change time even when size and modification time (coarse clock) match.
 #[derive(Debug, Clone, PartialEq)]
 struct FileStamp {
     modified: Option<SystemTime>,
@@ -49,30 +115,106 @@ fn stamp(path: &Path) -> Option<FileStamp> {
     Some(FileStamp { modified: m.modified().ok(), len: m.len(), inode: m.ino(), changed: (m.ctime(), m.ctime_nsec()) })
 }
 
-/// The gallery in use and where it came from.
+/// The gallery in use, and where it came from.
 pub struct GalleryStore {
-    path: PathBuf,
-    state_path: PathBuf,
-    trusted: Vec<VerifyingKey>,
-    encoder: Fingerprint,
+    paths: StorePaths,
+    rules: InstallRules,
+    access: Access,
     matcher: Matcher,
+    floor: Floor,
+    /// The inbox version last judged for good (installed, current or permanently refused).
     seen: Option<FileStamp>,
+    last_deferred: Option<String>,
+    notes: Vec<String>,
 }
 
 impl GalleryStore {
-    /// Loads and checks the gallery at `path`; refuses to start without a valid one.
-    pub fn open(
-        path: &Path,
-        state_path: &Path,
-        trusted: Vec<VerifyingKey>,
-        encoder: Fingerprint,
-    ) -> Result<Self, StoreError> {
-        let seen = stamp(path);
-        let installed = read_state(state_path)?;
-        let gallery = check(path, &trusted, &encoder, installed)?;
-        write_state(state_path, gallery.revision)?;
-        let matcher = Matcher::fastest(gallery)?;
-        Ok(Self { path: path.to_owned(), state_path: state_path.to_owned(), trusted, encoder, matcher, seen })
+    /// Opens the store: the installed copy, then the inbox, under the install rules. Fails when
+    /// there is no valid gallery to run with. Things an operator must know about (a missing state
+    /// file, a refused inbox file) are kept as notes for the event log ([`GalleryStore::take_notes`]).
+    pub fn open(paths: &StorePaths, rules: InstallRules, access: Access) -> Result<Self, StoreError> {
+        let mut notes = Vec::new();
+        if !check_state_dir(&paths.state_dir, access)? {
+            notes.push(format!("state directory {} does not exist yet (the first run creates it)", paths.state_dir.display()));
+        }
+        let state_path = paths.state();
+        let state = match Floor::read(&state_path) {
+            Ok(s) => s,
+            Err(e) => {
+                notes.push(format!("install state unusable, taking the floor from the installed copy: {e}"));
+                None
+            }
+        };
+        let installed_path = paths.installed();
+        let mut current: Option<Candidate> = None;
+        if installed_path.exists() {
+            match rules.verify_file(&installed_path).and_then(|c| InstallRules::judge(&c, state.as_ref()).map(|_| c)) {
+                Ok(c) => {
+                    if state.is_none() {
+                        notes.push(format!(
+                            "install state {} is missing: replay floor taken from the installed copy (revision {})",
+                            state_path.display(),
+                            c.gallery.revision
+                        ));
+                    }
+                    current = Some(c);
+                }
+                Err(e) => notes.push(format!("installed copy {} refused: {e}", installed_path.display())),
+            }
+        }
+        let mut floor = install::higher(state, current.as_ref().map(Candidate::floor));
+        let mut write_state = floor.is_some() && floor != state;
+
+        let inbox_stamp = stamp(&paths.inbox);
+        let mut seen = None;
+        if inbox_stamp.is_some() {
+            match try_inbox(&paths.inbox, &rules, floor.as_ref()) {
+                Ok((c, Verdict::Current, _)) => {
+                    seen = inbox_stamp;
+                    current.get_or_insert(c);
+                }
+                Ok((c, Verdict::Newer, bytes)) => {
+                    if access == Access::ReadWrite {
+                        gallery_file::write_atomic(&installed_path, &bytes).map_err(|source| {
+                            StoreError::Install { path: installed_path.display().to_string(), source: io(source) }
+                        })?;
+                        write_state = true;
+                    } else {
+                        notes.push(format!("inbox revision {} would be installed", c.gallery.revision));
+                    }
+                    seen = inbox_stamp;
+                    floor = Some(c.floor());
+                    current = Some(c);
+                }
+                Err(e) => {
+                    if current.is_none() {
+                        return Err(e);
+                    }
+                    if !e.is_transient() {
+                        seen = inbox_stamp;
+                    }
+                    notes.push(format!("inbox refused, keeping the installed gallery: {e}"));
+                }
+            }
+        }
+        let Some(current) = current else {
+            return Err(StoreError::NoGallery(format!(
+                "nothing installed in {} and no gallery in the inbox {}",
+                paths.state_dir.display(),
+                paths.inbox.display()
+            )));
+        };
+        let floor = floor.unwrap_or_else(|| current.floor());
+        if write_state && access == Access::ReadWrite {
+            floor.write(&state_path)?;
+        }
+        let matcher = Matcher::fastest(current.gallery)?;
+        Ok(Self { paths: paths.clone(), rules, access, matcher, floor, seen, last_deferred: None, notes })
+    }
+
+    /// Notes from start-up for the event log (taken once).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
     }
 
     /// The matcher over the gallery in use.
@@ -85,91 +227,102 @@ impl GalleryStore {
         self.matcher.gallery().revision
     }
 
-    /// Checks the file and installs a newer valid gallery.
+    /// The replay floor.
+    pub fn floor(&self) -> Floor {
+        self.floor
+    }
+
+    /// Where the files are.
+    pub fn paths(&self) -> &StorePaths {
+        &self.paths
+    }
+
+    /// Checks the inbox and installs a newer valid gallery. A permanent refusal is reported once
+    /// per file version; a transient failure is retried on every poll until it succeeds.
     pub fn poll(&mut self) -> Reload {
-        let now = stamp(&self.path);
-        if now == self.seen {
+        let now = stamp(&self.paths.inbox);
+        if now.is_none() || now == self.seen {
             return Reload::Unchanged;
         }
-        self.seen = now;
         match self.try_install() {
-            Ok(Some((revision, members))) => Reload::Installed { revision, members },
-            Ok(None) => Reload::Unchanged,
-            Err(e) => Reload::Rejected(e),
-        }
-    }
-
-    fn try_install(&mut self) -> Result<Option<(u64, usize)>, StoreError> {
-        let current = self.revision();
-        let g = check(&self.path, &self.trusted, &self.encoder, current)?;
-        if g.revision == current {
-            // Same revision: the file was touched or copied again. Identical content is fine;
-            // different content under an old revision number is a replay.
-            if &g == self.matcher.gallery() {
-                return Ok(None);
+            Ok(r) => {
+                self.seen = now;
+                self.last_deferred = None;
+                r
             }
-            return Err(StoreError::Gallery {
-                path: self.path.display().to_string(),
-                source: GalleryError::Rollback { installed: current, offered: g.revision },
-            });
+            Err(error) if error.is_transient() => {
+                let text = error.to_string();
+                let first = self.last_deferred.as_ref() != Some(&text);
+                self.last_deferred = Some(text);
+                Reload::Deferred { error, first }
+            }
+            Err(e) => {
+                self.seen = now;
+                self.last_deferred = None;
+                Reload::Rejected(e)
+            }
         }
-        let members = g.members().len();
-        let revision = g.revision;
-        let matcher = Matcher::fastest(g)?;
-        write_state(&self.state_path, revision)?;
+    }
+
+    fn try_install(&mut self) -> Result<Reload, StoreError> {
+        let (c, verdict, bytes) = try_inbox(&self.paths.inbox, &self.rules, Some(&self.floor))?;
+        if verdict == Verdict::Current {
+            return Ok(Reload::Unchanged);
+        }
+        let (revision, members) = (c.gallery.revision, c.gallery.members().len());
+        let floor = c.floor();
+        let matcher = Matcher::fastest(c.gallery)?;
+        if self.access == Access::ReadWrite {
+            let installed = self.paths.installed();
+            gallery_file::write_atomic(&installed, &bytes)
+                .map_err(|source| StoreError::Install { path: installed.display().to_string(), source: io(source) })?;
+            floor.write(&self.paths.state())?;
+        }
         self.matcher = matcher;
-        Ok(Some((revision, members)))
+        self.floor = floor;
+        Ok(Reload::Installed { revision, members })
     }
 }
 
-fn check(path: &Path, trusted: &[VerifyingKey], encoder: &Fingerprint, installed: u64) -> Result<Gallery, StoreError> {
-    let err = |source| StoreError::Gallery { path: path.display().to_string(), source };
-    let g = gallery_file::load(path).and_then(|s| s.trusted(trusted)).map_err(err)?;
-    g.check_encoder(encoder).map_err(err)?;
-    if g.revision < installed {
-        return Err(err(GalleryError::Rollback { installed, offered: g.revision }));
-    }
-    Ok(g)
+fn io(source: std::io::Error) -> InstallError {
+    InstallError::Gallery(GalleryError::Io { path: String::new(), source })
 }
 
-const STATE_HEADER: &str = "facegate-door state v1";
-
-/// The highest revision installed on this unit (0 when the file does not exist yet).
-pub fn read_state(path: &Path) -> Result<u64, StoreError> {
-    let bad = |reason: String| StoreError::State { path: path.display().to_string(), reason };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(bad(e.to_string())),
-    };
-    let mut lines = text.lines();
-    if lines.next() != Some(STATE_HEADER) {
-        return Err(bad("not a facegate-door state file".into()));
-    }
-    lines
-        .next()
-        .and_then(|l| l.strip_prefix("revision "))
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| bad("no revision line (delete it only if you know the gallery is current)".into()))
+/// Reads, verifies and judges the inbox file; returns its bytes for copying.
+fn try_inbox(
+    inbox: &Path,
+    rules: &InstallRules,
+    floor: Option<&Floor>,
+) -> Result<(Candidate, Verdict, Vec<u8>), StoreError> {
+    let err = |source| StoreError::Install { path: inbox.display().to_string(), source };
+    let bytes = gallery_file::read_capped(inbox).map_err(|e| err(e.into()))?;
+    let c = rules.verify(&bytes).map_err(err)?;
+    let verdict = InstallRules::judge(&c, floor).map_err(err)?;
+    Ok((c, verdict, bytes))
 }
 
-fn write_state(path: &Path, revision: u64) -> Result<(), StoreError> {
-    gallery_file::write_atomic(path, format!("{STATE_HEADER}\nrevision {revision}\n").as_bytes())
-        .map_err(|e| StoreError::State { path: path.display().to_string(), reason: e.to_string() })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_file_round_trips_and_rejects_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("door.state");
-        assert_eq!(read_state(&p).unwrap(), 0);
-        write_state(&p, 42).unwrap();
-        assert_eq!(read_state(&p).unwrap(), 42);
-        std::fs::write(&p, "hello").unwrap();
-        assert!(read_state(&p).is_err());
+/// The state directory is created owner-only when running, and must not be writable by group or
+/// others: whoever can write it can lower the replay floor. `Ok(false)`: it does not exist yet
+/// (read-only access).
+fn check_state_dir(dir: &Path, access: Access) -> Result<bool, StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let bad = |problem: String| StoreError::StateDir { path: dir.display().to_string(), problem };
+    if !dir.exists() {
+        if access == Access::ReadOnly {
+            return Ok(false);
+        }
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| bad(e.to_string()))?;
     }
+    let meta = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(bad("is not a directory".into()));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(bad(format!(
+            "is writable by group or others (mode {mode:o}); it must be writable only by the door's user \
+             (chmod 700): whoever can write it can replay an old gallery"
+        )));
+    }
+    Ok(true)
 }

@@ -6,18 +6,22 @@ use facegate_device::door::{LabelEmbedder, ScriptedClaims};
 use facegate_device::events::{Event, EventKind, MemorySink};
 use facegate_device::lock::FakeLock;
 use facegate_device::source::{Frame, ScriptedSource, SourceErrorKind};
-use facegate_device::store::{GalleryStore, StoreError};
+use facegate_device::store::{Access, GalleryStore, StoreError, StorePaths};
 use facegate_device::{Door, DoorSettings};
+use facegate_shared::install::{Floor, InstallError, InstallRules};
 use facegate_shared::{
-    gallery_file, Date, Embedding, EmbeddingDim, Fingerprint, Gallery, GalleryError, Member, MemberId, SigningKey,
-    Threshold, Validity,
+    gallery_file, synthetic, Date, EncoderBinding, Embedding, EmbeddingDim, Fingerprint, Gallery, GalleryError,
+    Member, MemberId, SigningKey, Threshold, Validity,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 const DIM: usize = 8;
-const ENCODER: Fingerprint = Fingerprint([7; 32]);
+
+fn encoder() -> EncoderBinding {
+    synthetic::binding(b"door-loop-encoder")
+}
 
 fn unit(i: usize) -> Embedding {
     let mut v = vec![0.0; DIM];
@@ -36,7 +40,7 @@ fn member(id: &str, axis: usize, validity: Validity) -> Member {
 }
 
 fn gallery(revision: u64, members: &[(&str, usize)]) -> Gallery {
-    let mut g = Gallery::new(ENCODER, EmbeddingDim::new(DIM).unwrap(), Threshold::new(0.5).unwrap());
+    let mut g = Gallery::new(encoder(), EmbeddingDim::new(DIM).unwrap(), Threshold::new(0.5).unwrap());
     g.revision = revision;
     for (id, axis) in members {
         let validity = if *id == "E" {
@@ -53,24 +57,38 @@ fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
+/// An inbox folder (where galleries are dropped) and the door's own state folder, apart.
 struct Fixture {
     _dir: tempfile::TempDir,
-    gallery: PathBuf,
-    state: PathBuf,
+    paths: StorePaths,
 }
 
 impl Fixture {
     fn new(g: &Gallery) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let f = Fixture { gallery: dir.path().join("gallery.fgg"), state: dir.path().join("door.state"), _dir: dir };
+        let f = Self::empty();
         f.write(g, &key(1));
         f
     }
+    fn empty() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("inbox")).unwrap();
+        let paths = StorePaths { inbox: dir.path().join("inbox/gallery.fgg"), state_dir: dir.path().join("state") };
+        Fixture { _dir: dir, paths }
+    }
     fn write(&self, g: &Gallery, k: &SigningKey) {
-        gallery_file::save(&self.gallery, g, Some(k)).unwrap();
+        gallery_file::save(&self.paths.inbox, g, Some(k)).unwrap();
+    }
+    fn drop_bytes(&self, bytes: &[u8]) {
+        gallery_file::write_atomic(&self.paths.inbox, bytes).unwrap();
+    }
+    fn rules(&self) -> InstallRules {
+        InstallRules::new(vec![key(1).verifying_key()], encoder())
     }
     fn store(&self) -> Result<GalleryStore, StoreError> {
-        GalleryStore::open(&self.gallery, &self.state, vec![key(1).verifying_key()], ENCODER)
+        GalleryStore::open(&self.paths, self.rules(), Access::ReadWrite)
+    }
+    fn floor(&self) -> Floor {
+        Floor::read(&self.paths.state()).unwrap().unwrap()
     }
 }
 
@@ -99,19 +117,22 @@ fn settings() -> DoorSettings {
     }
 }
 
-type TestDoor = Door<ScriptedSource, LabelEmbedder, FakeLock, MemorySink>;
+type TestDoor = Door<ScriptedSource, LabelEmbedder, MemorySink>;
 
-fn door(f: &Fixture) -> TestDoor {
+/// A door over the fixture's store, and a probe on its fake lock.
+fn door(f: &Fixture) -> (TestDoor, FakeLock) {
+    let lock = FakeLock::default();
     let mut d = Door::new(
         ScriptedSource::default(),
         embedder(),
-        FakeLock::default(),
+        lock.probe(),
         MemorySink::default(),
         f.store().unwrap(),
         settings(),
-    );
+    )
+    .unwrap();
     d.sleep = Box::new(|_| {});
-    d
+    (d, lock)
 }
 
 /// Appends frames named by `labels`, 100 ms apart, continuing the frame clock from `start`.
@@ -149,41 +170,42 @@ fn granted(id: &str) -> (String, Option<String>, Option<String>) {
 #[test]
 fn grant_needs_n_agreeing_frames_and_happens_once_per_appearance() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 0, "two frames are not enough");
+    assert_eq!(lock.unlocks(), 0, "two frames are not enough");
     assert!(decisions(&d).is_empty());
 
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "a", "a", "a", "a", "a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 1);
+    assert_eq!(lock.unlocks(), 1);
     assert_eq!(decisions(&d), vec![granted("A")]);
     let ev = kinds(&d, EventKind::Decision)[0];
     assert_eq!(ev.frame.as_deref(), Some("a"));
     assert!(ev.distance.unwrap() < 1e-6 && ev.latency_ms.is_some());
-    assert!(!d.lock.open, "the lock is secured at the end of the run");
+    assert!(!lock.is_open(), "the lock is secured at the end of the run");
     assert_eq!(d.summary.faces, 6);
+    assert_eq!(d.summary.latencies.count(), 6);
 }
 
 #[test]
 fn alternating_members_never_open_the_door() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "b", "a", "b", "a", "b", "a", "none", "a", "a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 0);
+    assert_eq!(lock.unlocks(), 0);
     assert!(decisions(&d).is_empty(), "{:?}", decisions(&d));
 }
 
 #[test]
 fn strangers_and_expired_members_are_denied_with_their_reason() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("E", 4)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["x", "x", "x", "x", "none", "e", "e", "e"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 0);
+    assert_eq!(lock.unlocks(), 0);
     assert_eq!(
         decisions(&d),
         vec![
@@ -197,7 +219,7 @@ fn strangers_and_expired_members_are_denied_with_their_reason() {
 #[test]
 fn two_strangers_in_a_row_get_a_denial_each() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, _lock) = door(&f);
     feed(&mut d, 0, &["x", "x", "x", "y", "y", "y", "x", "y", "x"]);
     run(&mut d);
     let unknown = ("denied".to_owned(), None, Some("unknown".to_owned()));
@@ -210,49 +232,67 @@ fn ambiguous_faces_are_denied() {
     let twin = Embedding::new(vec![0.999, 0.04, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
     g.add(Member { embeddings: vec![twin], ..member("T", 0, Validity::OPEN) }).unwrap();
     let f = Fixture::new(&g);
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "a", "a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 0);
+    assert_eq!(lock.unlocks(), 0);
     assert_eq!(decisions(&d)[0].2.as_deref(), Some("ambiguous"));
 }
 
 #[test]
 fn a_member_is_not_granted_again_within_the_cooldown() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "a", "a", "none"]); // grant at 0.2 s, cooldown to 2.2 s
     feed(&mut d, 400, &["a", "a", "a", "none"]); // 0.4–0.6 s: inside the cooldown
     feed(&mut d, 2500, &["a", "a", "a"]); // after it
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 2);
+    assert_eq!(lock.unlocks(), 2);
     assert_eq!(decisions(&d), vec![granted("A"), granted("A")]);
 }
 
 #[test]
-fn the_lock_is_secured_when_the_unlock_period_ends() {
-    let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
-    feed(&mut d, 0, &["a", "a", "a"]); // open at 0.2 s for 1 s
-    feed(&mut d, 300, &["none", "none"]);
-    d.run(&AtomicBool::new(false)).unwrap();
-    let secures_while_open = d.lock.secures;
-    // Run again with a frame after the unlock period: a secure happens before the end-of-run one.
-    let mut d2 = door(&f);
-    feed(&mut d2, 0, &["a", "a", "a"]);
-    feed(&mut d2, 1300, &["none"]);
-    d2.run(&AtomicBool::new(false)).unwrap();
-    assert_eq!(d2.lock.secures, secures_while_open + 1);
+fn a_local_threshold_may_only_tighten_the_signed_one() {
+    let f = Fixture::new(&gallery(1, &[("A", 0)])); // signed 0.5
+    let mut s = settings();
+    s.threshold = Some(Threshold::new(2.0).unwrap());
+    let r = Door::new(ScriptedSource::default(), embedder(), FakeLock::default(), MemorySink::default(), f.store().unwrap(), s);
+    let e = r.err().expect("a looser local threshold is refused").to_string();
+    assert!(e.contains("decision.threshold") && e.contains('2') && e.contains("0.5"), "{e}");
+
+    // A stricter one is used: a face at distance 0.3 from A is granted at 0.5, denied at 0.2.
+    let near = Embedding::new(vec![0.955, 0.296, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
+    let mut s = settings();
+    s.threshold = Some(Threshold::new(0.2).unwrap());
+    let lock = FakeLock::default();
+    let mut d =
+        Door::new(ScriptedSource::default(), embedder(), lock.probe(), MemorySink::default(), f.store().unwrap(), s)
+            .unwrap();
+    d.embedder.0.insert("near".into(), Some(near));
+    assert_eq!(d.policy().threshold.get(), 0.2);
+    feed(&mut d, 0, &["near", "near", "near"]);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d)[0].2.as_deref(), Some("unknown"));
+
+    // A newer gallery signed with a threshold below the local one: the signed value wins.
+    let mut strict = gallery(2, &[("A", 0)]);
+    strict.threshold = Threshold::new(0.1).unwrap();
+    f.write(&strict, &key(1));
+    feed(&mut d, 1000, &["none"]);
+    run(&mut d);
+    assert_eq!(d.store.revision(), 2);
+    assert_eq!(d.policy().threshold.get(), 0.1);
 }
 
 #[test]
 fn lock_failure_keeps_the_door_locked_and_is_logged() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
-    d.lock.fail_unlock = true;
+    let (mut d, lock) = door(&f);
+    lock.set_fail_unlock(true);
     feed(&mut d, 0, &["a", "a", "a"]);
     run(&mut d);
-    assert!(!d.lock.open);
+    assert!(!lock.is_open());
     assert_eq!(d.summary.granted, 0);
     assert_eq!(d.summary.lock_failures, 1);
     let lock_events = kinds(&d, EventKind::Lock);
@@ -264,18 +304,18 @@ fn lock_failure_keeps_the_door_locked_and_is_logged() {
 #[test]
 fn a_grant_that_cannot_be_logged_does_not_open_the_door() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     d.sink.fail = true;
     feed(&mut d, 0, &["a", "a", "a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 0);
+    assert_eq!(lock.unlocks(), 0);
     assert!(d.summary.log_failures >= 1);
 }
 
 #[test]
 fn camera_failure_locks_backs_off_and_recovers() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     let slept = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let s2 = slept.clone();
     d.sleep = Box::new(move |t| s2.borrow_mut().push(t));
@@ -286,69 +326,199 @@ fn camera_failure_locks_backs_off_and_recovers() {
     d.source.steps.push_back(Err(SourceErrorKind::BadFrame));
     feed(&mut d, 5000, &["a", "a", "a"]);
     d.source.reconnect_failures = 2;
-    let secures_before = d.lock.secures;
+    let secures_before = lock.secures();
     run(&mut d);
     // Two frames before the outage do not count towards the three after it.
-    assert_eq!(d.lock.unlocks, 1);
+    assert_eq!(lock.unlocks(), 1);
     assert_eq!(d.summary.source_outages, 1);
     assert_eq!(d.summary.bad_frames, 1);
     assert_eq!(d.source.reconnects, 4);
     let waits: Vec<u128> = slept.borrow().iter().map(|t| t.as_millis()).collect();
     assert_eq!(waits, vec![1, 2, 4, 4], "exponential back-off, capped");
-    assert!(d.lock.secures > secures_before + 2, "secured at start, during the outage and at exit");
+    assert!(lock.secures() > secures_before + 2, "secured at start, during the outage and at exit");
     let src: Vec<String> = kinds(&d, EventKind::Source).iter().map(|e| e.detail.clone().unwrap()).collect();
     assert_eq!(src.len(), 3, "{src:?}");
     assert!(src[0].contains("unavailable") && src[1].contains("bad frame") && src[2].contains("recovered"), "{src:?}");
 }
 
+/// Drops `bytes` in the inbox, runs four frames of B, and returns the last gallery event.
+fn offer(d: &mut TestDoor, f: &Fixture, bytes: &[u8], at_ms: u64) -> String {
+    f.drop_bytes(bytes);
+    feed(d, at_ms, &["b", "b", "b", "none"]);
+    run(d);
+    kinds(d, EventKind::Gallery).last().map(|e| e.detail.clone().unwrap()).unwrap_or_default()
+}
+
 #[test]
 fn hot_reload_installs_a_newer_gallery_and_rejects_bad_ones() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     d.settings.cooldown = Duration::from_millis(500);
     feed(&mut d, 0, &["b", "b", "b", "none"]);
     run(&mut d);
     assert_eq!(decisions(&d), vec![("denied".into(), None, Some("unknown".into()))]);
 
-    // A newer signed gallery with B appears: installed without a restart.
+    // A newer signed gallery with B appears: installed without a restart, copied into the state
+    // folder, and the state records its revision and digest.
     f.write(&gallery(2, &[("A", 0), ("B", 1)]), &key(1));
     feed(&mut d, 1000, &["b", "b", "b", "none"]);
     run(&mut d);
     assert_eq!(d.store.revision(), 2);
     assert_eq!(d.summary.gallery_reloads, 1);
     assert_eq!(decisions(&d).last().unwrap(), &granted("B"));
-    assert_eq!(std::fs::read_to_string(&f.state).unwrap(), "facegate-door state v1\nrevision 2\n");
+    let good = std::fs::read(&f.paths.inbox).unwrap();
+    assert_eq!(std::fs::read(f.paths.installed()).unwrap(), good);
+    assert_eq!(f.floor().revision, 2);
 
-    // Tampered, untrusted, replayed-older and wrong-encoder files are all rejected; B still gets in.
-    let good = std::fs::read(&f.gallery).unwrap();
+    // Tampered, untrusted, replayed-older, same-revision-other-content and wrong-encoder files
+    // are all rejected; B still gets in with the last good gallery.
     let mut bad = good.clone();
     let n = bad.len();
     bad[n / 2] ^= 0x40;
     let old = gallery_file::encode(&gallery(1, &[("A", 0)]), Some(&key(1))).unwrap();
+    let same_rev = gallery_file::encode(&gallery(2, &[("A", 0), ("B", 1), ("X", 7)]), Some(&key(1))).unwrap();
     let mut other = gallery(3, &[("A", 0), ("B", 1)]);
-    other.encoder = Fingerprint([9; 32]);
+    other.encoder.onnx = Fingerprint([9; 32]);
     let wrong_encoder = gallery_file::encode(&other, Some(&key(1))).unwrap();
+    let mut edited = gallery(3, &[("A", 0), ("B", 1)]);
+    edited.encoder.preprocessing.mean = vec![100.0];
+    let edited_card = gallery_file::encode(&edited, Some(&key(1))).unwrap();
     let untrusted = gallery_file::encode(&gallery(5, &[("X", 7), ("Y", 6)]), Some(&key(2))).unwrap();
-    let cases: [(&[u8], &str); 4] =
-        [(&bad, "checksum"), (&untrusted, "untrusted"), (&old, "older"), (&wrong_encoder, "encoder")];
+    let cases: [(&[u8], &str); 6] = [
+        (&bad, "checksum"),
+        (&untrusted, "untrusted"),
+        (&old, "older"),
+        (&same_rev, "other content"),
+        (&wrong_encoder, "encoder"),
+        (&edited_card, "input.mean"),
+    ];
     for (i, (bytes, why)) in cases.into_iter().enumerate() {
-        gallery_file::write_atomic(&f.gallery, bytes).unwrap();
-        let t = 2000 + 1000 * i as u64;
-        feed(&mut d, t, &["b", "b", "b", "none"]);
         let before = d.summary.gallery_rejections;
-        run(&mut d);
+        let last = offer(&mut d, &f, bytes, 2000 + 1000 * i as u64);
         assert_eq!(d.summary.gallery_rejections, before + 1, "{why}");
-        let last = kinds(&d, EventKind::Gallery).last().unwrap().detail.clone().unwrap();
         assert!(last.to_lowercase().contains(why), "{why}: {last}");
         assert_eq!(d.store.revision(), 2);
+        // A refusal is logged once per file, not on every poll.
+        feed(&mut d, 2500 + 1000 * i as u64, &["none", "none"]);
+        run(&mut d);
+        assert_eq!(d.summary.gallery_rejections, before + 1, "{why} logged once");
     }
-    assert_eq!(d.lock.unlocks, 5, "B is granted once per appearance with the last good gallery");
+    assert_eq!(lock.unlocks(), 7, "B is granted once per appearance with the last good gallery");
+    assert_eq!(std::fs::read(f.paths.installed()).unwrap(), good, "the installed copy is untouched");
+}
+
+#[test]
+fn a_failed_install_is_retried_on_the_next_poll() {
+    let f = Fixture::new(&gallery(1, &[("A", 0)]));
+    let (mut d, _lock) = door(&f);
+    // The state file cannot be replaced: a non-empty directory sits where it goes (as a full
+    // disk or a read-only state folder would make the write fail).
+    let state = f.paths.state();
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir_all(state.join("blocker")).unwrap();
+    f.write(&gallery(2, &[("A", 0), ("B", 1)]), &key(1));
+    feed(&mut d, 0, &["none", "none", "none"]);
+    run(&mut d);
+    assert_eq!(d.store.revision(), 1, "not installed while the state cannot be written");
+    let retrying: Vec<&Event> =
+        kinds(&d, EventKind::Gallery).into_iter().filter(|e| e.reason.as_deref() == Some("retrying")).collect();
+    assert_eq!(retrying.len(), 1, "logged once although every poll retries");
+    // The disk comes back: the next poll installs it, without the inbox file changing.
+    std::fs::remove_dir_all(&state).unwrap();
+    feed(&mut d, 1000, &["b", "b", "b"]);
+    run(&mut d);
+    assert_eq!(d.store.revision(), 2);
+    assert_eq!(decisions(&d).last().unwrap(), &granted("B"));
+    assert_eq!(f.floor().revision, 2);
+}
+
+#[test]
+fn the_replay_floor_survives_a_deleted_or_edited_state_file() {
+    let f = Fixture::new(&gallery(3, &[("A", 0)]));
+    drop(f.store().unwrap());
+    let g3 = std::fs::read(&f.paths.inbox).unwrap();
+    let older = gallery_file::encode(&gallery(2, &[("A", 0), ("R", 5)]), Some(&key(1))).unwrap();
+
+    // Deleted state: the installed copy's signed revision is the floor; it is said loudly.
+    std::fs::remove_file(f.paths.state()).unwrap();
+    f.drop_bytes(&older);
+    let mut s = f.store().unwrap();
+    assert_eq!(s.revision(), 3);
+    let notes = s.take_notes();
+    assert!(notes.iter().any(|n| n.contains("missing") && n.contains("revision 3")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("older")), "{notes:?}");
+    assert_eq!(f.floor().revision, 3, "rewritten from the installed copy");
+
+    // Edited state (revision lowered by hand): the checksum catches it; same result.
+    let text = std::fs::read_to_string(f.paths.state()).unwrap().replace("revision 3", "revision 0");
+    std::fs::write(f.paths.state(), text).unwrap();
+    let mut s = f.store().unwrap();
+    assert_eq!(s.revision(), 3);
+    assert!(s.take_notes().iter().any(|n| n.contains("checksum")));
+
+    // Both deleted and the inbox emptied: the door cannot run, rather than accept anything.
+    std::fs::remove_file(f.paths.state()).unwrap();
+    std::fs::remove_file(f.paths.installed()).unwrap();
+    std::fs::remove_file(&f.paths.inbox).unwrap();
+    assert!(matches!(f.store(), Err(StoreError::NoGallery(_))));
+    // With the installed copy gone but the state kept, an older inbox file is still refused.
+    f.drop_bytes(&g3);
+    drop(f.store().unwrap());
+    std::fs::remove_file(f.paths.installed()).unwrap();
+    f.drop_bytes(&older);
+    assert!(matches!(f.store(), Err(StoreError::Install { source: InstallError::Older { installed: 3, offered: 2 }, .. })));
+}
+
+#[test]
+fn same_revision_other_content_is_refused_at_start_up_as_at_reload() {
+    let f = Fixture::new(&gallery(4, &[("A", 0)]));
+    drop(f.store().unwrap());
+    std::fs::remove_file(f.paths.installed()).unwrap();
+    f.write(&gallery(4, &[("A", 0), ("R", 5)]), &key(1));
+    match f.store() {
+        Err(StoreError::Install { source: InstallError::SameRevisionOtherContent { revision: 4, .. }, .. }) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn read_only_access_writes_nothing() {
+    let f = Fixture::new(&gallery(1, &[("A", 0)]));
+    drop(f.store().unwrap());
+    f.write(&gallery(2, &[("A", 0), ("B", 1)]), &key(1));
+    std::fs::remove_file(f.paths.state()).unwrap();
+    let snapshot = || {
+        let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&f.paths.state_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot();
+    let mut s = GalleryStore::open(&f.paths, f.rules(), Access::ReadOnly).unwrap();
+    assert_eq!(s.revision(), 2, "decides as a run would");
+    let notes = s.take_notes();
+    assert!(notes.iter().any(|n| n.contains("would be installed")), "{notes:?}");
+    assert_eq!(snapshot(), before, "the state folder is byte-identical");
+}
+
+#[test]
+fn a_state_folder_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new(&gallery(1, &[("A", 0)]));
+    drop(f.store().unwrap());
+    std::fs::set_permissions(&f.paths.state_dir, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let e = f.store().err().unwrap().to_string();
+    assert!(e.contains("writable by group or others"), "{e}");
 }
 
 #[test]
 fn claim_mode_checks_only_the_claimed_member() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     d.settings.mode = Mode::Claim;
     d.claims = Some(Box::new(ScriptedClaims(
         [
@@ -363,7 +533,7 @@ fn claim_mode_checks_only_the_claimed_member() {
     feed(&mut d, 1000, &["a", "a", "a", "a", "a", "a", "a", "a", "a", "a", "a"]); // claim B, face A: times out at 2 s
     feed(&mut d, 3000, &["a"]);
     run(&mut d);
-    assert_eq!(d.lock.unlocks, 1);
+    assert_eq!(lock.unlocks(), 1);
     assert_eq!(
         decisions(&d),
         vec![
@@ -380,35 +550,194 @@ fn claim_mode_checks_only_the_claimed_member() {
 fn the_door_refuses_to_start_without_a_trusted_current_gallery() {
     let g = gallery(3, &[("A", 0)]);
     let f = Fixture::new(&g);
-    assert!(f.store().is_ok());
-    let expect = |r: Result<GalleryStore, StoreError>, want: fn(&GalleryError) -> bool| match r {
-        Err(StoreError::Gallery { source, .. }) => assert!(want(&source), "{source}"),
-        Err(e) => panic!("{e}"),
-        Ok(_) => panic!("accepted"),
-    };
+    drop(f.store().unwrap());
+    std::fs::remove_file(f.paths.installed()).unwrap();
+    fn expect(r: Result<GalleryStore, StoreError>, want: impl Fn(&InstallError) -> bool) {
+        match r {
+            Err(StoreError::Install { source, .. }) => assert!(want(&source), "{source}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+    fn gallery_err(want: fn(&GalleryError) -> bool) -> impl Fn(&InstallError) -> bool {
+        move |e| matches!(e, InstallError::Gallery(g) if want(g))
+    }
     // Older than what this unit installed (state says 3).
     f.write(&gallery(2, &[("A", 0)]), &key(1));
-    expect(f.store(), |e| matches!(e, GalleryError::Rollback { installed: 3, offered: 2 }));
-    gallery_file::save(&f.gallery, &g, None).unwrap();
-    expect(f.store(), |e| matches!(e, GalleryError::Unsigned));
+    expect(f.store(), |e| matches!(e, InstallError::Older { installed: 3, offered: 2 }));
+    gallery_file::save(&f.paths.inbox, &g, None).unwrap();
+    expect(f.store(), gallery_err(|e| matches!(e, GalleryError::Unsigned)));
     f.write(&g, &key(2));
-    expect(f.store(), |e| matches!(e, GalleryError::UntrustedKey { .. }));
+    expect(f.store(), gallery_err(|e| matches!(e, GalleryError::UntrustedKey { .. })));
     f.write(&g, &key(1));
-    let r = GalleryStore::open(&f.gallery, &f.state, vec![key(1).verifying_key()], Fingerprint([1; 32]));
-    expect(r, |e| matches!(e, GalleryError::EncoderMismatch { .. }));
-    std::fs::remove_file(&f.gallery).unwrap();
-    expect(f.store(), |e| matches!(e, GalleryError::Io { .. }));
-    assert!(Path::new(&f.state).exists());
+    let other = InstallRules::new(vec![key(1).verifying_key()], synthetic::binding(b"another encoder"));
+    expect(GalleryStore::open(&f.paths, other, Access::ReadWrite), gallery_err(|e| matches!(e, GalleryError::EncoderMismatch { .. })));
+    std::fs::remove_file(&f.paths.inbox).unwrap();
+    assert!(matches!(f.store(), Err(StoreError::NoGallery(_))));
+    assert!(f.paths.state().exists());
 }
 
 #[test]
 fn stop_request_secures_the_lock_and_logs_the_stop() {
     let f = Fixture::new(&gallery(1, &[("A", 0)]));
-    let mut d = door(&f);
+    let (mut d, lock) = door(&f);
     feed(&mut d, 0, &["a", "a", "a"]);
     let s = d.run(&AtomicBool::new(true)).unwrap();
     assert_eq!(s.frames, 0);
-    assert!(!d.lock.open);
+    assert!(!lock.is_open());
     let stop = kinds(&d, EventKind::Stop);
     assert!(stop[0].detail.as_deref().unwrap().starts_with("stop requested; 0 frames"), "{stop:?}");
+}
+
+// ---- Relock is owned by time: each kind of stall after a grant --------------------------------
+
+/// How long the fake lock stays open in these tests.
+const UNLOCK: Duration = Duration::from_millis(200);
+/// Scheduling noise allowed on a loaded 2-core machine; the measured relock delay after the
+/// deadline is under 1 ms when idle.
+const TOLERANCE: Duration = Duration::from_millis(150);
+
+/// One step of a stalling source.
+enum Step {
+    /// A frame with this embedding label.
+    Frame(&'static str),
+    /// The read blocks this long, then goes on with the next step.
+    Block(Duration),
+    /// A bad frame that took this long to fail.
+    Bad(Duration),
+}
+
+struct StallingSource(std::collections::VecDeque<Step>, u64);
+
+impl facegate_device::source::FrameSource for StallingSource {
+    fn next_frame(&mut self) -> Result<Option<Frame>, facegate_device::source::SourceError> {
+        loop {
+            match self.0.pop_front() {
+                None => return Ok(None),
+                Some(Step::Frame(l)) => {
+                    self.1 += 1;
+                    return Ok(Some(Frame {
+                        image: image::RgbImage::new(1, 1),
+                        at: Duration::from_millis(100 * self.1),
+                        label: l.to_owned(),
+                    }));
+                }
+                Some(Step::Block(d)) => std::thread::sleep(d),
+                Some(Step::Bad(d)) => {
+                    std::thread::sleep(d);
+                    return Err(facegate_device::source::SourceError::BadFrame {
+                        label: "bad".into(),
+                        reason: "corrupt".into(),
+                    });
+                }
+            }
+        }
+    }
+    fn describe(&self) -> String {
+        "stalling".into()
+    }
+}
+
+/// The label embedder, plus `slow` (takes longer than the unlock period, no face) and `boom`
+/// (panics, as a bug in inference would).
+struct SlowEmbedder(LabelEmbedder);
+
+impl facegate_device::door::FaceEmbedder for SlowEmbedder {
+    fn embed(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<Option<facegate_device::door::Observation>, facegate_face::FaceError> {
+        match frame.label.as_str() {
+            "slow" => {
+                std::thread::sleep(UNLOCK * 3);
+                Ok(None)
+            }
+            "boom" => panic!("inference bug (simulated)"),
+            _ => self.0.embed(frame),
+        }
+    }
+}
+
+fn stalled_door(steps: Vec<Step>) -> (Door<StallingSource, SlowEmbedder, MemorySink>, FakeLock, Fixture) {
+    let f = Fixture::new(&gallery(1, &[("A", 0)]));
+    let lock = FakeLock::default();
+    let mut s = settings();
+    s.unlock = UNLOCK;
+    let d = Door::new(
+        StallingSource(steps.into(), 0),
+        SlowEmbedder(embedder()),
+        lock.probe(),
+        MemorySink::default(),
+        f.store().unwrap(),
+        s,
+    )
+    .unwrap();
+    (d, lock, f)
+}
+
+/// One unlock, closed within the unlock period plus the tolerance.
+fn assert_relocked_in_time(lock: &FakeLock, what: &str) -> Duration {
+    let open = lock.open_periods();
+    assert_eq!(lock.unlocks(), 1, "{what}: exactly one unlock");
+    assert_eq!(open.len(), 1, "{what}");
+    let o = open[0].unwrap_or_else(|| panic!("{what}: still open"));
+    assert!(o >= UNLOCK && o <= UNLOCK + TOLERANCE, "{what}: open for {o:?}, unlock period {UNLOCK:?}");
+    eprintln!("{what}: relocked {:?} after the unlock", o);
+    o
+}
+
+#[test]
+fn relock_while_the_source_blocks_in_a_read() {
+    let block = UNLOCK * 4;
+    let (mut d, lock, _f) = stalled_door(vec![
+        Step::Frame("a"),
+        Step::Frame("a"),
+        Step::Frame("a"),
+        Step::Block(block),
+        Step::Frame("none"),
+    ]);
+    let t = std::time::Instant::now();
+    d.run(&AtomicBool::new(false)).unwrap();
+    assert!(t.elapsed() >= block, "the loop really was blocked");
+    assert_relocked_in_time(&lock, "blocked read");
+    assert_eq!(d.summary.relocks, 1, "the supervisor's relock is logged");
+    assert!(kinds_of(&d.sink, EventKind::Lock).iter().any(|e| e.detail.as_deref().unwrap().contains("end of the unlock period")));
+}
+
+#[test]
+fn relock_while_the_source_yields_only_bad_frames() {
+    let mut steps = vec![Step::Frame("a"), Step::Frame("a"), Step::Frame("a")];
+    steps.extend((0..40).map(|_| Step::Bad(Duration::from_millis(20))));
+    let (mut d, lock, _f) = stalled_door(steps);
+    d.run(&AtomicBool::new(false)).unwrap();
+    assert_eq!(d.summary.bad_frames, 40);
+    assert_relocked_in_time(&lock, "bad frames");
+}
+
+#[test]
+fn relock_while_the_embedder_is_slower_than_the_unlock_period() {
+    let (mut d, lock, _f) =
+        stalled_door(vec![Step::Frame("a"), Step::Frame("a"), Step::Frame("a"), Step::Frame("slow"), Step::Frame("slow")]);
+    d.run(&AtomicBool::new(false)).unwrap();
+    assert_relocked_in_time(&lock, "slow embedder");
+}
+
+#[test]
+fn relock_after_a_panic_in_the_loop() {
+    let (mut d, lock, _f) =
+        stalled_door(vec![Step::Frame("a"), Step::Frame("a"), Step::Frame("a"), Step::Frame("boom"), Step::Frame("a")]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.run(&AtomicBool::new(false))));
+    assert!(r.is_err(), "the loop panicked");
+    // The door value is still alive here (nothing dropped it): only the supervisor's timer closes the lock.
+    std::thread::sleep(UNLOCK + TOLERANCE);
+    assert!(!lock.is_open());
+    assert_relocked_in_time(&lock, "panic");
+    // Dropping the door (what unwinding out of main does) secures again and stops the thread.
+    let secures = lock.secures();
+    drop(d);
+    assert_eq!(lock.secures(), secures + 1);
+}
+
+fn kinds_of(sink: &MemorySink, k: EventKind) -> Vec<&Event> {
+    sink.events.iter().filter(|e| e.event == k).collect()
 }

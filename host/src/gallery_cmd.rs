@@ -50,10 +50,9 @@ pub fn card_threshold(enc: &TractEncoder) -> Result<Threshold> {
     })
 }
 
-/// Reads a gallery the host itself signed (or refuses one signed by another key).
+/// Reads a gallery the host itself signed (or refuses one signed by another key before parsing it).
 pub fn load_own_gallery(path: &Path, key: &SigningKey) -> Result<Gallery> {
-    let signed = gallery_file::load(path).with_context(|| format!("gallery {}", path.display()))?;
-    signed.trusted(&[key.verifying_key()]).with_context(|| format!("gallery {}", path.display()))
+    gallery_file::load_trusted(path, &[key.verifying_key()]).with_context(|| format!("gallery {}", path.display()))
 }
 
 /// Saves with the revision counter raised and the host's signature.
@@ -108,15 +107,16 @@ pub struct EnrollArgs {
     pub photos: Vec<PathBuf>,
 }
 
-/// The gallery at `path` (signed by `key`, for this encoder), or a new empty one for it.
+/// The gallery at `path` (signed by `key`, for this encoder and card), or a new empty one bound
+/// to them.
 fn open_or_new_gallery(path: &Path, key: &SigningKey, encoder: &TractEncoder) -> Result<Gallery> {
     let card = encoder.card();
     if path.exists() {
         let g = load_own_gallery(path, key)?;
-        g.check_encoder(&card.fingerprint)?;
+        g.check_encoder(&card.binding()).with_context(|| format!("gallery {}", path.display()))?;
         Ok(g)
     } else {
-        Ok(Gallery::new(card.fingerprint, card.embedding_dim, card_threshold(encoder)?))
+        Ok(Gallery::new(card.binding(), card.embedding_dim, card_threshold(encoder)?))
     }
 }
 
@@ -226,12 +226,14 @@ pub fn members(gallery: &Path, key: &Path, cmd: &MembersCmd, json: bool) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-/// `facegate gallery inspect`: header, counts, signer (no key needed).
+/// `facegate gallery inspect`: header, encoder binding, counts, signer (no key needed, so the
+/// payload is parsed whoever signed it; `signed_by` says who did).
 pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
     let t = std::time::Instant::now();
-    let bytes = std::fs::read(gallery).with_context(|| format!("gallery {}", gallery.display()))?;
+    let bytes = gallery_file::read_capped(gallery).with_context(|| format!("gallery {}", gallery.display()))?;
     let s = gallery_file::decode(&bytes).with_context(|| format!("gallery {}", gallery.display()))?;
     let g = &s.gallery;
+    let p = &g.encoder.preprocessing;
     let v = serde_json::json!({
         "file": gallery.display().to_string(),
         "bytes": bytes.len(),
@@ -240,7 +242,16 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
         "dim": g.dim.get(),
         "threshold": g.threshold.get(),
         "revision": g.revision,
-        "encoder": g.encoder.to_string(),
+        "encoder": g.encoder.onnx.to_string(),
+        "preprocessing": {
+            "width": p.width,
+            "height": p.height,
+            "channels": p.channels,
+            "mean": p.mean,
+            "std": p.std,
+            "alignment": p.alignment,
+            "extra_inputs": p.extra_inputs,
+        },
         "signed_by": s.signer.map(|k| hex::encode(k.as_bytes())),
         "read_ms": t.elapsed().as_secs_f64() * 1e3,
     });
@@ -386,9 +397,9 @@ pub struct QueryArgs {
 fn open_matcher(q: &QueryArgs) -> Result<(Matcher, Embedding)> {
     let key = keys::read_verifying_key(&q.trust)?;
     let g =
-        gallery_file::load(&q.gallery)?.trusted(&[key]).with_context(|| format!("gallery {}", q.gallery.display()))?;
+        gallery_file::load_trusted(&q.gallery, &[key]).with_context(|| format!("gallery {}", q.gallery.display()))?;
     let p = q.model.pipeline()?;
-    g.check_encoder(&p.encoder.card().fingerprint)?;
+    g.check_encoder(&p.encoder.card().binding()).with_context(|| format!("gallery {}", q.gallery.display()))?;
     let e = embed_photo(&p, &q.photo)?;
     Ok((Matcher::fastest(g)?, e))
 }
@@ -507,11 +518,11 @@ fn peak_rss_kib() -> Option<u64> {
 /// `facegate gallery verify`: would a door unit trusting `trust` accept this gallery with `model`?
 pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: bool) -> Result<ExitCode> {
     let key = keys::read_verifying_key(trust)?;
-    let checked = gallery_file::load(gallery).and_then(|s| s.trusted(&[key])).and_then(|g| match model {
+    let checked = gallery_file::load_trusted(gallery, &[key]).and_then(|g| match model {
         Some(m) => {
             let card = facegate_shared::ModelCard::load(&facegate_face::card_path_for(m))
                 .map_err(|e| facegate_shared::GalleryError::Malformed(format!("model card of {}: {e}", m.display())))?;
-            g.check_encoder(&card.fingerprint).map(|()| g)
+            g.check_encoder(&card.binding()).map(|()| g)
         }
         None => Ok(g),
     });

@@ -2,15 +2,13 @@
 //! Run: `cargo bench -p facegate-shared --bench gallery`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use facegate_shared::synthetic::{random_unit, SplitMix64};
-use facegate_shared::{
-    gallery_file, EmbeddingDim, Fingerprint, Gallery, Member, MemberId, SigningKey, Threshold, Validity,
-};
+use facegate_shared::synthetic::{binding, random_unit, SplitMix64};
+use facegate_shared::{gallery_file, EmbeddingDim, Gallery, Member, MemberId, SigningKey, Threshold, Validity};
 use std::time::Duration;
 
 fn big_gallery(n: usize) -> Gallery {
     let dim = EmbeddingDim::new(128).unwrap();
-    let mut g = Gallery::new(Fingerprint::of_bytes(b"bench"), dim, Threshold::new(0.9).unwrap());
+    let mut g = Gallery::new(binding(b"bench"), dim, Threshold::new(0.9).unwrap());
     let mut rng = SplitMix64::new(1);
     for i in 0..n {
         g.add(Member {
@@ -34,6 +32,8 @@ fn gallery(c: &mut Criterion) {
     grp.sample_size(10).measurement_time(Duration::from_secs(5));
     grp.bench_function("encode_signed", |b| b.iter(|| gallery_file::encode(&g, Some(&key)).unwrap()));
     grp.bench_function("decode_verify", |b| b.iter(|| gallery_file::decode(&bytes).unwrap()));
+    let trusted = [key.verifying_key()];
+    grp.bench_function("decode_trusted", |b| b.iter(|| gallery_file::decode_trusted(&bytes, &trusted).unwrap()));
     grp.finish();
 }
 

@@ -19,9 +19,13 @@ pub struct Verification {
 }
 
 /// 1:1 verification: are `a` and `b` the same person at `threshold`?
+///
+/// The distance is [`Embedding::distance`] (the formula every index reports), so a pair verified
+/// here and found by a search gets the same number; the similarity is derived from it. Fails only
+/// when the dimensions differ.
 pub fn verify(a: &Embedding, b: &Embedding, threshold: Threshold) -> Result<Verification, EmbeddingError> {
-    let similarity = a.cosine(b)?;
-    let distance = crate::embedding::distance_from_cosine(similarity);
+    let distance = a.distance(b)?;
+    let similarity = crate::embedding::cosine_from_distance(distance);
     Ok(Verification { distance, similarity, accepted: threshold.accepts(distance) })
 }
 

@@ -1,7 +1,7 @@
-//! The in-memory gallery: enrolled members, the encoder that made their embeddings, and the
-//! threshold calibrated for it. The file format lives in [`crate::gallery_file`].
+//! The in-memory gallery: enrolled members, the encoder (ONNX bytes and preprocessing) that made
+//! their embeddings, and the threshold calibrated for it. The file format lives in [`crate::gallery_file`].
 
-use crate::{EmbeddingDim, EmbeddingError, Fingerprint, Member, MemberError, MemberId, Threshold, ThresholdError};
+use crate::{EmbeddingDim, EmbeddingError, EncoderBinding, Member, MemberError, MemberId, Threshold, ThresholdError};
 
 /// Most reference embeddings one member may have.
 pub const MAX_EMBEDDINGS_PER_MEMBER: usize = 64;
@@ -62,19 +62,30 @@ pub enum GalleryError {
     /// The gallery was made with another encoder than the one in use.
     #[error("gallery was enrolled with encoder {gallery}, but the model in use is {model}; re-enrol with this model")]
     EncoderMismatch { gallery: String, model: String },
+    /// The ONNX bytes match but a card field that changes embeddings does not (`field` is one of
+    /// [`crate::Preprocessing::FIELDS`]); the values are written for a person.
+    #[error(
+        "the encoder card's {field} is {model} but the gallery was enrolled with {gallery}: \
+         the card was edited after enrolment; restore the card or re-enrol"
+    )]
+    PreprocessingMismatch { field: &'static str, gallery: String, model: String },
     /// A signed gallery older than the one already installed (replay).
     #[error("gallery revision {offered} is older than the installed revision {installed} (replayed file?)")]
     Rollback { installed: u64, offered: u64 },
+    /// The file is larger than any gallery file can be ([`crate::gallery_file::MAX_GALLERY_FILE_BYTES`]);
+    /// nothing beyond `max + 1` bytes was read. `bytes` is the size found (at least `max + 1`).
+    #[error("{path}: {bytes} bytes is larger than any gallery file ({max} bytes)")]
+    TooLarge { path: String, bytes: u64, max: u64 },
     /// Reading or writing the file failed.
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
 
-/// Enrolled members plus the encoder fingerprint, dimension and threshold they were made for.
+/// Enrolled members plus the encoder binding, dimension and threshold they were made for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gallery {
-    /// SHA-256 of the encoder ONNX that produced every embedding here.
-    pub encoder: Fingerprint,
+    /// The encoder ONNX fingerprint and the preprocessing that produced every embedding here.
+    pub encoder: EncoderBinding,
     /// Dimension of every embedding.
     pub dim: EmbeddingDim,
     /// Calibrated distance threshold for this encoder.
@@ -86,7 +97,7 @@ pub struct Gallery {
 
 impl Gallery {
     /// An empty gallery for one encoder.
-    pub fn new(encoder: Fingerprint, dim: EmbeddingDim, threshold: Threshold) -> Self {
+    pub fn new(encoder: EncoderBinding, dim: EmbeddingDim, threshold: Threshold) -> Self {
         Self { encoder, dim, threshold, revision: 0, members: Vec::new() }
     }
 
@@ -133,10 +144,19 @@ impl Gallery {
         self.members.iter().map(|m| m.embeddings.len()).max().unwrap_or(0)
     }
 
-    /// Refuses a gallery made with another encoder.
-    pub fn check_encoder(&self, model: &Fingerprint) -> Result<(), GalleryError> {
-        if &self.encoder != model {
-            return Err(GalleryError::EncoderMismatch { gallery: self.encoder.to_string(), model: model.to_string() });
+    /// Refuses a gallery made with another encoder: [`GalleryError::EncoderMismatch`] when the
+    /// ONNX fingerprints differ, otherwise [`GalleryError::PreprocessingMismatch`] naming the first
+    /// differing field of [`crate::Preprocessing::FIELDS`]. On failure the door must not use the
+    /// gallery: its distances would be meaningless.
+    pub fn check_encoder(&self, model: &EncoderBinding) -> Result<(), GalleryError> {
+        if self.encoder.onnx != model.onnx {
+            return Err(GalleryError::EncoderMismatch {
+                gallery: self.encoder.onnx.to_string(),
+                model: model.onnx.to_string(),
+            });
+        }
+        if let Some((field, gallery, model)) = self.encoder.preprocessing.first_difference(&model.preprocessing) {
+            return Err(GalleryError::PreprocessingMismatch { field, gallery, model });
         }
         Ok(())
     }
@@ -161,5 +181,86 @@ impl Gallery {
 
     pub(crate) fn push_unchecked(&mut self, m: Member) {
         self.members.push(m);
+    }
+
+    /// Room for `n` more members (readers reserve exactly what the file declares, already bounded
+    /// by its length, so that the list never doubles while decoding).
+    pub(crate) fn reserve_exact_members(&mut self, n: usize) {
+        self.members.reserve_exact(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::binding;
+    use crate::{ChannelOrder, ConstInput, Fingerprint, Preprocessing};
+
+    fn gallery() -> Gallery {
+        Gallery::new(binding(b"enc"), EmbeddingDim::new(4).unwrap(), Threshold::new(0.8).unwrap())
+    }
+
+    /// A card edit and the field it changes.
+    type Edit = (&'static str, fn(&mut Preprocessing));
+
+    /// One edit per field of [`Preprocessing::FIELDS`], in that order.
+    fn edits() -> [Edit; 7] {
+        [
+            ("input.width", |p| p.width = 112),
+            ("input.height", |p| p.height = 63),
+            ("input.channels", |p| p.channels = ChannelOrder::Rgb),
+            ("input.mean", |p| p.mean = vec![128.0]),
+            ("input.std", |p| p.std = vec![-127.5]),
+            ("alignment", |p| p.alignment = "arcface-5pt-v2".into()),
+            ("extra_inputs", |p| {
+                p.extra_inputs = vec![ConstInput { name: "scalar_op1".into(), shape: vec![1], values: vec![1.0] }]
+            }),
+        ]
+    }
+
+    #[test]
+    fn identical_binding_is_accepted() {
+        assert!(gallery().check_encoder(&binding(b"enc")).is_ok());
+    }
+
+    #[test]
+    fn another_onnx_is_an_encoder_mismatch_before_any_field() {
+        let mut model = binding(b"other");
+        model.preprocessing.width = 1;
+        match gallery().check_encoder(&model) {
+            Err(GalleryError::EncoderMismatch { gallery, model }) => {
+                assert_eq!(gallery, Fingerprint::of_bytes(b"enc").to_string());
+                assert_eq!(model, Fingerprint::of_bytes(b"other").to_string());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_edited_field_is_refused_by_name() {
+        let names: Vec<_> = edits().iter().map(|(f, _)| *f).collect();
+        assert_eq!(names, Preprocessing::FIELDS);
+        let g = gallery();
+        for (field, edit) in edits() {
+            let mut model = binding(b"enc");
+            edit(&mut model.preprocessing);
+            match g.check_encoder(&model) {
+                Err(e @ GalleryError::PreprocessingMismatch { field: f, .. }) => {
+                    assert_eq!(f, field);
+                    let text = e.to_string();
+                    assert!(text.starts_with(&format!("the encoder card's {field} is ")), "{text}");
+                    assert!(text.ends_with("restore the card or re-enrol"), "{text}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // the values are reported the right way round
+        let mut model = binding(b"enc");
+        model.preprocessing.width = 112;
+        assert!(matches!(
+            g.check_encoder(&model),
+            Err(GalleryError::PreprocessingMismatch { field: "input.width", gallery, model })
+                if gallery == "64" && model == "112"
+        ));
     }
 }

@@ -2,15 +2,21 @@
 //!
 //! Building is separate from querying, as in linfa-nn: an [`IndexKind`] builds a
 //! [`NearestNeighbourIndex`] from an [`EmbeddingMatrix`]. Three implementations share one test suite:
-//! - [`IndexKind::BruteForce`]: the naive reference (per-row `Embedding::distance`-style maths);
+//! - [`IndexKind::BruteForce`]: the naive reference (per-row [`Embedding::distance`], full sort);
 //! - [`IndexKind::Flat`]: an exact scan of a contiguous row-major f32 matrix with an eight-lane
 //!   dot product and a bounded top-k; memory-bandwidth bound (51 MB per query at 100k × 128-d);
 //! - [`IndexKind::Sq8`]: the default, still exact: a first pass over int8-quantised rows (a quarter
 //!   of the bytes) with a proven error bound picks every row that can be in the true top-k, and
 //!   only those are re-scored in f32. Measured fastest (see `benches/index.rs`);
 //! - [`IndexKind::Linfa`]: linfa-nn's linear search, KD-tree or ball tree with Euclidean distance.
+//!
+//! Every index reports distances with the one formula of [`Embedding::distance`] and orders by
+//! (distance, row), so all of them return the same rows in the same order with the same distances
+//! as brute force. Where an index ranks by another quantity (a dot product, int8 codes, linfa's
+//! own distance sums) it keeps every row that rounding could move into the top k, within a proven
+//! slack, and re-scores those with the formula.
 
-use crate::embedding::{distance_from_cosine, dot};
+use crate::embedding::{dot, unit_distance};
 use crate::{Embedding, EmbeddingDim};
 
 /// Errors building or querying an index.
@@ -162,10 +168,26 @@ fn check_query(dim: EmbeddingDim, q: &Embedding) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// `‖a − b‖`, clamped to the sphere's diameter; accurate for near-identical vectors, where
-/// `sqrt(2 − 2·cos)` loses precision.
-fn euclidean(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt().min(2.0)
+/// How far (in similarity, or in distance) rounding can move one row against another when an
+/// index ranks by a dot product or by another summation of the distance instead of by
+/// [`unit_distance`].
+///
+/// For `dim`-term f32 sums of unit vectors the computed dot product and squared distance are each
+/// within `γ = dim·u/(1 − dim·u)` (`u = 2⁻²⁴`) of exact, and the norms are within 4.8e-7 of 1, so
+/// `d² = 2 − 2·s` holds to `5γ + 1e-6`. If `t` is the k-th best computed similarity, a row in the
+/// top k by computed distance then has a computed similarity of at least
+/// `t − (6γ + 1e-6) ≥ t − slack`; `3·dim·ε` (`ε = 2u`) covers `6γ` for every allowed dimension,
+/// and a further 1e-6 the square roots and clamps. The same slack bounds (in distance) how far two
+/// summation orders of `‖a − b‖` can disagree.
+fn rounding_slack(dim: usize) -> f32 {
+    3.0 * dim as f32 * f32::EPSILON + 2e-6
+}
+
+/// Sorts by (distance, row) and keeps the first `k`: the order every index returns.
+fn finish(mut found: Vec<Neighbour>, k: usize) -> Vec<Neighbour> {
+    found.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+    found.truncate(k);
+    found
 }
 
 /// Naive reference: one distance per row, full sort.
@@ -178,15 +200,14 @@ impl NearestNeighbourIndex for BruteForceIndex {
     fn search(&self, query: &Embedding, k: usize) -> Result<Vec<Neighbour>, IndexError> {
         check_query(self.0.dim, query)?;
         let q = query.as_slice();
-        let mut all: Vec<Neighbour> =
-            (0..self.0.len()).map(|row| Neighbour { row, distance: euclidean(self.0.row(row), q) }).collect();
-        all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-        all.truncate(k);
-        Ok(all)
+        let all = (0..self.0.len()).map(|row| Neighbour { row, distance: unit_distance(self.0.row(row), q) }).collect();
+        Ok(finish(all, k))
     }
 }
 
-/// Exact scan: highest dot product = smallest distance; bounded insertion top-k.
+/// Exact scan: highest dot product = smallest distance; a bounded insertion top-k that also keeps
+/// the rows within [`rounding_slack`] of the k-th best, which are then re-scored with
+/// [`unit_distance`] so the result is brute force's to the bit.
 struct FlatIndex(EmbeddingMatrix);
 
 impl NearestNeighbourIndex for FlatIndex {
@@ -199,24 +220,27 @@ impl NearestNeighbourIndex for FlatIndex {
             return Ok(Vec::new());
         }
         let q = query.as_slice();
-        // (similarity, row), best first; `floor` is the k-th best similarity so far.
+        let slack = rounding_slack(q.len());
+        // (similarity, row), best first; every row within `slack` of the k-th best so far
         let mut top: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
         let mut floor = f32::NEG_INFINITY;
         for (row, r) in self.0.data.chunks_exact(q.len()).enumerate() {
             let s = dot(r, q);
-            if top.len() == k && s <= floor {
+            if s < floor {
                 continue;
             }
             let pos = top.partition_point(|&(t, _)| t >= s);
             top.insert(pos, (s, row));
-            if top.len() > k {
-                top.pop();
-            }
-            if top.len() == k {
-                floor = top[k - 1].0;
+            if top.len() >= k {
+                floor = top[k - 1].0 - slack;
+                while top.last().is_some_and(|&(t, _)| t < floor) {
+                    top.pop();
+                }
             }
         }
-        Ok(top.into_iter().map(|(s, row)| Neighbour { row, distance: distance_from_cosine(s.min(1.0)) }).collect())
+        let candidates =
+            top.into_iter().map(|(_, row)| Neighbour { row, distance: unit_distance(self.0.row(row), q) }).collect();
+        Ok(finish(candidates, k))
     }
 }
 
@@ -246,8 +270,10 @@ impl IndexKind {
 /// `err_r = ‖r − scale_r · r̂‖`; the query is quantised the same way with error `e_q`. For the
 /// approximate similarity `ŝ = scale_q · scale_r · (q̂ · r̂)` and the true `s = q · r`:
 /// `|s − ŝ| ≤ err_r + (1 + err_r) · e_q ≤ b` with `b` from the largest `err_r`. If `t` is the k-th
-/// largest `ŝ`, k rows have `s ≥ t − b`, so every true top-k row has `ŝ ≥ t − 2b`. Exactly those
-/// candidates are re-scored with f32, so the result equals an exhaustive f32 search.
+/// largest `ŝ`, k rows have `s ≥ t − b`, so every true top-k row has `ŝ ≥ t − 2b`; a further
+/// [`rounding_slack`] covers the f32 rounding of the distances. Exactly those candidates are
+/// re-scored with [`unit_distance`], so the result equals brute force's to the bit. The proof needs
+/// unit rows and query, which every [`Embedding`] is (to f32 precision).
 struct Sq8Index {
     rows: EmbeddingMatrix,
     codes: Vec<i8>,
@@ -329,17 +355,15 @@ impl NearestNeighbourIndex for Sq8Index {
                 top.truncate(k);
             }
         }
-        let cut = top[k - 1] - 2.0 * bound;
-        // pass 2: exact distances (difference form, accurate near 0) for the candidates only
-        let mut candidates: Vec<Neighbour> = approx
+        let cut = top[k - 1] - 2.0 * bound - rounding_slack(q.len());
+        // pass 2: the one distance formula for the candidates only
+        let candidates = approx
             .iter()
             .enumerate()
             .filter(|(_, &a)| a >= cut)
-            .map(|(row, _)| Neighbour { row, distance: euclidean(self.rows.row(row), q) })
+            .map(|(row, _)| Neighbour { row, distance: unit_distance(self.rows.row(row), q) })
             .collect();
-        candidates.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-        candidates.truncate(k);
-        Ok(candidates)
+        Ok(finish(candidates, k))
     }
 }
 
@@ -391,14 +415,31 @@ impl NearestNeighbourIndex for LinfaIndex {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let q = ndarray::ArrayView1::from(query.as_slice());
-        let found =
-            cell.borrow_dependent().k_nearest(q, k.min(self.len)).map_err(|e| IndexError::Linfa(e.to_string()))?;
-        let mut out: Vec<Neighbour> = found
-            .into_iter()
-            .map(|(p, row)| Neighbour { row, distance: euclidean(p.as_slice().unwrap_or(&[]), query.as_slice()) })
-            .collect();
-        out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-        Ok(out)
+        let q = query.as_slice();
+        let view = ndarray::ArrayView1::from(q);
+        let index = cell.borrow_dependent();
+        let points = cell.borrow_owner();
+        let rescore = |found: Vec<(ndarray::ArrayView1<'_, f32>, usize)>| -> Vec<Neighbour> {
+            found.into_iter().map(|(_, row)| Neighbour { row, distance: row_distance(points, row, q) }).collect()
+        };
+        let linfa = |e: linfa_nn::NnError| IndexError::Linfa(e.to_string());
+        if k >= self.len {
+            return Ok(finish(rescore(index.k_nearest(view, self.len).map_err(linfa)?), k));
+        }
+        // linfa ranks by its own sum of squares, whose rounding may differ from ours at the k-th
+        // place: take everything within the k-th distance plus the rounding slack, and re-score.
+        let first = rescore(index.k_nearest(view, k).map_err(linfa)?);
+        let kth = first.iter().map(|n| n.distance).fold(0.0f32, f32::max);
+        let range = kth + rounding_slack(q.len());
+        Ok(finish(rescore(index.within_range(view, range).map_err(linfa)?), k))
+    }
+}
+
+/// [`unit_distance`] from row `row` of linfa's point matrix to `q`.
+fn row_distance(points: &ndarray::Array2<f32>, row: usize, q: &[f32]) -> f32 {
+    let r = points.row(row);
+    match r.as_slice() {
+        Some(r) => unit_distance(r, q),
+        None => unit_distance(&r.to_vec(), q),
     }
 }

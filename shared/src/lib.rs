@@ -10,6 +10,7 @@
 //! - [`ModelCard`]: what an encoder expects and how good it is;
 //! - [`keys`]: ed25519 key files for gallery signing.
 
+mod binding;
 mod calibration;
 mod card;
 mod decision;
@@ -17,12 +18,15 @@ mod embedding;
 mod fingerprint;
 mod gallery;
 pub mod gallery_file;
+mod histogram;
 mod index;
+pub mod install;
 pub mod keys;
 mod member;
 pub mod synthetic;
 mod threshold;
 
+pub use binding::{EncoderBinding, Preprocessing};
 pub use calibration::{normal_quantile, open_set_false_accept, CalibrationError, RocPoint, Scores};
 pub use card::{
     CalibratedThreshold, CardError, CardMetrics, ChannelOrder, ConstInput, InputSpec, ModelCard, ALIGNMENT_ARCFACE_5PT,
@@ -35,10 +39,14 @@ pub use embedding::{
 pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use gallery::{Gallery, GalleryError, MAX_EMBEDDINGS_PER_MEMBER, MAX_MEMBERS};
 pub use gallery_file::SignedGallery;
+pub use histogram::LatencyHistogram;
 pub use index::{
     EmbeddingMatrix, IndexError, IndexKind, LinfaAlgorithm, NearestNeighbourIndex, Neighbour, DEFAULT_INDEX,
 };
 pub use member::{check_name, Date, Member, MemberError, MemberId, Validity};
-pub use threshold::{DecisionPolicy, Threshold, ThresholdError, DEFAULT_AMBIGUITY_MARGIN};
+pub use threshold::{
+    check_ambiguity_margin, DecisionPolicy, Threshold, ThresholdError, AMBIGUITY_MARGIN_MAX, AMBIGUITY_MARGIN_MIN,
+    DEFAULT_AMBIGUITY_MARGIN,
+};
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -1,6 +1,9 @@
-//! Seeded synthetic embeddings for benchmarks, tests and `facegate bench search`.
+//! Seeded synthetic embeddings and encoder bindings for benchmarks, tests and `facegate bench search`.
 
-use crate::{Embedding, EmbeddingDim, EmbeddingMatrix};
+use crate::{
+    ChannelOrder, Embedding, EmbeddingDim, EmbeddingMatrix, EncoderBinding, Fingerprint, Preprocessing,
+    ALIGNMENT_ARCFACE_5PT,
+};
 
 /// SplitMix64: a tiny seeded generator (not for cryptography).
 #[derive(Debug, Clone)]
@@ -53,4 +56,21 @@ pub fn random_matrix(seed: u64, n: usize, dim: EmbeddingDim) -> EmbeddingMatrix 
         m.push(&random_unit(&mut rng, dim)).expect("same dim");
     }
     m
+}
+
+/// A binding for tests and benches: ONNX fingerprint = SHA-256 of `tag`, grey 64×64, mean and
+/// std 127.5, `arcface-5pt` alignment, no extra inputs (the default encoder's preprocessing).
+pub fn binding(tag: &[u8]) -> EncoderBinding {
+    EncoderBinding {
+        onnx: Fingerprint::of_bytes(tag),
+        preprocessing: Preprocessing {
+            width: 64,
+            height: 64,
+            channels: ChannelOrder::Grey,
+            mean: vec![127.5],
+            std: vec![127.5],
+            alignment: ALIGNMENT_ARCFACE_5PT.into(),
+            extra_inputs: Vec::new(),
+        },
+    }
 }

@@ -8,9 +8,29 @@ pub enum ThresholdError {
     /// A threshold must be a distance on the unit sphere: strictly positive and at most 2.
     #[error("threshold {0} is outside (0, 2]: distances between unit embeddings lie in [0, 2]")]
     OutOfRange(f32),
-    /// The ambiguity margin must be finite and in [0, 2].
-    #[error("ambiguity margin {0} is outside [0, 2]")]
+    /// The ambiguity margin must be finite and in [`AMBIGUITY_MARGIN_MIN`, `AMBIGUITY_MARGIN_MAX`].
+    #[error("ambiguity margin {0} is outside [{AMBIGUITY_MARGIN_MIN}, {AMBIGUITY_MARGIN_MAX}]")]
     BadMargin(f32),
+    /// An unsigned setting tried to loosen the signed threshold.
+    #[error(
+        "threshold {requested} is looser than the gallery's signed threshold {signed}: \
+         a local setting may only tighten it (use a value of at most {signed}, or none)"
+    )]
+    Looser { requested: f32, signed: f32 },
+}
+
+/// Smallest ambiguity margin (no ambiguity check).
+pub const AMBIGUITY_MARGIN_MIN: f32 = 0.0;
+/// Largest ambiguity margin: half the distance range; beyond it nearly every grant is ambiguous.
+pub const AMBIGUITY_MARGIN_MAX: f32 = 1.0;
+
+/// The one range check for the ambiguity margin (config files, command lines, the policy).
+pub fn check_ambiguity_margin(m: f32) -> Result<f32, ThresholdError> {
+    if m.is_finite() && (AMBIGUITY_MARGIN_MIN..=AMBIGUITY_MARGIN_MAX).contains(&m) {
+        Ok(m)
+    } else {
+        Err(ThresholdError::BadMargin(m))
+    }
 }
 
 /// A distance threshold in `(0, 2]`: two embeddings match when their distance is `<=` it.
@@ -62,12 +82,27 @@ pub struct DecisionPolicy {
 }
 
 impl DecisionPolicy {
-    /// Checks the margin (finite, in `[0, 2]`).
+    /// Checks the margin ([`check_ambiguity_margin`]).
     pub fn new(threshold: Threshold, ambiguity_margin: f32) -> Result<Self, ThresholdError> {
-        if !(ambiguity_margin.is_finite() && (0.0..=2.0).contains(&ambiguity_margin)) {
-            return Err(ThresholdError::BadMargin(ambiguity_margin));
-        }
-        Ok(Self { threshold, ambiguity_margin })
+        Ok(Self { threshold, ambiguity_margin: check_ambiguity_margin(ambiguity_margin)? })
+    }
+
+    /// The same policy (its margin already checked) with another threshold.
+    pub fn with_threshold(self, threshold: Threshold) -> Self {
+        Self { threshold, ..self }
+    }
+
+    /// The policy for a signed threshold and an unsigned local one that may only tighten it:
+    /// `local` above `signed` is [`ThresholdError::Looser`]; `None` uses `signed`.
+    pub fn tightened(signed: Threshold, local: Option<Threshold>, ambiguity_margin: f32) -> Result<Self, ThresholdError> {
+        let threshold = match local {
+            Some(t) if t.get() > signed.get() => {
+                return Err(ThresholdError::Looser { requested: t.get(), signed: signed.get() })
+            }
+            Some(t) => t,
+            None => signed,
+        };
+        Self::new(threshold, ambiguity_margin)
     }
 }
 
@@ -84,5 +119,20 @@ mod tests {
         let t = Threshold::new(0.8).unwrap();
         assert!(t.accepts(0.8) && !t.accepts(0.800_001));
         assert_eq!(DecisionPolicy::new(t, -0.1), Err(ThresholdError::BadMargin(-0.1)));
+        assert_eq!(DecisionPolicy::new(t, 1.5), Err(ThresholdError::BadMargin(1.5)));
+    }
+
+    #[test]
+    fn a_local_threshold_may_only_tighten() {
+        let signed = Threshold::new(0.8).unwrap();
+        let p = DecisionPolicy::tightened(signed, None, 0.05).unwrap();
+        assert_eq!(p.threshold, signed);
+        let p = DecisionPolicy::tightened(signed, Some(Threshold::new(0.6).unwrap()), 0.05).unwrap();
+        assert_eq!(p.threshold.get(), 0.6);
+        let p = DecisionPolicy::tightened(signed, Some(signed), 0.05).unwrap();
+        assert_eq!(p.threshold, signed);
+        let e = DecisionPolicy::tightened(signed, Some(Threshold::new(2.0).unwrap()), 0.05).unwrap_err();
+        assert_eq!(e, ThresholdError::Looser { requested: 2.0, signed: 0.8 });
+        assert!(e.to_string().contains("2") && e.to_string().contains("0.8"), "{e}");
     }
 }

@@ -1,10 +1,10 @@
 //! One suite for every index, with the naive brute force as the reference (as linfa-nn's
 //! `tests/nn.rs` does), plus property tests of the decision rules.
 
-use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
+use facegate_shared::synthetic::{binding, random_matrix, random_unit, SplitMix64};
 use facegate_shared::{
-    Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, EmbeddingMatrix, Fingerprint, Gallery,
-    IndexError, IndexKind, Matcher, Member, MemberId, Threshold, Validity,
+    Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, EmbeddingMatrix, Gallery, IndexError,
+    IndexKind, Matcher, Member, MemberId, Threshold, Validity,
 };
 use proptest::prelude::*;
 
@@ -107,7 +107,7 @@ fn member(id: &str, embs: Vec<Embedding>, validity: Validity) -> Member {
 
 /// Three members in 3-d: a on x (two photos), b on y, c expired on z.
 fn gym() -> Gallery {
-    let mut g = Gallery::new(Fingerprint::of_bytes(b"m"), dim(3), Threshold::new(0.5).unwrap());
+    let mut g = Gallery::new(binding(b"m"), dim(3), Threshold::new(0.5).unwrap());
     g.add(member("a", vec![e(&[1.0, 0.0, 0.0]), e(&[1.0, 0.3, 0.0])], Validity::OPEN)).unwrap();
     g.add(member("b", vec![e(&[0.0, 1.0, 0.0])], Validity::OPEN)).unwrap();
     let expired = Validity { from: None, until: Some(Date::parse("2026-01-31").unwrap()), active: true };
@@ -195,7 +195,7 @@ proptest! {
     fn raising_the_threshold_never_turns_a_grant_into_unknown(seed in any::<u64>(), t1 in 0.05f32..1.5, extra in 0.0f32..0.5) {
         let mut rng = SplitMix64::new(seed);
         let d = dim(8);
-        let mut g = Gallery::new(Fingerprint::of_bytes(b"p"), d, Threshold::new(1.0).unwrap());
+        let mut g = Gallery::new(binding(b"p"), d, Threshold::new(1.0).unwrap());
         for i in 0..20 {
             g.add(member(&format!("m{i}"), vec![random_unit(&mut rng, d)], Validity::OPEN)).unwrap();
         }
@@ -215,4 +215,82 @@ fn fastest_exact_follows_the_measured_crossover() {
     assert_eq!(IndexKind::fastest_exact(10_000, 128), IndexKind::Flat);
     assert_eq!(IndexKind::fastest_exact(100_000, 128), IndexKind::Sq8);
     assert_eq!(IndexKind::fastest_exact(0, 128), IndexKind::Flat);
+}
+
+/// A gallery row as the gallery decoder makes it: `direction` scaled to `norm`, through
+/// `Embedding::from_unit` (which accepts norms within 1e-3 of 1).
+fn stored(direction: &[f32], norm: f32) -> Embedding {
+    let unit = Embedding::new(direction.to_vec()).unwrap();
+    Embedding::from_unit(unit.as_slice().iter().map(|x| x * norm).collect()).unwrap()
+}
+
+/// Regression: rows stored with norms 1.0009 and 0.9995 were kept as they were, so the int8
+/// pass (and the flat scan) ranked by `r · q`, which the larger norm inflates by 0.0014, while
+/// brute force ranked by `‖r − q‖`: the two-pass index returned row 0 although row 1 points
+/// closer to the query. Row codes here are exact in int8 (127, 6) and (127, 2), so the
+/// quantisation bound is ~1e-5 and the 4.1e-4 dot-product gap left row 1 out of the candidates.
+#[test]
+fn rows_a_little_off_unit_rank_by_direction_in_every_index() {
+    let (far, near) = ([127.0, 6.0], [127.0, 2.0]);
+    let q = Embedding::new(vec![1.0, 0.0]).unwrap();
+    let want = Embedding::new(near.to_vec()).unwrap().distance(&q).unwrap();
+    for kind in IndexKind::ALL {
+        let mut rows = EmbeddingMatrix::new(dim(2));
+        rows.push(&stored(&far, 1.0009)).unwrap();
+        rows.push(&stored(&near, 0.9995)).unwrap();
+        let hits = kind.build(rows).unwrap().search(&q, 1).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].row, 1, "{kind:?} returned the row pointing further away");
+        assert!((hits[0].distance - want).abs() <= 1e-6, "{kind:?}: {} vs {want}", hits[0].distance);
+    }
+}
+
+proptest! {
+    /// Every index returns brute force's rows, in brute force's order, with its distances, for rows
+    /// stored with norms in [0.999, 1.001] (through `Embedding::from_unit`), queries that are
+    /// random or near-copies of a row, and exact duplicate rows.
+    #[test]
+    fn every_index_equals_brute_force_on_near_unit_rows(
+        seed in any::<u64>(),
+        n in 1usize..60,
+        d in 1usize..40,
+        k in 1usize..12,
+    ) {
+        let mut rng = SplitMix64::new(seed);
+        let d = dim(d);
+        let mut rows = EmbeddingMatrix::new(d);
+        let mut kept: Vec<Embedding> = Vec::new();
+        for i in 0..n {
+            let e = if i > 0 && rng.below(8) == 0 {
+                kept[rng.below(kept.len())].clone() // an exact duplicate: a tie broken by row
+            } else {
+                let norm = 0.999_000_5 + 0.001_999 * rng.next_f64() as f32;
+                stored(random_unit(&mut rng, d).as_slice(), norm)
+            };
+            rows.push(&e).unwrap();
+            kept.push(e);
+        }
+        let reference = IndexKind::BruteForce.build(rows.clone()).unwrap();
+        let indexes: Vec<_> = IndexKind::ALL[1..].iter().map(|kind| (*kind, kind.build(rows.clone()).unwrap())).collect();
+        for query in 0..6 {
+            let q = if query % 2 == 0 {
+                random_unit(&mut rng, d)
+            } else {
+                let row = &kept[rng.below(n)];
+                let v: Vec<f32> = row.as_slice().iter().map(|x| x + 1e-3 * rng.normal()).collect();
+                Embedding::new(v).unwrap()
+            };
+            let want = reference.search(&q, k).unwrap();
+            prop_assert_eq!(want.len(), k.min(n));
+            for (kind, index) in &indexes {
+                let got = index.search(&q, k).unwrap();
+                let rows_got: Vec<usize> = got.iter().map(|g| g.row).collect();
+                let rows_want: Vec<usize> = want.iter().map(|w| w.row).collect();
+                prop_assert_eq!(&rows_got, &rows_want, "{:?}: {:?} vs {:?}", kind, got, want);
+                for (g, w) in got.iter().zip(&want) {
+                    prop_assert!((g.distance - w.distance).abs() <= 1e-6, "{:?}: {:?} vs {:?}", kind, g, w);
+                }
+            }
+        }
+    }
 }

@@ -53,11 +53,12 @@ fn set_up() -> Unit {
         }
     }
     let config = format!(
-        "[gallery]\npath = {gallery:?}\ntrusted_keys = [{public:?}]\n\
+        "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
          [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
          [decision]\nconsecutive_frames = 2\ncooldown_ms = 3000\n\
          [lock]\nkind = \"dry-run\"\n\
          [log]\npath = {:?}\n",
+        u.path("state"),
         frames.display(),
         u.path("events.jsonl"),
     );
@@ -106,8 +107,8 @@ fn door_grants_enrolled_people_and_denies_everyone_else() {
     for s in &u.strangers {
         assert!(!granted.contains_key(s), "stranger {s} was let in: {granted:?}");
     }
-    let strangers_denied = u.strangers.iter().filter(|s| denied.contains_key(*s)).count();
-    assert!(strangers_denied * 2 >= u.strangers.len(), "most strangers get a logged denial: {denied:?}");
+    let missing: Vec<&String> = u.strangers.iter().filter(|s| !denied.contains_key(*s)).collect();
+    assert!(missing.is_empty(), "every stranger appearance gets a logged denial; none for {missing:?}: {denied:?}");
     let summary = String::from_utf8_lossy(&out.stderr);
     let n_granted = log.iter().filter(|e| e["decision"] == "granted").count();
     let n_denied = log.iter().filter(|e| e["decision"] == "denied").count();
@@ -163,4 +164,122 @@ fn sigterm_secures_the_lock_flushes_the_log_and_exits_cleanly() {
     assert!(last["detail"].as_str().unwrap().starts_with("stop requested"), "{last}");
     let frames = log.iter().filter(|e| e["event"] == "decision").count();
     assert!(frames < 20, "the replay (68 frames at 5/s) was cut short: {frames} decisions");
+}
+
+/// Every file under `dir` with its bytes, sorted (missing folder: empty).
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut v: Vec<_> = rd.map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
+    let u = set_up();
+    let config = u.path("door.toml");
+    let state = Path::new(&u.path("state")).to_owned();
+    ok(&run("facegate-door", &["check", "--config", &config]));
+    assert!(!state.exists(), "check does not even create the state folder");
+    // One run installs the gallery; check afterwards leaves the folder byte-identical.
+    ok(&run("facegate-door", &["run", "--config", &config]));
+    let before = snapshot(&state);
+    assert_eq!(before.len(), 2, "installed copy and install state: {before:?}");
+    std::fs::remove_file(state.join("install.state")).unwrap();
+    let before = snapshot(&state);
+    let out = ok(&run("facegate-door", &["check", "--config", &config]));
+    assert!(out.contains("install state") && out.contains("missing"), "{out}");
+    assert_eq!(snapshot(&state), before, "check left the state folder byte-identical");
+
+    // The encoder card edited after enrolment: the ONNX fingerprint still matches, the
+    // preprocessing does not. Both `check` and `run` refuse, naming the field.
+    let models = u.dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let root = facegate_tests::root().join("models");
+    std::fs::copy(root.join("facegate-default.onnx"), models.join("facegate-default.onnx")).unwrap();
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("facegate-default.card.json")).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let edited_config = text.replace("[gallery]", &format!("[model]\nencoder = {:?}\n[gallery]", models.join("facegate-default.onnx")));
+    std::fs::write(&config, edited_config).unwrap();
+    for (field, edit) in [("input.mean", "mean"), ("input.std", "std")] {
+        let mut c = card.clone();
+        let v = c["input"][edit][0].as_f64().unwrap();
+        c["input"][edit][0] = serde_json::json!(v + 1.0);
+        std::fs::write(models.join("facegate-default.card.json"), serde_json::to_string_pretty(&c).unwrap()).unwrap();
+        let o = run("facegate-door", &["check", "--config", &config]);
+        assert_eq!(o.status.code(), Some(1), "{field}");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains(field) && out.contains("NOT READY"), "{field}: {out}");
+        let o = run("facegate-door", &["run", "--config", &config]);
+        assert_eq!(o.status.code(), Some(2), "{field}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains(field), "{field}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The original card works again.
+    std::fs::copy(root.join("facegate-default.card.json"), models.join("facegate-default.card.json")).unwrap();
+    ok(&run("facegate-door", &["check", "--config", &config]));
+}
+
+/// Reads `TIME_NS ACTION...` lines written by the recording relay command.
+fn relay_calls(path: &Path) -> Vec<(u128, String)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (t, a) = l.split_once(' ').unwrap();
+            (t.parse().unwrap(), a.to_owned())
+        })
+        .collect()
+}
+
+/// The real binary with a command lock whose relay script records every call with a timestamp:
+/// after a grant the frame loop blocks in a paced read (2 s until the next frame) or works through
+/// bad frames; the lock must still be secured `unlock_ms` after the unlock, not at the next frame.
+#[test]
+fn the_real_door_relocks_on_time_while_the_loop_is_stalled() {
+    const UNLOCK_MS: u128 = 300;
+    /// Process start-up of the relay script plus scheduling on a loaded 2-core machine.
+    const TOLERANCE_MS: u128 = 200;
+    let u = set_up();
+    let member = &u.members[0];
+    for (stall, extra) in [("blocked read", 0), ("bad frames", 6)] {
+        let frames = u.dir.path().join(format!("stall-{extra}"));
+        std::fs::create_dir(&frames).unwrap();
+        std::fs::copy(orl_photo(member, 4), frames.join("0001-member.pgm")).unwrap();
+        for i in 0..extra {
+            std::fs::write(frames.join(format!("0002-bad-{i}.jpg")), b"not a jpeg").unwrap();
+        }
+        std::fs::copy(orl_photo(member, 5), frames.join("0009-member.pgm")).unwrap();
+        let calls = u.dir.path().join(format!("relay-{extra}.log"));
+        let script = u.dir.path().join("relay.sh");
+        std::fs::write(&script, format!("#!/bin/sh\necho \"$(date +%s%N) $*\" >> \"$RELAY_LOG\"\n")).unwrap();
+        let fps = if extra == 0 { 0.5 } else { 4.0 }; // 2 s blocked, or 6 bad frames at 250 ms each
+        let config = u.path(&format!("relay-{extra}.toml"));
+        let text = std::fs::read_to_string(u.path("door.toml")).unwrap();
+        let text = text
+            .replace(&format!("uri = \"dir:{}\"", u.dir.path().join("frames").display()), &format!("uri = \"dir:{}\"", frames.display()))
+            .replace("fps = 5\npace = false", &format!("fps = {fps}\npace = true"))
+            .replace("consecutive_frames = 2", "consecutive_frames = 1")
+            .replace("kind = \"dry-run\"", &format!("kind = \"command\"\nunlock_ms = {UNLOCK_MS}\ncommand = [\"/bin/sh\", {:?}]", script.display().to_string()));
+        std::fs::write(&config, text).unwrap();
+        let o = std::process::Command::new(facegate_tests::bin("facegate-door"))
+            .current_dir(facegate_tests::root())
+            .env("RELAY_LOG", &calls)
+            .args(["run", "--config", &config])
+            .output()
+            .unwrap();
+        ok(&o);
+        let c = relay_calls(&calls);
+        let unlocks: Vec<usize> = c.iter().enumerate().filter(|(_, (_, a))| a.starts_with("unlock")).map(|(i, _)| i).collect();
+        assert_eq!(unlocks.len(), 1, "{stall}: one grant per appearance: {c:?}");
+        let i = unlocks[0];
+        assert_eq!(c[i].1, format!("unlock {UNLOCK_MS}"));
+        let (t_lock, a) = &c[i + 1];
+        assert_eq!(a, "lock", "{stall}: the call after the unlock secures it: {c:?}");
+        let open_ms = (t_lock - c[i].0) / 1_000_000;
+        eprintln!("{stall}: real binary, command lock: relocked {open_ms} ms after the unlock (unlock_ms {UNLOCK_MS})");
+        assert!(open_ms + 50 >= UNLOCK_MS && open_ms <= UNLOCK_MS + TOLERANCE_MS, "{stall}: open {open_ms} ms: {c:?}");
+        let next_frame_ms = if extra == 0 { 2000 } else { 250 * (extra as u128 + 1) };
+        assert!(open_ms < next_frame_ms, "{stall}: relocked before the loop saw another good frame");
+    }
 }

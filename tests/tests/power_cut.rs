@@ -3,8 +3,8 @@
 //! the page cache survives it, so this tests the write-to-temp / fsync / rename protocol, not
 //! the storage hardware.)
 
-use facegate_shared::synthetic::{random_unit, SplitMix64};
-use facegate_shared::{gallery_file, keys, EmbeddingDim, Fingerprint, Gallery, Member, MemberId, Threshold, Validity};
+use facegate_shared::synthetic::{binding, random_unit, SplitMix64};
+use facegate_shared::{gallery_file, keys, EmbeddingDim, Gallery, Member, MemberId, Threshold, Validity};
 use facegate_tests::{bin, ok, run};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -16,7 +16,7 @@ fn gallery_on_disk_is_always_old_or_new_when_the_writer_is_killed() {
     ok(&run("facegate", &["keys", "init", "--secret", &p("k.secret"), "--public", &p("k.pub")]));
     let key = keys::read_signing_key(dir.path().join("k.secret").as_path()).unwrap();
     let dim = EmbeddingDim::new(128).unwrap();
-    let mut g = Gallery::new(Fingerprint([3; 32]), dim, Threshold::new(0.8).unwrap());
+    let mut g = Gallery::new(binding(b"power-cut"), dim, Threshold::new(0.8).unwrap());
     let mut rng = SplitMix64::new(11);
     for i in 0..30_000 {
         let id = MemberId::new(&format!("m{i}")).unwrap();
@@ -59,8 +59,7 @@ fn gallery_on_disk_is_always_old_or_new_when_the_writer_is_killed() {
                 killed += 1;
             }
         }
-        let on_disk = gallery_file::load(&path)
-            .and_then(|s| s.trusted(&[key.verifying_key()]))
+        let on_disk = gallery_file::load_trusted(&path, &[key.verifying_key()])
             .unwrap_or_else(|e| panic!("after a kill at {delay:?} the gallery is unreadable: {e}"));
         assert!(
             on_disk.revision == revision || on_disk.revision == revision + 1,
