@@ -632,7 +632,7 @@ mod tests {
             ("[lock]\nkind = \"command\"\n", "lock.command"),
             ("[lock]\nunlock_ms = 5\n", "lock.unlock_ms"),
             ("[lock]\ncommand_timeout_ms = 3600000\n", "lock.command_timeout_ms"),
-            ("[log]\nmax_bytes = 1\n", "log.max_bytes"),
+            ("max_bytes = 1\n", "log.max_bytes"), // MINIMAL ends in [log]
             ("[model]\nmin_face_px = -1\n", "model.min_face_px"),
         ] {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();

@@ -137,7 +137,7 @@ fn supervise<L: Lock>(mut lock: L, rx: Receiver<Cmd>, notices: Sender<Notice>) {
     // When to secure: the end of an unlock period, or the next retry of a failed secure.
     let mut deadline: Option<Instant> = None;
     let mut opened_at: Option<Instant> = None;
-    let mut secure = |lock: &mut L, deadline: &mut Option<Instant>| match lock.secure() {
+    let secure = |lock: &mut L, deadline: &mut Option<Instant>| match lock.secure() {
         Ok(()) => {
             *deadline = None;
             true

@@ -175,10 +175,10 @@ fn check_query(dim: EmbeddingDim, q: &Embedding) -> Result<(), IndexError> {
 /// For `dim`-term f32 sums of unit vectors the computed dot product and squared distance are each
 /// within `γ = dim·u/(1 − dim·u)` (`u = 2⁻²⁴`) of exact, and the norms are within 4.8e-7 of 1, so
 /// `d² = 2 − 2·s` holds to `5γ + 1e-6`. If `t` is the k-th best computed similarity, a row in the
-/// top k by computed distance then has a computed similarity of at least
-/// `t − (6γ + 1e-6) ≥ t − slack`; `3·dim·ε` (`ε = 2u`) covers `6γ` for every allowed dimension,
-/// and a further 1e-6 the square roots and clamps. The same slack bounds (in distance) how far two
-/// summation orders of `‖a − b‖` can disagree.
+/// top k by computed distance then has a computed similarity of at least `t − (6γ + 1e-6)`.
+/// The slack `3·dim·ε + 2e-6` (`ε = 2u`) covers `6γ + 1e-6` for every allowed dimension
+/// (≤ 4096), with room for the square roots and clamps. It also bounds (in distance) how far two
+/// summation orders of `‖a − b‖` can disagree (at most `2γ`), which is what linfa's re-query needs.
 fn rounding_slack(dim: usize) -> f32 {
     3.0 * dim as f32 * f32::EPSILON + 2e-6
 }
