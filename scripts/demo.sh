@@ -58,7 +58,8 @@ cat > "$OUT/door/door.toml" <<TOML
 [model]
 encoder = "$MODEL"
 [gallery]
-path = "$OUT/door/gallery.fgg"
+inbox = "$OUT/door/gallery.fgg"
+state_dir = "$OUT/door/state"
 trusted_keys = ["$OUT/door/facegate.pub"]
 [source]
 uri = "dir:$OUT/door/frames"

@@ -16,6 +16,19 @@ const GOLDEN_CROP_TOLERANCE: f32 = 0.5;
 /// Largest per-component difference allowed against the golden embedding.
 const GOLDEN_EMBEDDING_TOLERANCE: f32 = 1e-4;
 
+// Measured (x86-64, tract 0.23.9, 2026-11-30): YuNet finds a face in all 400 ORL images; over all
+// 1800 genuine and 78 000 impostor pairs SFace's EER is 0.041 % at distance 1.0958 (AUC 0.999999),
+// where 1 genuine pair is rejected and 32 impostor pairs are accepted. Moving the threshold by
+// ∓0.005 gives 2 rejected / 26 accepted and 0 rejected / 38 accepted. The bounds below are the
+// measured counts plus the noise of such a shift, which covers distance differences between
+// tract's SIMD kernels on other CPUs (the run itself is deterministic).
+/// How far the EER threshold may move before the bounds below fail (distance on the unit sphere).
+const EER_THRESHOLD_NOISE: f32 = 0.005;
+/// Genuine pairs rejected at the EER threshold: 1 measured + 1 noise.
+const MAX_GENUINE_REJECTED_AT_EER: usize = 2;
+/// Impostor pairs accepted at the EER threshold: 32 measured + 8 noise.
+const MAX_IMPOSTOR_ACCEPTED_AT_EER: usize = 40;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -103,7 +116,7 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
         }
     }
     eprintln!("YuNet found a face in {} of 400 ORL images; missed: {missed:?}", found.len());
-    assert_eq!(found.len(), 400, "YuNet missed {missed:?}");
+    assert_eq!(found.len(), 400, "YuNet missed {missed:?} (measured: none)");
 
     let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
     for i in 0..found.len() {
@@ -117,23 +130,25 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
         }
     }
     let scores = Scores::new(genuine, impostor).unwrap();
+    assert_eq!((scores.genuine().len(), scores.impostor().len()), (1800, 78_000));
     let (eer, t) = scores.eer();
-    let rejected = scores.genuine().iter().filter(|&&d| d > t).count();
-    let accepted = scores.impostor().iter().filter(|&&d| d <= t).count();
+    let errors_at = |t: f32| {
+        (scores.genuine().iter().filter(|&&d| d > t).count(), scores.impostor().iter().filter(|&&d| d <= t).count())
+    };
+    let (rejected, accepted) = errors_at(t);
     eprintln!(
-        "SFace on ORL, all pairs: EER {:.4}% at distance {t:.4}, AUC {:.6}; at that threshold {rejected} of {} genuine pairs rejected, {accepted} of {} impostor pairs accepted",
+        "SFace on ORL, all pairs: EER {:.4}% at distance {t:.4}, AUC {:.6}; there {rejected} of 1800 genuine \
+         pairs rejected and {accepted} of 78000 impostor pairs accepted; at {:.4}: {:?}, at {:.4}: {:?}",
         eer * 100.0,
         scores.auc(),
-        scores.genuine().len(),
-        scores.impostor().len()
+        t - EER_THRESHOLD_NOISE,
+        errors_at(t - EER_THRESHOLD_NOISE),
+        t + EER_THRESHOLD_NOISE,
+        errors_at(t + EER_THRESHOLD_NOISE),
     );
-    for dt in [-0.02f32, -0.01, -0.005, 0.005, 0.01, 0.02] {
-        let t2 = t + dt;
-        eprintln!(
-            "  at {t2:.4}: {} genuine rejected, {} impostor accepted",
-            scores.genuine().iter().filter(|&&d| d > t2).count(),
-            scores.impostor().iter().filter(|&&d| d <= t2).count()
-        );
-    }
-    assert_eq!((scores.genuine().len(), scores.impostor().len()), (1800, 78_000));
+    assert!(
+        rejected <= MAX_GENUINE_REJECTED_AT_EER && accepted <= MAX_IMPOSTOR_ACCEPTED_AT_EER,
+        "at the EER threshold {t}: {rejected} genuine pairs rejected (at most {MAX_GENUINE_REJECTED_AT_EER}), \
+         {accepted} impostor pairs accepted (at most {MAX_IMPOSTOR_ACCEPTED_AT_EER})"
+    );
 }

@@ -153,8 +153,10 @@ enum GalleryCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check what a door unit checks: checksum, signature by the trusted key and, with --model,
-    /// the encoder fingerprint. Exit 0 valid, 1 invalid.
+    /// Check what a door unit checks: checksum, signature by the trusted key (before the payload
+    /// is parsed) and, with --model, the encoder binding (ONNX fingerprint and the card's
+    /// preprocessing fields). The door's replay guard also needs its own state, so it is not
+    /// checked here. Exit 0 valid, 1 invalid.
     Verify {
         gallery: PathBuf,
         /// Public key the door units trust.

@@ -11,13 +11,13 @@
 //! overflow bucket. Count, sum, minimum and maximum are kept exactly besides.
 
 /// Sub-buckets per octave (power of two). Each bucket spans a ratio of `2^(1/64)` ≈ 1.0109.
-pub const SUB_BUCKETS: usize = 64;
+pub(crate) const SUB_BUCKETS: usize = 64;
 /// Octaves covered above [`MIN_MS`]: up to `MIN_MS · 2^30` ≈ 1.07e6 ms ≈ 1074 s.
-pub const OCTAVES: usize = 30;
+pub(crate) const OCTAVES: usize = 30;
 /// Lower edge of the first bucket: 1 µs. Smaller samples land in the underflow bucket.
-pub const MIN_MS: f64 = 1e-3;
+pub(crate) const MIN_MS: f64 = 1e-3;
 /// Upper edge of the last bucket (`MIN_MS · 2^30`). Larger samples land in the overflow bucket.
-pub const MAX_MS: f64 = MIN_MS * (1u64 << OCTAVES) as f64;
+pub(crate) const MAX_MS: f64 = MIN_MS * (1u64 << OCTAVES) as f64;
 
 /// Log-spaced buckets between [`MIN_MS`] and [`MAX_MS`].
 const LOG_BUCKETS: usize = SUB_BUCKETS * OCTAVES;
