@@ -12,7 +12,9 @@ use facegate_device::source::{Frame, FrameSource, SourceError};
 use facegate_device::store::{Access, GalleryStore, StorePaths};
 use facegate_device::{rss_bytes, Door, DoorSettings};
 use facegate_shared::install::InstallRules;
-use facegate_shared::{gallery_file, synthetic, Embedding, EmbeddingDim, Gallery, Member, MemberId, SigningKey, Threshold, Validity};
+use facegate_shared::{
+    gallery_file, synthetic, Embedding, EmbeddingDim, Gallery, Member, MemberId, SigningKey, Threshold, Validity,
+};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -30,11 +32,15 @@ impl FrameSource for Cycle {
             return Ok(None);
         }
         self.n += 1;
-        if self.n % (self.total / 10).max(1) == 0 {
+        if self.n.is_multiple_of((self.total / 10).max(1)) {
             self.checkpoints.push((self.n, rss_bytes().unwrap_or(0)));
         }
         let label = ["a", "a", "a", "x", "x", "x", "none"][(self.n % 7) as usize];
-        Ok(Some(Frame { image: image::RgbImage::new(1, 1), at: Duration::from_millis(100 * self.n), label: label.into() }))
+        Ok(Some(Frame {
+            image: image::RgbImage::new(1, 1),
+            at: Duration::from_millis(100 * self.n),
+            label: label.into(),
+        }))
     }
     fn describe(&self) -> String {
         "cycle".into()
@@ -43,7 +49,8 @@ impl FrameSource for Cycle {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let total: u64 = args.iter().position(|a| a == "--frames").and_then(|i| args.get(i + 1)).map_or(Ok(100_000), |s| s.parse())?;
+    let total: u64 =
+        args.iter().position(|a| a == "--frames").and_then(|i| args.get(i + 1)).map_or(Ok(100_000), |s| s.parse())?;
     let dir = tempfile::tempdir()?;
     let dim = EmbeddingDim::new(128)?;
     let axis = |i: usize| {
@@ -54,7 +61,13 @@ fn main() -> anyhow::Result<()> {
     let encoder = synthetic::binding(b"soak");
     let mut g = Gallery::new(encoder.clone(), dim, Threshold::new(0.5)?);
     g.revision = 1;
-    g.add(Member { id: MemberId::new("A")?, name: "A".into(), validity: Validity::OPEN, enrolled_at: 0, embeddings: vec![axis(0)?] })?;
+    g.add(Member {
+        id: MemberId::new("A")?,
+        name: "A".into(),
+        validity: Validity::OPEN,
+        enrolled_at: 0,
+        embeddings: vec![axis(0)?],
+    })?;
     let key = SigningKey::from_bytes(&[1; 32]);
     std::fs::create_dir(dir.path().join("inbox"))?;
     let paths = StorePaths { inbox: dir.path().join("inbox/g.fgg"), state_dir: dir.path().join("state") };

@@ -638,8 +638,10 @@ mod tests {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
         }
-        let e = DoorConfig::parse("[gallery]\ninbox = \"i/g\"\nstate_dir = \"s\"\ntrusted_keys = []\n[log]\npath = \"l\"\n")
-            .unwrap_err();
+        let e = DoorConfig::parse(
+            "[gallery]\ninbox = \"i/g\"\nstate_dir = \"s\"\ntrusted_keys = []\n[log]\npath = \"l\"\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("gallery.trusted_keys"), "{e}");
         let e = DoorConfig::parse("[log]\npath = \"l\"\n").unwrap_err();
         assert!(e.to_string().contains("gallery"), "{e}");
@@ -647,18 +649,24 @@ mod tests {
 
     #[test]
     fn the_replay_guard_cannot_share_the_drop_folder() {
-        for (inbox, state) in [("/var/lib/f/g.fgg", "/var/lib/f"), ("/var/lib/f/g.fgg", "/var/lib/f/"), ("g.fgg", ".")] {
-            let text = format!("[gallery]\ninbox = {inbox:?}\nstate_dir = {state:?}\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n");
+        for (inbox, state) in [("/var/lib/f/g.fgg", "/var/lib/f"), ("/var/lib/f/g.fgg", "/var/lib/f/"), ("g.fgg", ".")]
+        {
+            let text = format!(
+                "[gallery]\ninbox = {inbox:?}\nstate_dir = {state:?}\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n"
+            );
             let e = DoorConfig::parse(&text).unwrap_err();
             assert!(e.to_string().contains("gallery.state_dir"), "{inbox} {state}: {e}");
         }
-        let e = DoorConfig::parse("[gallery]\ninbox = \"/s/in/g\"\nstate_dir = \"/s/in\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n");
+        let e = DoorConfig::parse(
+            "[gallery]\ninbox = \"/s/in/g\"\nstate_dir = \"/s/in\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n",
+        );
         assert!(e.is_err());
     }
 
     #[test]
     fn old_and_reserved_gallery_keys_say_what_to_do() {
-        let e = DoorConfig::parse("[gallery]\npath = \"g.fgg\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n").unwrap_err();
+        let e = DoorConfig::parse("[gallery]\npath = \"g.fgg\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n")
+            .unwrap_err();
         assert!(e.to_string().contains("gallery.inbox") && e.to_string().contains("state_dir"), "{e}");
         let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"https://x/g.fgg\"\n[log]")).unwrap_err();
         assert!(e.to_string().contains("gallery.url"), "{e}");

@@ -135,7 +135,10 @@ impl GalleryStore {
     pub fn open(paths: &StorePaths, rules: InstallRules, access: Access) -> Result<Self, StoreError> {
         let mut notes = Vec::new();
         if !check_state_dir(&paths.state_dir, access)? {
-            notes.push(format!("state directory {} does not exist yet (the first run creates it)", paths.state_dir.display()));
+            notes.push(format!(
+                "state directory {} does not exist yet (the first run creates it)",
+                paths.state_dir.display()
+            ));
         }
         let state_path = paths.state();
         let state = match Floor::read(&state_path) {
@@ -175,8 +178,9 @@ impl GalleryStore {
                 }
                 Ok((c, Verdict::Newer, bytes)) => {
                     if access == Access::ReadWrite {
-                        gallery_file::write_atomic(&installed_path, &bytes).map_err(|source| {
-                            StoreError::Install { path: installed_path.display().to_string(), source: io(source) }
+                        gallery_file::write_atomic(&installed_path, &bytes).map_err(|source| StoreError::Install {
+                            path: installed_path.display().to_string(),
+                            source: io(source),
                         })?;
                         write_state = true;
                     } else {

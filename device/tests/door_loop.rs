@@ -10,8 +10,8 @@ use facegate_device::store::{Access, GalleryStore, StoreError, StorePaths};
 use facegate_device::{Door, DoorSettings};
 use facegate_shared::install::{Floor, InstallError, InstallRules};
 use facegate_shared::{
-    gallery_file, synthetic, Date, EncoderBinding, Embedding, EmbeddingDim, Fingerprint, Gallery, GalleryError,
-    Member, MemberId, SigningKey, Threshold, Validity,
+    gallery_file, synthetic, Date, Embedding, EmbeddingDim, EncoderBinding, Fingerprint, Gallery, GalleryError, Member,
+    MemberId, SigningKey, Threshold, Validity,
 };
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -256,7 +256,14 @@ fn a_local_threshold_may_only_tighten_the_signed_one() {
     let f = Fixture::new(&gallery(1, &[("A", 0)])); // signed 0.5
     let mut s = settings();
     s.threshold = Some(Threshold::new(2.0).unwrap());
-    let r = Door::new(ScriptedSource::default(), embedder(), FakeLock::default(), MemorySink::default(), f.store().unwrap(), s);
+    let r = Door::new(
+        ScriptedSource::default(),
+        embedder(),
+        FakeLock::default(),
+        MemorySink::default(),
+        f.store().unwrap(),
+        s,
+    );
     let e = r.err().expect("a looser local threshold is refused").to_string();
     assert!(e.contains("decision.threshold") && e.contains('2') && e.contains("0.5"), "{e}");
 
@@ -466,7 +473,10 @@ fn the_replay_floor_survives_a_deleted_or_edited_state_file() {
     drop(f.store().unwrap());
     std::fs::remove_file(f.paths.installed()).unwrap();
     f.drop_bytes(&older);
-    assert!(matches!(f.store(), Err(StoreError::Install { source: InstallError::Older { installed: 3, offered: 2 }, .. })));
+    assert!(matches!(
+        f.store(),
+        Err(StoreError::Install { source: InstallError::Older { installed: 3, offered: 2 }, .. })
+    ));
 }
 
 #[test]
@@ -571,7 +581,10 @@ fn the_door_refuses_to_start_without_a_trusted_current_gallery() {
     expect(f.store(), gallery_err(|e| matches!(e, GalleryError::UntrustedKey { .. })));
     f.write(&g, &key(1));
     let other = InstallRules::new(vec![key(1).verifying_key()], synthetic::binding(b"another encoder"));
-    expect(GalleryStore::open(&f.paths, other, Access::ReadWrite), gallery_err(|e| matches!(e, GalleryError::EncoderMismatch { .. })));
+    expect(
+        GalleryStore::open(&f.paths, other, Access::ReadWrite),
+        gallery_err(|e| matches!(e, GalleryError::EncoderMismatch { .. })),
+    );
     std::fs::remove_file(&f.paths.inbox).unwrap();
     assert!(matches!(f.store(), Err(StoreError::NoGallery(_))));
     assert!(f.paths.state().exists());
@@ -643,10 +656,7 @@ impl facegate_device::source::FrameSource for StallingSource {
 struct SlowEmbedder(LabelEmbedder);
 
 impl facegate_device::door::FaceEmbedder for SlowEmbedder {
-    fn embed(
-        &mut self,
-        frame: &Frame,
-    ) -> Result<Option<facegate_device::door::Observation>, facegate_face::FaceError> {
+    fn embed(&mut self, frame: &Frame) -> Result<Option<facegate_device::door::Observation>, facegate_face::FaceError> {
         match frame.label.as_str() {
             "slow" => {
                 std::thread::sleep(UNLOCK * 3);
@@ -701,7 +711,11 @@ fn relock_while_the_source_blocks_in_a_read() {
     assert!(t.elapsed() >= block, "the loop really was blocked");
     assert_relocked_in_time(&lock, "blocked read");
     assert_eq!(d.summary.relocks, 1, "the supervisor's relock is logged");
-    assert!(kinds_of(&d.sink, EventKind::Lock).iter().any(|e| e.detail.as_deref().unwrap().contains("end of the unlock period")));
+    assert!(kinds_of(&d.sink, EventKind::Lock).iter().any(|e| e
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("end of the unlock period")));
 }
 
 #[test]
@@ -716,8 +730,13 @@ fn relock_while_the_source_yields_only_bad_frames() {
 
 #[test]
 fn relock_while_the_embedder_is_slower_than_the_unlock_period() {
-    let (mut d, lock, _f) =
-        stalled_door(vec![Step::Frame("a"), Step::Frame("a"), Step::Frame("a"), Step::Frame("slow"), Step::Frame("slow")]);
+    let (mut d, lock, _f) = stalled_door(vec![
+        Step::Frame("a"),
+        Step::Frame("a"),
+        Step::Frame("a"),
+        Step::Frame("slow"),
+        Step::Frame("slow"),
+    ]);
     d.run(&AtomicBool::new(false)).unwrap();
     assert_relocked_in_time(&lock, "slow embedder");
 }

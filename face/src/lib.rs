@@ -13,6 +13,7 @@ mod error;
 mod image_io;
 mod pipeline;
 mod preprocess;
+pub mod quality;
 pub mod sface;
 
 pub use align::{align_face, template_for, AlignedFace, Similarity, ARCFACE_TEMPLATE_112, TEMPLATE_SIDE};
@@ -25,6 +26,7 @@ pub use error::FaceError;
 pub use image_io::{decode_image, load_image, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_PIXELS};
 pub use pipeline::{FaceEmbedding, FaceFinder, FacePipeline, FoundFace, DEFAULT_MIN_FACE_PX};
 pub use preprocess::{preprocess, LUMA_WEIGHTS};
+pub use quality::{inconsistent_photos, HeadPose, QualityLimits, QualityProblem, QualityReport};
 
 /// Default file names inside `models/`.
 pub mod paths {

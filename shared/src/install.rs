@@ -173,7 +173,8 @@ impl Floor {
         if crc != Some(crc32fast::hash(&text.as_bytes()[..body_len])) {
             return Err(bad("checksum mismatch (the file was edited or damaged)"));
         }
-        let revision = lines[1].strip_prefix("revision ").and_then(|n| n.parse().ok()).ok_or_else(|| bad("no revision"))?;
+        let revision =
+            lines[1].strip_prefix("revision ").and_then(|n| n.parse().ok()).ok_or_else(|| bad("no revision"))?;
         let mut sha256 = [0u8; 32];
         lines[2]
             .strip_prefix("sha256 ")
@@ -220,7 +221,10 @@ mod tests {
         // Lowering the revision by hand is caught by the checksum.
         let edited = text.replace("revision 42", "revision 41");
         assert!(matches!(Floor::from_text(&edited, "s"), Err(StateError::Corrupt { .. })));
-        assert!(matches!(Floor::from_text("facegate-door state v1\nrevision 3\n", "s"), Err(StateError::Corrupt { .. })));
+        assert!(matches!(
+            Floor::from_text("facegate-door state v1\nrevision 3\n", "s"),
+            Err(StateError::Corrupt { .. })
+        ));
         assert!(matches!(Floor::from_text("", "s"), Err(StateError::Corrupt { .. })));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state");

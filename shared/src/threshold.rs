@@ -94,7 +94,11 @@ impl DecisionPolicy {
 
     /// The policy for a signed threshold and an unsigned local one that may only tighten it:
     /// `local` above `signed` is [`ThresholdError::Looser`]; `None` uses `signed`.
-    pub fn tightened(signed: Threshold, local: Option<Threshold>, ambiguity_margin: f32) -> Result<Self, ThresholdError> {
+    pub fn tightened(
+        signed: Threshold,
+        local: Option<Threshold>,
+        ambiguity_margin: f32,
+    ) -> Result<Self, ThresholdError> {
         let threshold = match local {
             Some(t) if t.get() > signed.get() => {
                 return Err(ThresholdError::Looser { requested: t.get(), signed: signed.get() })

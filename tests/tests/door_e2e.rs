@@ -200,7 +200,8 @@ fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("facegate-default.card.json")).unwrap()).unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
-    let edited_config = text.replace("[gallery]", &format!("[model]\nencoder = {:?}\n[gallery]", models.join("facegate-default.onnx")));
+    let edited_config =
+        text.replace("[gallery]", &format!("[model]\nencoder = {:?}\n[gallery]", models.join("facegate-default.onnx")));
     std::fs::write(&config, edited_config).unwrap();
     for (field, edit) in [("input.mean", "mean"), ("input.std", "std")] {
         let mut c = card.clone();
@@ -252,15 +253,24 @@ fn the_real_door_relocks_on_time_while_the_loop_is_stalled() {
         std::fs::copy(orl_photo(member, 5), frames.join("0009-member.pgm")).unwrap();
         let calls = u.dir.path().join(format!("relay-{extra}.log"));
         let script = u.dir.path().join("relay.sh");
-        std::fs::write(&script, format!("#!/bin/sh\necho \"$(date +%s%N) $*\" >> \"$RELAY_LOG\"\n")).unwrap();
+        std::fs::write(&script, "#!/bin/sh\necho \"$(date +%s%N) $*\" >> \"$RELAY_LOG\"\n").unwrap();
         let fps = if extra == 0 { 0.5 } else { 4.0 }; // 2 s blocked, or 6 bad frames at 250 ms each
         let config = u.path(&format!("relay-{extra}.toml"));
         let text = std::fs::read_to_string(u.path("door.toml")).unwrap();
         let text = text
-            .replace(&format!("uri = \"dir:{}\"", u.dir.path().join("frames").display()), &format!("uri = \"dir:{}\"", frames.display()))
+            .replace(
+                &format!("uri = \"dir:{}\"", u.dir.path().join("frames").display()),
+                &format!("uri = \"dir:{}\"", frames.display()),
+            )
             .replace("fps = 5\npace = false", &format!("fps = {fps}\npace = true"))
             .replace("consecutive_frames = 2", "consecutive_frames = 1")
-            .replace("kind = \"dry-run\"", &format!("kind = \"command\"\nunlock_ms = {UNLOCK_MS}\ncommand = [\"/bin/sh\", {:?}]", script.display().to_string()));
+            .replace(
+                "kind = \"dry-run\"",
+                &format!(
+                    "kind = \"command\"\nunlock_ms = {UNLOCK_MS}\ncommand = [\"/bin/sh\", {:?}]",
+                    script.display().to_string()
+                ),
+            );
         std::fs::write(&config, text).unwrap();
         let o = std::process::Command::new(facegate_tests::bin("facegate-door"))
             .current_dir(facegate_tests::root())
@@ -270,7 +280,8 @@ fn the_real_door_relocks_on_time_while_the_loop_is_stalled() {
             .unwrap();
         ok(&o);
         let c = relay_calls(&calls);
-        let unlocks: Vec<usize> = c.iter().enumerate().filter(|(_, (_, a))| a.starts_with("unlock")).map(|(i, _)| i).collect();
+        let unlocks: Vec<usize> =
+            c.iter().enumerate().filter(|(_, (_, a))| a.starts_with("unlock")).map(|(i, _)| i).collect();
         assert_eq!(unlocks.len(), 1, "{stall}: one grant per appearance: {c:?}");
         let i = unlocks[0];
         assert_eq!(c[i].1, format!("unlock {UNLOCK_MS}"));
