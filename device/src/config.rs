@@ -12,6 +12,7 @@
 //! state_dir = "/var/lib/facegate/state"          # installed copy + replay guard; door's user only
 //! trusted_keys = ["/etc/facegate/facegate.pub"]  # 1 to 16 public key files
 //! reload_interval_ms = 2000                      # 100 ms to 1 hour: how often the inbox is checked
+//! max_bytes = 67108864                           # 4 KiB to 1 GiB: larger gallery files are refused unread
 //! # url = "https://..."                          # reserved for pulling galleries (not in this version)
 //!
 //! [source]
@@ -176,6 +177,8 @@ struct RawGallery {
     trusted_keys: Vec<PathBuf>,
     #[serde(default = "default_reload_ms")]
     reload_interval_ms: u64,
+    #[serde(default = "default_gallery_max_bytes")]
+    max_bytes: u64,
     /// Reserved for pulling signed galleries from a URL (the several-doors issue).
     url: Option<String>,
     /// Replaced by `inbox` + `state_dir`: named in a clear error.
@@ -186,6 +189,11 @@ struct RawGallery {
 
 fn default_reload_ms() -> u64 {
     2000
+}
+/// 64 MiB: about 120,000 members with one 128-d photo each; a larger file is refused before it
+/// is read (a Pi-class board must not run out of memory on a dropped file).
+fn default_gallery_max_bytes() -> u64 {
+    64 << 20
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +304,8 @@ pub struct GallerySettings {
     pub trusted_keys: Vec<PathBuf>,
     /// How often the inbox is checked for a new version.
     pub reload_interval: Duration,
+    /// Gallery files larger than this are refused before reading.
+    pub max_bytes: u64,
 }
 
 /// Frame source settings.
@@ -437,11 +447,16 @@ impl DoorConfig {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
         };
-        if same_dir(&inbox_dir, &state_dir) || inbox.starts_with(&state_dir) {
+        let (inbox_real, state_real) = (real_path(&inbox_dir), real_path(&state_dir));
+        if same_dir(&inbox_dir, &state_dir)
+            || inbox_real.starts_with(&state_real)
+            || state_real.starts_with(&inbox_real)
+        {
             return Err(invalid(
                 "gallery.state_dir",
                 format!(
-                    "{} must not hold the inbox {}: whoever drops galleries must not be able to touch the replay guard",
+                    "{} must be apart from the inbox {} (neither inside the other): whoever drops galleries \
+                     must not be able to touch the replay guard",
                     state_dir.display(),
                     inbox.display()
                 ),
@@ -451,6 +466,7 @@ impl DoorConfig {
             return Err(invalid("gallery.trusted_keys", "must name between 1 and 16 public key files"));
         }
         within("gallery.reload_interval_ms", g.reload_interval_ms, 100, 3_600_000, "ms")?;
+        within("gallery.max_bytes", g.max_bytes, 4096, 1 << 30, "bytes")?;
         let uri: SourceUri = r.source.uri.parse()?;
         let s = &r.source;
         within("source.width", s.width, 16, 8192, "pixels")?;
@@ -487,6 +503,7 @@ impl DoorConfig {
                 paths: crate::store::StorePaths { inbox, state_dir },
                 trusted_keys: r.gallery.trusted_keys,
                 reload_interval: Duration::from_millis(r.gallery.reload_interval_ms),
+                max_bytes: r.gallery.max_bytes,
             },
             source: SourceSettings {
                 uri,
@@ -538,6 +555,37 @@ fn within<T: PartialOrd + std::fmt::Display + Copy>(
         return Err(invalid(key, format!("is {value}; it must be between {lo} and {hi}{unit}")));
     }
     Ok(value)
+}
+
+/// The path with `.` and `..` resolved and symbolic links followed where it exists (as much of
+/// it as exists), for comparing locations.
+fn real_path(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() { p.to_owned() } else { std::env::current_dir().unwrap_or_default().join(p) };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    // Follow links on the longest existing prefix.
+    let mut existing = out.clone();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_owned()), existing.parent().map(Path::to_owned)) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut real = std::fs::canonicalize(&existing).unwrap_or(existing);
+    real.extend(rest.iter().rev());
+    real
 }
 
 /// Whether two directory paths name the same directory (by path, and by inode when both exist).
@@ -686,6 +734,7 @@ mod tests {
     const NUMERIC: &[(&str, &str, f64, f64)] = &[
         ("model", "min_face_px", 8.0, 4096.0),
         ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
+        ("gallery", "max_bytes", 4096.0, 1_073_741_824.0),
         ("source", "width", 16.0, 8192.0),
         ("source", "height", 16.0, 8192.0),
         ("source", "fps", 0.1, 240.0),
@@ -711,25 +760,57 @@ mod tests {
         }
     }
 
-    fn value_of(c: &DoorConfig, key: &str) -> f64 {
-        match key {
-            "min_face_px" => c.model.min_face_px.into(),
-            "reload_interval_ms" => c.gallery.reload_interval.as_millis() as f64,
-            "width" => c.source.width.into(),
-            "height" => c.source.height.into(),
-            "fps" => c.source.fps.into(),
-            "repeat" => c.source.repeat.into(),
-            "consecutive_frames" => c.decision.consecutive_frames.into(),
-            "cooldown_ms" => c.decision.cooldown.as_millis() as f64,
-            "ambiguity_margin" => c.decision.ambiguity_margin.into(),
-            "threshold" => c.decision.threshold.map_or(f64::NAN, |t| t.get().into()),
-            "claim_timeout_ms" => c.decision.claim_timeout.as_millis() as f64,
-            "unlock_ms" => c.lock.unlock.as_millis() as f64,
-            "gpio_line" => c.lock.gpio_line.into(),
-            "command_timeout_ms" => c.lock.command_timeout.as_millis() as f64,
-            "max_bytes" => c.log.max_bytes as f64,
-            "keep" => c.log.keep.into(),
-            other => panic!("{other}"),
+    fn value_of(c: &DoorConfig, section: &str, key: &str) -> f64 {
+        match (section, key) {
+            (_, "min_face_px") => c.model.min_face_px.into(),
+            (_, "reload_interval_ms") => c.gallery.reload_interval.as_millis() as f64,
+            ("gallery", "max_bytes") => c.gallery.max_bytes as f64,
+            (_, "width") => c.source.width.into(),
+            (_, "height") => c.source.height.into(),
+            (_, "fps") => c.source.fps.into(),
+            (_, "repeat") => c.source.repeat.into(),
+            (_, "consecutive_frames") => c.decision.consecutive_frames.into(),
+            (_, "cooldown_ms") => c.decision.cooldown.as_millis() as f64,
+            (_, "ambiguity_margin") => c.decision.ambiguity_margin.into(),
+            (_, "threshold") => c.decision.threshold.map_or(f64::NAN, |t| t.get().into()),
+            (_, "claim_timeout_ms") => c.decision.claim_timeout.as_millis() as f64,
+            (_, "unlock_ms") => c.lock.unlock.as_millis() as f64,
+            (_, "gpio_line") => c.lock.gpio_line.into(),
+            (_, "command_timeout_ms") => c.lock.command_timeout.as_millis() as f64,
+            ("log", "max_bytes") => c.log.max_bytes as f64,
+            (_, "keep") => c.log.keep.into(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Settings written as TOML floats (the rest are integers).
+    const FLOAT_KEYS: &[&str] = &["min_face_px", "fps", "ambiguity_margin", "threshold"];
+
+    /// Each bound, just inside and just outside it: accepted exactly when inside the documented
+    /// range, and refused naming the key otherwise.
+    #[test]
+    fn every_numeric_bound_is_where_it_is_documented() {
+        for &(section, key, lo, hi) in NUMERIC {
+            let float = FLOAT_KEYS.contains(&key);
+            let step = if float { 1e-3 } else { 1.0 };
+            // The threshold's lower end is open: (0, 2].
+            let lo_ok = key != "threshold";
+            for (v, inside) in [(lo, lo_ok), (hi, true), (lo - step, false), (hi + step, false)] {
+                let text = with_value(section, key, &if float { format!("{v:?}") } else { format!("{}", v as i64) });
+                match DoorConfig::parse(&text) {
+                    Ok(c) => {
+                        assert!(inside, "{section}.{key} = {v} accepted outside [{lo}, {hi}]");
+                        assert!((value_of(&c, section, key) - v).abs() <= 1e-3 * v.abs().max(1.0), "{key} = {v}");
+                    }
+                    Err(ConfigError::Invalid { key: k, .. }) => {
+                        assert!(!inside, "{section}.{key} = {v} refused inside the range");
+                        assert_eq!(k, format!("{section}.{key}"), "{v}");
+                    }
+                    // A negative number for an unsigned setting does not parse at all.
+                    Err(ConfigError::Parse { .. }) => assert!(!inside && v < 0.0, "{section}.{key} = {v}"),
+                    Err(e) => panic!("{section}.{key} = {v}: {e}"),
+                }
+            }
         }
     }
 
@@ -761,7 +842,7 @@ mod tests {
             };
             match DoorConfig::parse(&text) {
                 Ok(c) => {
-                    let v = value_of(&c, key);
+                    let v = value_of(&c, section, key);
                     proptest::prop_assert!(v >= lo && v <= hi, "{key} = {v} accepted outside [{lo}, {hi}]");
                     let d = crate::door::DoorSettings::from_config(&c);
                     proptest::prop_assert!(d.unlock >= Duration::from_millis(100));

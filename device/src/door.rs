@@ -496,7 +496,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         // Two strangers in a row are both "unknown": they are one appearance only if their faces
         // match each other.
         if matches!(outcome, Outcome::Denied("unknown", None)) {
-            let threshold = self.policy.threshold;
+            let threshold = self.policy.threshold();
             let same_face = self
                 .streak
                 .last
@@ -557,7 +557,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let m = self.store.matcher();
         let today = Date::today();
         match &self.claim {
-            Some(c) => m.claim(&c.id, e, self.policy.threshold, today),
+            Some(c) => m.claim(&c.id, e, self.policy.threshold(), today),
             None => m.identify(e, &self.policy, today),
         }
     }

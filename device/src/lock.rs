@@ -133,7 +133,9 @@ impl Drop for GpioLock {
 }
 
 /// An external command: `CMD ARGS... unlock MILLISECONDS` and `CMD ARGS... lock`. Exit status 0
-/// means done; anything else, or running past the timeout, is a failure.
+/// means done; anything else, or running past the timeout, is a failure. `unlock` must return as
+/// soon as the relay is energised (a relay with its own pulse timer may use MILLISECONDS as a
+/// second guard): it is killed, and the door secured, if it is still running after MILLISECONDS.
 pub struct CommandLock {
     command: Vec<String>,
     timeout: Duration,
@@ -146,7 +148,7 @@ impl CommandLock {
         Self { command, timeout }
     }
 
-    fn run(&self, args: &[String]) -> Result<(), LockError> {
+    fn run(&self, args: &[String], timeout: Duration) -> Result<(), LockError> {
         let shown = format!("{} {}", self.command.join(" "), args.join(" "));
         let err = |reason: String| LockError::Command { command: shown.clone(), reason };
         let mut child = Command::new(&self.command[0])
@@ -161,10 +163,10 @@ impl CommandLock {
             match child.try_wait().map_err(|e| err(e.to_string()))? {
                 Some(s) if s.success() => return Ok(()),
                 Some(s) => return Err(err(format!("exited with {s}"))),
-                None if start.elapsed() > self.timeout => {
+                None if start.elapsed() > timeout => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(err(format!("did not finish within {:?}", self.timeout)));
+                    return Err(err(format!("did not finish within {timeout:?}")));
                 }
                 None => std::thread::sleep(Duration::from_millis(5)),
             }
@@ -173,11 +175,15 @@ impl CommandLock {
 }
 
 impl Lock for CommandLock {
+    /// Runs `CMD unlock MS`. The command gets at most `hold` (or the configured timeout, if
+    /// shorter): a relay command that energises the relay and then hangs cannot keep the door
+    /// open past the unlock period, because the supervisor is free to secure it only once the
+    /// command has returned or been killed.
     fn unlock(&mut self, hold: Duration) -> Result<(), LockError> {
-        self.run(&["unlock".into(), hold.as_millis().to_string()])
+        self.run(&["unlock".into(), hold.as_millis().to_string()], self.timeout.min(hold))
     }
     fn secure(&mut self) -> Result<(), LockError> {
-        self.run(&["lock".into()])
+        self.run(&["lock".into()], self.timeout)
     }
     fn describe(&self) -> String {
         format!("command {}", self.command.join(" "))
@@ -318,10 +324,28 @@ mod tests {
         let e = slow.secure().unwrap_err();
         assert!(e.to_string().contains("did not finish"), "{e}");
 
+        // An unlock command that hangs is killed after `hold`, even with a longer timeout.
+        let mut hung = sh("sleep 5");
+        let t = Instant::now();
+        let e = hung.unlock(Duration::from_millis(200)).unwrap_err();
+        assert!(e.to_string().contains("did not finish within 200ms"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        std::mem::forget(hung); // its drop would run `sleep 5` again as the lock command
+
         let mut missing = CommandLock::new(vec!["/nonexistent/relay".into()], Duration::from_secs(1));
         // Natively the spawn fails; under qemu-user the exec fails in the child (exit 127).
         let e = missing.unlock(Duration::from_secs(1)).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/relay") && (e.contains("cannot start") || e.contains("exited")), "{e}");
+    }
+
+    #[test]
+    fn a_dropped_command_lock_secures_the_door() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("calls");
+        let mut l = sh(&format!("echo \"$@\" >> {}", log.display()));
+        l.unlock(Duration::from_millis(1500)).unwrap();
+        drop(l);
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "unlock 1500\nlock\n");
     }
 
     #[test]

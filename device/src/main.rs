@@ -45,6 +45,12 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Drive the configured lock to its secured state and exit (the unit's `ExecStopPost`, which
+    /// systemd runs after any exit of `run`, even SIGKILL). Exit 0 secured, 1 failed.
+    Secure {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Measure detection, alignment, encoding, matching and end-to-end frame latency.
     Bench {
         #[command(flatten)]
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { common, json } => run(&common, json),
         Cmd::Check { common } => check(&common),
+        Cmd::Secure { common } => secure(&common),
         Cmd::Bench { common, frames, json } => bench(&common, frames, json),
     };
     match r {
@@ -119,7 +126,8 @@ fn trusted_keys(c: &DoorConfig) -> Result<Vec<VerifyingKey>> {
 }
 
 fn store(c: &DoorConfig, p: &Pipeline, access: Access) -> Result<GalleryStore> {
-    let rules = InstallRules::new(trusted_keys(c)?, p.encoder.card().binding());
+    let rules =
+        InstallRules::new(trusted_keys(c)?, p.encoder.card().binding()).with_max_file_bytes(c.gallery.max_bytes);
     Ok(GalleryStore::open(&c.gallery.paths, rules, access)?)
 }
 
@@ -146,17 +154,27 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let src = source::open(&c.source)?;
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)).context("installing the signal handler")?;
-    }
     let mut door = Door::new(src, p, lock, Tee(sinks), store, settings)?;
-    // A panic anywhere (this thread or another) secures the lock before unwinding starts; the
-    // supervisor's drop during unwinding secures it again, and its timer relocks regardless.
+    // How long an emergency secure may take: one lock command, plus a retry.
+    let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;
+    {
+        // SIGTERM/SIGINT secure the lock at once (the loop may be blocked in a camera read),
+        // then ask the loop to stop.
+        let stop = stop.clone();
+        let emergency = door.lock.emergency();
+        ctrlc::set_handler(move || {
+            emergency.secure_now(wait);
+            stop.store(true, Ordering::SeqCst);
+        })
+        .context("installing the signal handler")?;
+    }
+    // A panic anywhere (this thread or another) secures the lock, and waits for it, before
+    // unwinding starts; the supervisor's drop during unwinding secures it again, and its timer
+    // relocks regardless.
     let emergency = door.lock.emergency();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        emergency.secure_now();
+        emergency.secure_now(wait);
         default_hook(info);
     }));
     if c.decision.mode == Mode::Claim {
@@ -232,12 +250,12 @@ fn check(common: &Common) -> Result<ExitCode> {
                         policy.is_ok(),
                         "threshold",
                         match policy {
-                            Ok(p) => format!("{} (signed {})", p.threshold.get(), g.threshold.get()),
+                            Ok(p) => format!("{} (signed {})", p.threshold().get(), g.threshold.get()),
                             Err(e) => format!("config `decision.threshold`: {e}"),
                         },
                     );
                     for note in s.take_notes() {
-                        line(true, "note", note);
+                        println!("WARN {:<10} {note}", "gallery");
                     }
                 }
                 Err(e) => line(false, "gallery", format!("{e:#}")),
@@ -262,6 +280,21 @@ fn check(common: &Common) -> Result<ExitCode> {
     line(writable.is_ok(), "log", format!("{}: {}", c.log.path.display(), writable.err().unwrap_or("writable".into())));
     println!("{}", if ok { "ready" } else { "NOT READY" });
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn secure(common: &Common) -> Result<ExitCode> {
+    let c = common.load()?;
+    let mut lock = open_lock(&c)?;
+    match lock.secure() {
+        Ok(()) => {
+            println!("secured: {}", lock.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("facegate-door: securing the lock failed: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn tempfile_in(dir: &std::path::Path) -> std::result::Result<(), String> {

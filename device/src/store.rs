@@ -299,7 +299,7 @@ fn try_inbox(
     floor: Option<&Floor>,
 ) -> Result<(Candidate, Verdict, Vec<u8>), StoreError> {
     let err = |source| StoreError::Install { path: inbox.display().to_string(), source };
-    let bytes = gallery_file::read_capped(inbox).map_err(|e| err(e.into()))?;
+    let bytes = rules.read(inbox).map_err(err)?;
     let c = rules.verify(&bytes).map_err(err)?;
     let verdict = InstallRules::judge(&c, floor).map_err(err)?;
     Ok((c, verdict, bytes))
@@ -309,7 +309,7 @@ fn try_inbox(
 /// others: whoever can write it can lower the replay floor. `Ok(false)`: it does not exist yet
 /// (read-only access).
 fn check_state_dir(dir: &Path, access: Access) -> Result<bool, StoreError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let bad = |problem: String| StoreError::StateDir { path: dir.display().to_string(), problem };
     if !dir.exists() {
         if access == Access::ReadOnly {
@@ -317,9 +317,22 @@ fn check_state_dir(dir: &Path, access: Access) -> Result<bool, StoreError> {
         }
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| bad(e.to_string()))?;
     }
-    let meta = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| bad(e.to_string()))?;
+    if meta.file_type().is_symlink() {
+        return Err(bad("is a symbolic link; name the real directory".into()));
+    }
     if !meta.is_dir() {
         return Err(bad("is not a directory".into()));
+    }
+    // The owner of /proc/self is this process's effective user.
+    if let Ok(me) = std::fs::metadata("/proc/self") {
+        if meta.uid() != me.uid() {
+            return Err(bad(format!(
+                "is owned by uid {}, not by the door's user (uid {}): only the door may write its replay guard",
+                meta.uid(),
+                me.uid()
+            )));
+        }
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o022 != 0 {

@@ -32,9 +32,10 @@ pub const SECURE_RETRY: Duration = Duration::from_millis(100);
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 enum Cmd {
-    Unlock(Duration, SyncSender<Result<(), LockError>>),
+    /// Open for `hold`, asked at `Instant`: a request older than `hold` when it is read is refused.
+    Unlock(Duration, Instant, SyncSender<Result<(), LockError>>),
     Secure(SyncSender<Result<(), LockError>>),
-    Emergency,
+    Emergency(SyncSender<bool>),
     Shutdown,
 }
 
@@ -52,16 +53,27 @@ pub enum Notice {
     Emergency,
 }
 
-/// Secures the lock from anywhere (a panic hook, a signal thread) without waiting.
+/// Secures the lock from anywhere (a panic hook, a signal handler's thread).
 #[derive(Clone)]
 pub struct EmergencySecure(Sender<Cmd>);
 
 impl EmergencySecure {
-    /// Asks the supervisor to secure the lock now; returns at once.
-    pub fn secure_now(&self) {
-        let _ = self.0.send(Cmd::Emergency);
+    /// Asks the supervisor to secure the lock now and waits up to `wait` for it to be done.
+    /// True when the lock reported secured. Called on the supervisor thread itself (a driver
+    /// that panics), it does not wait: that thread is the one that would answer.
+    pub fn secure_now(&self, wait: Duration) -> bool {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if self.0.send(Cmd::Emergency(reply)).is_err() {
+            return false;
+        }
+        if std::thread::current().name() == Some(THREAD_NAME) {
+            return false;
+        }
+        answer.recv_timeout(wait).unwrap_or(false)
     }
 }
+
+const THREAD_NAME: &str = "lock-supervisor";
 
 /// The handle the door holds; the driver lives on the supervisor thread.
 pub struct LockSupervisor {
@@ -78,7 +90,7 @@ impl LockSupervisor {
         let (tx, rx) = mpsc::channel();
         let (ntx, notices) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("lock-supervisor".into())
+            .name(THREAD_NAME.into())
             .spawn(move || supervise(lock, rx, ntx))
             .expect("spawning the lock supervisor thread");
         Self { tx, notices, thread: Some(thread), describe }
@@ -87,7 +99,8 @@ impl LockSupervisor {
     /// Opens the lock for `hold`; the supervisor secures it when `hold` has passed. An error means
     /// the door is locked (the supervisor secured it, or it cannot be reached).
     pub fn unlock(&self, hold: Duration) -> Result<(), LockError> {
-        self.request(|reply| Cmd::Unlock(hold, reply))
+        let asked = Instant::now();
+        self.request(|reply| Cmd::Unlock(hold, asked, reply))
     }
 
     /// Secures the lock now and cancels any unlock deadline.
@@ -166,9 +179,15 @@ fn supervise<L: Lock>(mut lock: L, rx: Receiver<Cmd>, notices: Sender<Notice>) {
                     }
                 }
             }
-            Some(Cmd::Unlock(hold, reply)) => {
-                let asked = Instant::now();
-                let r = lock.unlock(hold);
+            Some(Cmd::Unlock(hold, asked, reply)) => {
+                // A request that waited out its own period (the caller has given up on it) is
+                // refused rather than opening the door late.
+                let left = hold.saturating_sub(asked.elapsed());
+                if left.is_zero() {
+                    let _ = reply.send(Err(LockError::Supervisor("unlock request expired before it ran".into())));
+                    continue;
+                }
+                let r = lock.unlock(left);
                 if r.is_ok() {
                     // The period counts from the request: a slow driver shortens it, never extends it.
                     deadline = Some(asked + hold);
@@ -188,10 +207,11 @@ fn supervise<L: Lock>(mut lock: L, rx: Receiver<Cmd>, notices: Sender<Notice>) {
                 };
                 let _ = reply.send(r);
             }
-            Some(Cmd::Emergency) => {
+            Some(Cmd::Emergency(reply)) => {
                 opened_at = None;
                 let _ = notices.send(Notice::Emergency);
-                secure(&mut lock, &mut deadline);
+                let done = secure(&mut lock, &mut deadline);
+                let _ = reply.send(done);
             }
             Some(Cmd::Shutdown) => {
                 for _ in 0..3 {
@@ -214,19 +234,39 @@ mod tests {
     /// Scheduling noise allowed on a loaded 2-core machine (measured relock delay: < 1 ms idle).
     const TOLERANCE: Duration = Duration::from_millis(150);
 
+    /// Waits (polling, up to 5 s) until the lock is secured; the bound is asserted on the
+    /// recorded timestamps, not on how long this waited.
+    fn wait_secured(probe: &FakeLock) {
+        let t = Instant::now();
+        while probe.is_open() && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn the_lock_is_secured_at_the_deadline_without_any_further_call() {
         let probe = FakeLock::default();
         let s = LockSupervisor::start(probe.probe());
-        s.unlock(Duration::from_millis(200)).unwrap();
-        assert!(probe.is_open());
-        std::thread::sleep(Duration::from_millis(200) + TOLERANCE);
+        let hold = Duration::from_millis(200);
+        s.unlock(hold).unwrap();
+        wait_secured(&probe);
         assert!(!probe.is_open(), "secured by the supervisor alone");
         let open = probe.open_periods();
         assert_eq!(open.len(), 1);
         let o = open[0].unwrap();
-        assert!(o >= Duration::from_millis(200) && o <= Duration::from_millis(200) + TOLERANCE, "{o:?}");
+        // The period counts from the request, a little before the driver's own timestamp.
+        assert!(o + Duration::from_millis(5) >= hold && o <= hold + TOLERANCE, "{o:?}");
         assert!(matches!(s.notices()[..], [Notice::Relocked { .. }]));
+    }
+
+    #[test]
+    fn a_stale_unlock_request_is_refused() {
+        let probe = FakeLock::default();
+        let s = LockSupervisor::start(probe.probe());
+        let r =
+            s.request(|reply| Cmd::Unlock(Duration::from_millis(10), Instant::now() - Duration::from_secs(1), reply));
+        assert!(r.is_err());
+        assert_eq!(probe.unlocks(), 0);
     }
 
     #[test]
@@ -242,8 +282,7 @@ mod tests {
         let probe = FakeLock::default();
         let s = LockSupervisor::start(probe.probe());
         s.unlock(Duration::from_secs(60)).unwrap();
-        s.emergency().secure_now();
-        std::thread::sleep(TOLERANCE);
+        assert!(s.emergency().secure_now(Duration::from_secs(5)), "secured before secure_now returned");
         assert!(!probe.is_open());
         assert!(matches!(s.notices()[..], [Notice::Emergency]));
     }
@@ -282,7 +321,7 @@ mod tests {
         let probe3 = FakeLock::default();
         let s = LockSupervisor::start(Flaky(probe3.probe(), 2));
         s.unlock(Duration::from_millis(20)).unwrap();
-        std::thread::sleep(Duration::from_millis(20) + SECURE_RETRY + TOLERANCE);
+        wait_secured(&probe3);
         assert!(!probe3.is_open(), "retried after {SECURE_RETRY:?}");
         let failures = s.notices().iter().filter(|n| matches!(n, Notice::SecureFailed(_))).count();
         assert_eq!(failures, 2);

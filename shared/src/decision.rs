@@ -138,11 +138,11 @@ impl Matcher {
         let Some(best) = top.first() else {
             return Ok(Decision::Denied(DenialReason::Unknown { nearest: None }));
         };
-        if !policy.threshold.accepts(best.distance) {
+        if !policy.threshold().accepts(best.distance) {
             return Ok(Decision::Denied(DenialReason::Unknown { nearest: Some(best.distance) }));
         }
         if let Some(second) = top.get(1) {
-            if second.distance - best.distance < policy.ambiguity_margin {
+            if second.distance - best.distance < policy.ambiguity_margin() {
                 return Ok(Decision::Denied(DenialReason::Ambiguous {
                     first: best.member.clone(),
                     first_distance: best.distance,
@@ -151,7 +151,7 @@ impl Matcher {
                 }));
             }
         }
-        Ok(self.admit(best.index, best.distance, policy.threshold, today))
+        Ok(self.admit(best.index, best.distance, policy.threshold(), today))
     }
 
     /// Claim-then-verify: the visitor claims to be `id`; compare with that member only.

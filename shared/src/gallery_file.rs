@@ -503,10 +503,16 @@ pub fn load_trusted(path: &Path, trusted: &[VerifyingKey]) -> Result<Gallery, Ga
 /// `MAX_GALLERY_FILE_BYTES + 1` bytes so a file that grows after the size check is refused too.
 /// For callers that need the bytes themselves (to hash them, say) before [`decode_trusted`].
 pub fn read_capped(path: &Path) -> Result<Vec<u8>, GalleryError> {
+    read_capped_to(path, MAX_GALLERY_FILE_BYTES)
+}
+
+/// [`read_capped`] with a smaller cap of the reader's own (a door unit with little memory);
+/// `max` above [`MAX_GALLERY_FILE_BYTES`] is lowered to it.
+pub fn read_capped_to(path: &Path, max: u64) -> Result<Vec<u8>, GalleryError> {
     let io = |source| GalleryError::Io { path: path.display().to_string(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
-    read_limited(file, size, path, MAX_GALLERY_FILE_BYTES)
+    read_limited(file, size, path, max.min(MAX_GALLERY_FILE_BYTES))
 }
 
 /// Reads at most `max + 1` bytes of `r`, whose size was `size` when last looked at.

@@ -84,12 +84,20 @@ pub enum Verdict {
 pub struct InstallRules {
     trusted: Vec<VerifyingKey>,
     encoder: EncoderBinding,
+    max_file_bytes: u64,
 }
 
 impl InstallRules {
     /// Rules for galleries signed by one of `trusted` and enrolled with `encoder`.
     pub fn new(trusted: Vec<VerifyingKey>, encoder: EncoderBinding) -> Self {
-        Self { trusted, encoder }
+        Self { trusted, encoder, max_file_bytes: gallery_file::MAX_GALLERY_FILE_BYTES }
+    }
+
+    /// Refuses files larger than `max` bytes before reading them (a door unit with little memory
+    /// sets this well below the format's own limit).
+    pub fn with_max_file_bytes(mut self, max: u64) -> Self {
+        self.max_file_bytes = max;
+        self
     }
 
     /// The encoder galleries must be bound to.
@@ -104,10 +112,14 @@ impl InstallRules {
         Ok(Candidate { gallery, sha256: Sha256::digest(bytes).into() })
     }
 
+    /// Reads `path` (size-capped before reading); see [`InstallRules::with_max_file_bytes`].
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, InstallError> {
+        Ok(gallery_file::read_capped_to(path, self.max_file_bytes)?)
+    }
+
     /// Reads `path` (size-capped before reading) and applies rules 1 and 2.
     pub fn verify_file(&self, path: &Path) -> Result<Candidate, InstallError> {
-        let bytes = gallery_file::read_capped(path)?;
-        self.verify(&bytes)
+        self.verify(&self.read(path)?)
     }
 
     /// Rule 3: the replay guard against `floor` (`None`: nothing was ever installed).

@@ -76,15 +76,25 @@ pub const DEFAULT_AMBIGUITY_MARGIN: f32 = 0.05;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DecisionPolicy {
     /// Largest accepted distance.
-    pub threshold: Threshold,
+    threshold: Threshold,
     /// A grant is refused as ambiguous when a second member is closer than `best + margin`.
-    pub ambiguity_margin: f32,
+    ambiguity_margin: f32,
 }
 
 impl DecisionPolicy {
     /// Checks the margin ([`check_ambiguity_margin`]).
     pub fn new(threshold: Threshold, ambiguity_margin: f32) -> Result<Self, ThresholdError> {
         Ok(Self { threshold, ambiguity_margin: check_ambiguity_margin(ambiguity_margin)? })
+    }
+
+    /// Largest accepted distance.
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// A grant is refused as ambiguous when a second member is closer than `best + margin`.
+    pub fn ambiguity_margin(&self) -> f32 {
+        self.ambiguity_margin
     }
 
     /// The same policy (its margin already checked) with another threshold.
@@ -130,11 +140,11 @@ mod tests {
     fn a_local_threshold_may_only_tighten() {
         let signed = Threshold::new(0.8).unwrap();
         let p = DecisionPolicy::tightened(signed, None, 0.05).unwrap();
-        assert_eq!(p.threshold, signed);
+        assert_eq!(p.threshold(), signed);
         let p = DecisionPolicy::tightened(signed, Some(Threshold::new(0.6).unwrap()), 0.05).unwrap();
-        assert_eq!(p.threshold.get(), 0.6);
+        assert_eq!(p.threshold().get(), 0.6);
         let p = DecisionPolicy::tightened(signed, Some(signed), 0.05).unwrap();
-        assert_eq!(p.threshold, signed);
+        assert_eq!(p.threshold(), signed);
         let e = DecisionPolicy::tightened(signed, Some(Threshold::new(2.0).unwrap()), 0.05).unwrap_err();
         assert_eq!(e, ThresholdError::Looser { requested: 2.0, signed: 0.8 });
         assert!(e.to_string().contains("2") && e.to_string().contains("0.8"), "{e}");

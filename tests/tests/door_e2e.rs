@@ -25,7 +25,9 @@ fn set_up() -> Unit {
     let (members, rest) = test.split_at(4);
     let strangers: Vec<String> = rest.iter().cloned().chain(split("val")).collect();
     let u = Unit { dir: tempfile::tempdir().unwrap(), members: members.to_vec(), strangers };
-    let (secret, public, gallery) = (u.path("k.secret"), u.path("k.pub"), u.path("gym.fgg"));
+    // The front desk drops galleries into the inbox; the door keeps its state apart.
+    std::fs::create_dir(u.dir.path().join("inbox")).unwrap();
+    let (secret, public, gallery) = (u.path("k.secret"), u.path("k.pub"), u.path("inbox/gym.fgg"));
     ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
     for p in &u.members {
         let photos: Vec<String> = (1..=3).map(|n| orl_photo(p, n).display().to_string()).collect();
@@ -119,7 +121,7 @@ fn door_grants_enrolled_people_and_denies_everyone_else() {
 fn door_refuses_to_start_on_a_tampered_gallery_or_an_unwritable_log() {
     let u = set_up();
     let config = u.path("door.toml");
-    let gallery = u.path("gym.fgg");
+    let gallery = u.path("inbox/gym.fgg");
     let mut bytes = std::fs::read(&gallery).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 1;
@@ -203,18 +205,37 @@ fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
     let edited_config =
         text.replace("[gallery]", &format!("[model]\nencoder = {:?}\n[gallery]", models.join("facegate-default.onnx")));
     std::fs::write(&config, edited_config).unwrap();
-    for (field, edit) in [("input.mean", "mean"), ("input.std", "std")] {
+    // mean and std still load, so the gallery binding is what catches them and names the field;
+    // size and channel edits no longer fit the graph and the alignment template must be the
+    // known one, so loading the model refuses those first; an extra constant input is accepted
+    // by the loader and caught by the binding.
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, &str, Edit); 7] = [
+        ("input.mean", "input.mean", |c| c["input"]["mean"][0] = serde_json::json!(128.5)),
+        ("input.std", "input.std", |c| c["input"]["std"][0] = serde_json::json!(128.5)),
+        ("input.width", "input shape", |c| c["input"]["width"] = serde_json::json!(72)),
+        ("input.height", "input shape", |c| c["input"]["height"] = serde_json::json!(72)),
+        ("input.channels", "input", |c| {
+            c["input"]["channels"] = serde_json::json!("rgb");
+            c["input"]["mean"] = serde_json::json!([127.5, 127.5, 127.5]);
+            c["input"]["std"] = serde_json::json!([127.5, 127.5, 127.5]);
+        }),
+        ("alignment", "alignment", |c| c["alignment"] = serde_json::json!("arcface-5pt-v2")),
+        ("extra_inputs", "extra_inputs", |c| {
+            c["extra_inputs"] = serde_json::json!([{"name": "scale", "shape": [1], "values": [1.0]}])
+        }),
+    ];
+    for (field, says, edit) in edits {
         let mut c = card.clone();
-        let v = c["input"][edit][0].as_f64().unwrap();
-        c["input"][edit][0] = serde_json::json!(v + 1.0);
+        edit(&mut c);
         std::fs::write(models.join("facegate-default.card.json"), serde_json::to_string_pretty(&c).unwrap()).unwrap();
         let o = run("facegate-door", &["check", "--config", &config]);
         assert_eq!(o.status.code(), Some(1), "{field}");
         let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains(field) && out.contains("NOT READY"), "{field}: {out}");
+        assert!(out.contains(says) && out.contains("NOT READY"), "{field}: {out}");
         let o = run("facegate-door", &["run", "--config", &config]);
         assert_eq!(o.status.code(), Some(2), "{field}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains(field), "{field}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(says), "{field}: {}", String::from_utf8_lossy(&o.stderr));
     }
     // The original card works again.
     std::fs::copy(root.join("facegate-default.card.json"), models.join("facegate-default.card.json")).unwrap();
@@ -284,13 +305,31 @@ fn the_real_door_relocks_on_time_while_the_loop_is_stalled() {
             c.iter().enumerate().filter(|(_, (_, a))| a.starts_with("unlock")).map(|(i, _)| i).collect();
         assert_eq!(unlocks.len(), 1, "{stall}: one grant per appearance: {c:?}");
         let i = unlocks[0];
-        assert_eq!(c[i].1, format!("unlock {UNLOCK_MS}"));
+        // The relay is told the time left of the unlock period (the request took a moment).
+        let told: u128 = c[i].1.strip_prefix("unlock ").unwrap().parse().unwrap();
+        assert!(told <= UNLOCK_MS && told + 100 >= UNLOCK_MS, "{stall}: {c:?}");
         let (t_lock, a) = &c[i + 1];
         assert_eq!(a, "lock", "{stall}: the call after the unlock secures it: {c:?}");
         let open_ms = (t_lock - c[i].0) / 1_000_000;
         eprintln!("{stall}: real binary, command lock: relocked {open_ms} ms after the unlock (unlock_ms {UNLOCK_MS})");
-        assert!(open_ms + 50 >= UNLOCK_MS && open_ms <= UNLOCK_MS + TOLERANCE_MS, "{stall}: open {open_ms} ms: {c:?}");
+        // No lower bound: both timestamps come from separately started `sh` processes.
+        assert!(open_ms <= UNLOCK_MS + TOLERANCE_MS, "{stall}: open {open_ms} ms: {c:?}");
         let next_frame_ms = if extra == 0 { 2000 } else { 250 * (extra as u128 + 1) };
         assert!(open_ms < next_frame_ms, "{stall}: relocked before the loop saw another good frame");
     }
+}
+
+#[test]
+fn bench_gives_up_on_a_source_that_delivers_nothing() {
+    let u = set_up();
+    let bad = u.dir.path().join("bad-frames");
+    std::fs::create_dir(&bad).unwrap();
+    for i in 0..30 {
+        std::fs::write(bad.join(format!("{i:02}.jpg")), b"not a jpeg").unwrap();
+    }
+    let source = format!("dir:{}", bad.display());
+    let o = run("facegate-door", &["bench", "--config", &u.path("door.toml"), "--source", &source, "--frames", "50"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("20 times in a row, giving up"), "{err}");
 }
