@@ -11,8 +11,8 @@ use facegate_face::{
 use facegate_shared::{Embedding, Scores};
 use std::path::{Path, PathBuf};
 
-/// SFace's all-pairs EER on the 400 ORL faces, as measured (0.041 %).
-const RECORDED_EER: f64 = 0.00041;
+/// SFace's all-pairs EER on the 400 ORL faces, as measured (0.041 %), recorded in its card.
+const RECORDED_EER: f64 = facegate_face::sface::SFACE_ORL_EER;
 /// Allowed difference from it: one genuine pair more or fewer on the wrong side moves the EER by
 /// up to 1/1800 = 0.00056, so this band (about half of that) fails on any whole pair while
 /// allowing the interpolation of the EER point to move with last-bit numeric differences.
@@ -152,6 +152,18 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
         t + EER_THRESHOLD_NOISE,
         errors_at(t + EER_THRESHOLD_NOISE),
     );
+    // The card's threshold is what these pairs give at FAR 1e-3 (how it was calibrated).
+    let calibrated = scores.threshold_for_far_conservative(facegate_face::sface::SFACE_THRESHOLD_FAR).unwrap();
+    let card_t = sface_card().threshold.unwrap().distance.get();
+    let opencv_t = (2.0f32 - 2.0 * 0.363).sqrt();
+    eprintln!(
+        "threshold at FAR 1e-3: {calibrated:.5} (card {card_t:.5}): FAR {:.5}, TAR {:.4}; OpenCV's {opencv_t:.4}: FAR {:.5}, TAR {:.4}",
+        scores.far(card_t),
+        scores.tar(card_t),
+        scores.far(opencv_t),
+        scores.tar(opencv_t)
+    );
+    assert!((calibrated - card_t).abs() <= 1e-4, "recalibrated {calibrated}, card says {card_t}: update sface.rs");
     // Recorded: 0.041 % (1 of 1800 genuine, 32 of 78,000 impostor pairs at the EER distance).
     assert!(
         (eer - RECORDED_EER).abs() <= EER_NOISE,

@@ -2,11 +2,14 @@
 //! (verify 1:1, identify 1:N, rank top-k, search benchmarks). Every gallery written is signed.
 
 use anyhow::{bail, Context, Result};
-use facegate_face::{load_image, Encoder, FacePipeline, TractEncoder, YuNet};
+use facegate_face::{
+    card_path_for, inconsistent_photos, load_image, Encoder, FacePipeline, QualityLimits, QualityReport, TractEncoder,
+    YuNet,
+};
 use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
 use facegate_shared::{
-    gallery_file, keys, verify, Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, Gallery,
-    IndexKind, Matcher, Member, MemberId, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN,
+    gallery_file, keys, verify, Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, EncoderBinding,
+    Gallery, IndexKind, Matcher, Member, MemberId, ModelCard, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,26 +17,142 @@ use std::process::ExitCode;
 /// Default key locations.
 pub const DEFAULT_SECRET_KEY: &str = "keys/facegate.secret";
 pub const DEFAULT_PUBLIC_KEY: &str = "keys/facegate.pub";
-/// Default encoder.
-pub const DEFAULT_MODEL: &str = "models/facegate-default.onnx";
+/// The default encoder: SFace, pretrained on real colour photos of real people (CASIA-WebFace),
+/// with a threshold calibrated on data it never saw. The ORL-trained encoder
+/// (`models/facegate-default.onnx`) is what `make demo` trains; it is chosen with `--model`.
+pub const DEFAULT_MODEL: &str = "models/face_recognition_sface_2021dec.onnx";
+/// Where encoders (with their cards) are looked for when a gallery names one by its binding.
+pub const MODELS_DIR: &str = "models";
 /// Default detector.
 pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
 
 /// Model and detector flags shared by commands that look at photos.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// Encoder ONNX with its `.card.json` beside it.
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
+    /// Encoder ONNX with its `.card.json` beside it. Default: for an existing gallery, the
+    /// encoder it was enrolled with (found in models/ by its fingerprint and card); otherwise
+    /// SFace (models/face_recognition_sface_2021dec.onnx), the pretrained encoder that works on
+    /// real colour photos. The ORL-trained models/facegate-default.onnx is chosen explicitly.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// YuNet detector model.
     #[arg(long, default_value = DEFAULT_DETECTOR)]
     pub detector: PathBuf,
 }
 
 impl ModelArgs {
-    /// Loads the one pipeline the door unit also uses.
+    /// The encoder to use: `--model`, else the one `gallery` was enrolled with, else SFace.
+    pub fn resolve(&self, gallery: Option<&EncoderBinding>) -> Result<PathBuf> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        match gallery {
+            None => Ok(PathBuf::from(DEFAULT_MODEL)),
+            Some(b) => find_model(Path::new(MODELS_DIR), b).with_context(|| {
+                format!(
+                    "the gallery was enrolled with encoder {} (not found in {MODELS_DIR}/); pass --model",
+                    b.onnx.short()
+                )
+            }),
+        }
+    }
+
+    /// Loads the one pipeline the door unit also uses, with the encoder [`ModelArgs::resolve`] picks.
+    pub fn pipeline_for(&self, gallery: Option<&EncoderBinding>) -> Result<FacePipeline<YuNet, TractEncoder>> {
+        let model = self.resolve(gallery)?;
+        let enc = TractEncoder::load(&model).with_context(|| format!("encoder {}", model.display()))?;
+        Ok(FacePipeline::new(YuNet::load(&self.detector)?, enc))
+    }
+
+    /// The pipeline for photos not tied to a gallery (`--model` or SFace).
     pub fn pipeline(&self) -> Result<FacePipeline<YuNet, TractEncoder>> {
-        Ok(FacePipeline::new(YuNet::load(&self.detector)?, TractEncoder::load(&self.model)?))
+        self.pipeline_for(None)
+    }
+}
+
+/// The encoder in `dir` whose card gives exactly `binding` (ONNX fingerprint and preprocessing).
+pub fn find_model(dir: &Path, binding: &EncoderBinding) -> Option<PathBuf> {
+    model_cards(dir).into_iter().find(|(_, c)| &c.binding() == binding).map(|(p, _)| p)
+}
+
+/// The encoders with a readable card in `dir`: (ONNX path, card), sorted by path.
+fn model_cards(dir: &Path) -> Vec<(PathBuf, ModelCard)> {
+    let mut out: Vec<(PathBuf, ModelCard)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .filter_map(|p| ModelCard::load(&card_path_for(&p)).ok().map(|c| (p, c)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// One photo's face: its embedding and what the quality gate measured.
+pub struct AssessedPhoto {
+    /// The photo.
+    pub path: PathBuf,
+    /// Its embedding.
+    pub embedding: Embedding,
+    /// Its measurements.
+    pub quality: QualityReport,
+}
+
+/// Detects the single face of a photo, measures its quality and embeds it; names the photo in
+/// any error.
+pub fn assess_photo(p: &FacePipeline<YuNet, TractEncoder>, photo: &Path) -> Result<AssessedPhoto> {
+    let ctx = || format!("photo {}", photo.display());
+    let img = load_image(photo).with_context(ctx)?;
+    let found = p.finder.find_one(&img, &p.encoder.card().input).with_context(ctx)?;
+    let quality = QualityReport::measure(&img, &found.detection);
+    let embedding = p.encoder.encode(&found.aligned).with_context(ctx)?;
+    Ok(AssessedPhoto { path: photo.to_owned(), embedding, quality })
+}
+
+/// What the gate says about a member's photos: per photo, the problems found (empty: passes).
+/// Besides each photo's own limits, a photo that matches none of the member's other photos at
+/// `threshold` is flagged as probably another person.
+pub fn gate(photos: &[AssessedPhoto], limits: &QualityLimits, threshold: Threshold) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> =
+        photos.iter().map(|p| p.quality.problems(limits).into_iter().map(|q| q.message).collect()).collect();
+    let embeddings: Vec<Embedding> = photos.iter().map(|p| p.embedding.clone()).collect();
+    for i in inconsistent_photos(&embeddings, threshold) {
+        let nearest = embeddings
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .filter_map(|(_, e)| e.distance(&embeddings[i]).ok())
+            .fold(f32::INFINITY, f32::min);
+        out[i].push(format!(
+            "does not match the member's other photos (nearest distance {nearest:.3}, threshold {:.3}): probably another person",
+            threshold.get()
+        ));
+    }
+    out
+}
+
+/// Prints the quality table of a member's photos.
+pub fn print_quality_table(photos: &[AssessedPhoto], verdicts: &[Vec<String>]) {
+    println!(
+        "{:<28} {:>6} {:>7} {:>6} {:>6} {:>5} {:>6} {:>5} {:>5}  verdict",
+        "photo", "eyes", "sharp", "light", "contr", "yaw", "pitch", "roll", "score"
+    );
+    for (p, v) in photos.iter().zip(verdicts) {
+        let q = &p.quality;
+        let name = p.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        println!(
+            "{:<28} {:>4.0}px {:>7.0} {:>6.0} {:>6.0} {:>4.0}° {:>5.0}° {:>4.0}° {:>5.2}  {}",
+            name,
+            q.eye_distance_px,
+            q.sharpness,
+            q.brightness,
+            q.contrast,
+            q.pose.yaw,
+            q.pose.pitch,
+            q.pose.roll,
+            q.score,
+            if v.is_empty() { "ok".to_owned() } else { v.join("; ") }
+        );
     }
 }
 
@@ -102,21 +221,31 @@ pub struct EnrollArgs {
     /// Signing key.
     #[arg(long, default_value = DEFAULT_SECRET_KEY)]
     pub key: PathBuf,
+    /// Enrol photos that fail the quality gate anyway (with a warning).
+    #[arg(long)]
+    pub allow_low_quality: bool,
     /// Photos, each with exactly one face.
     #[arg(required = true)]
     pub photos: Vec<PathBuf>,
 }
 
-/// The gallery at `path` (signed by `key`, for this encoder and card), or a new empty one bound
-/// to them.
-fn open_or_new_gallery(path: &Path, key: &SigningKey, encoder: &TractEncoder) -> Result<Gallery> {
-    let card = encoder.card();
+/// The gallery at `path` (signed by `key`) and the pipeline for it (`--model`, else the encoder
+/// it was enrolled with), or a new empty gallery bound to `--model` or SFace.
+fn open_or_new_gallery(
+    path: &Path,
+    key: &SigningKey,
+    model: &ModelArgs,
+) -> Result<(Gallery, FacePipeline<YuNet, TractEncoder>)> {
     if path.exists() {
         let g = load_own_gallery(path, key)?;
-        g.check_encoder(&card.binding()).with_context(|| format!("gallery {}", path.display()))?;
-        Ok(g)
+        let p = model.pipeline_for(Some(&g.encoder))?;
+        g.check_encoder(&p.encoder.card().binding()).with_context(|| format!("gallery {}", path.display()))?;
+        Ok((g, p))
     } else {
-        Ok(Gallery::new(card.binding(), card.embedding_dim, card_threshold(encoder)?))
+        let p = model.pipeline()?;
+        let card = p.encoder.card();
+        let g = Gallery::new(card.binding(), card.embedding_dim, card_threshold(&p.encoder)?);
+        Ok((g, p))
     }
 }
 
@@ -130,9 +259,30 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
         active: true,
     };
     let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
-    let p = a.model.pipeline()?;
-    let mut gallery = open_or_new_gallery(&a.gallery, &key, &p.encoder)?;
-    let embeddings = a.photos.iter().map(|ph| embed_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
+    let (mut gallery, p) = open_or_new_gallery(&a.gallery, &key, &a.model)?;
+    let assessed = a.photos.iter().map(|ph| assess_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
+    let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, gallery.threshold);
+    print_quality_table(&assessed, &verdicts);
+    let failing: Vec<String> = assessed
+        .iter()
+        .zip(&verdicts)
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(ph, v)| format!("photo {}: {}", ph.path.display(), v.join("; ")))
+        .collect();
+    if !failing.is_empty() {
+        if !a.allow_low_quality {
+            bail!(
+                "{} of {} photo(s) failed the quality gate, nothing was written:\n  {}\n(use better photos, or --allow-low-quality to enrol them anyway)",
+                failing.len(),
+                assessed.len(),
+                failing.join("\n  ")
+            );
+        }
+        for f in &failing {
+            eprintln!("warning: enrolled despite the quality gate (--allow-low-quality): {f}");
+        }
+    }
+    let embeddings: Vec<Embedding> = assessed.into_iter().map(|ph| ph.embedding).collect();
     if !gallery.members().is_empty() {
         let m = Matcher::fastest(gallery.clone())?;
         for e in &embeddings {
@@ -154,6 +304,45 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
         gallery.revision
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `facegate quality PHOTOS`: the enrolment gate's table (or JSON lines) for photos; a photo
+/// without a single face is listed with its error.
+pub fn quality(m: &ModelArgs, photos: &[PathBuf], json: bool) -> Result<ExitCode> {
+    let p = m.pipeline()?;
+    let threshold = card_threshold(&p.encoder)?;
+    let (mut assessed, mut unusable) = (Vec::new(), Vec::new());
+    for ph in photos {
+        match assess_photo(&p, ph) {
+            Ok(a) => assessed.push(a),
+            Err(e) => unusable.push(format!("{e:#}")),
+        }
+    }
+    let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, threshold);
+    if json {
+        for (a, v) in assessed.iter().zip(&verdicts) {
+            let q = &a.quality;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "photo": a.path.display().to_string(), "eye_distance_px": q.eye_distance_px,
+                    "sharpness": q.sharpness, "brightness": q.brightness, "contrast": q.contrast,
+                    "yaw": q.pose.yaw, "pitch": q.pose.pitch, "roll": q.pose.roll, "score": q.score,
+                    "problems": v,
+                })
+            );
+        }
+        for u in &unusable {
+            println!("{}", serde_json::json!({"unusable": u}));
+        }
+    } else {
+        print_quality_table(&assessed, &verdicts);
+        for u in &unusable {
+            println!("unusable: {u}");
+        }
+    }
+    let pass = unusable.is_empty() && verdicts.iter().all(Vec::is_empty);
+    Ok(if pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// `facegate members ...`.
@@ -243,6 +432,11 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
         "threshold": g.threshold.get(),
         "revision": g.revision,
         "encoder": g.encoder.onnx.to_string(),
+        "encoder_name": model_cards(Path::new(MODELS_DIR))
+            .into_iter()
+            .find(|(_, c)| c.binding() == g.encoder)
+            .map(|(path, c)| format!("{} ({})", c.name, path.display()))
+            .unwrap_or_else(|| format!("not among the encoders in {MODELS_DIR}/")),
         "preprocessing": {
             "width": p.width,
             "height": p.height,
@@ -398,7 +592,7 @@ fn open_matcher(q: &QueryArgs) -> Result<(Matcher, Embedding)> {
     let key = keys::read_verifying_key(&q.trust)?;
     let g =
         gallery_file::load_trusted(&q.gallery, &[key]).with_context(|| format!("gallery {}", q.gallery.display()))?;
-    let p = q.model.pipeline()?;
+    let p = q.model.pipeline_for(Some(&g.encoder))?;
     g.check_encoder(&p.encoder.card().binding()).with_context(|| format!("gallery {}", q.gallery.display()))?;
     let e = embed_photo(&p, &q.photo)?;
     Ok((Matcher::fastest(g)?, e))
@@ -518,6 +712,15 @@ fn peak_rss_kib() -> Option<u64> {
 /// `facegate gallery verify`: would a door unit trusting `trust` accept this gallery with `model`?
 pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: bool) -> Result<ExitCode> {
     let key = keys::read_verifying_key(trust)?;
+    let found;
+    let model = match model {
+        Some(m) => Some(m),
+        None => {
+            // Without --model: the encoder in models/ the gallery was enrolled with, if any.
+            found = gallery_file::load_trusted(gallery, &[key]).ok().and_then(|g| find_model(Path::new(MODELS_DIR), &g.encoder));
+            found.as_deref()
+        }
+    };
     let checked = gallery_file::load_trusted(gallery, &[key]).and_then(|g| match model {
         Some(m) => {
             let card = facegate_shared::ModelCard::load(&facegate_face::card_path_for(m))
@@ -527,9 +730,18 @@ pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: 
         None => Ok(g),
     });
     let (ok, detail) = match &checked {
-        Ok(g) => {
-            (true, format!("valid: revision {}, {} members, signed by the trusted key", g.revision, g.members().len()))
-        }
+        Ok(g) => (
+            true,
+            format!(
+                "valid: revision {}, {} members, signed by the trusted key, {}",
+                g.revision,
+                g.members().len(),
+                match model {
+                    Some(m) => format!("enrolled with {}", m.display()),
+                    None => "encoder not checked (not found in models/; pass --model)".to_owned(),
+                }
+            ),
+        ),
         Err(e) => (false, format!("INVALID: {e}")),
     };
     if json {
@@ -556,6 +768,9 @@ pub struct ImportArgs {
     /// Worker threads (each loads its own detector and encoder). Default: all cores.
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Import photos that fail the quality gate anyway (with a warning).
+    #[arg(long)]
+    pub allow_low_quality: bool,
 }
 
 /// One member folder's outcome.
@@ -579,8 +794,9 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
     if folders.is_empty() {
         bail!("{} has no member folders (expected DIR/<member id>/<photos>)", a.dir.display());
     }
-    let first = a.model.pipeline()?;
-    let mut gallery = open_or_new_gallery(&a.gallery, &key, &first.encoder)?;
+    let (mut gallery, first) = open_or_new_gallery(&a.gallery, &key, &a.model)?;
+    let model = ModelArgs { model: Some(a.model.resolve(Some(&gallery.encoder))?), detector: a.model.detector.clone() };
+    let (threshold, allow) = (gallery.threshold, a.allow_low_quality);
     let jobs = a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let bar = crate::progress::bar(folders.len() as u64, "enrolling");
     let queue = std::sync::Mutex::new(folders.into_iter());
@@ -591,12 +807,12 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
         for _ in 0..jobs {
             let p = match first.take() {
                 Some(p) => p,
-                None => a.model.pipeline()?,
+                None => model.pipeline()?,
             };
             let (queue, results, bar) = (&queue, &results, &bar);
             handles.push(s.spawn(move || loop {
                 let Some(folder) = queue.lock().expect("queue").next() else { break };
-                let r = import_one(&p, &folder);
+                let r = import_one(&p, &folder, threshold, allow);
                 results.lock().expect("results").push(r);
                 bar.inc(1);
             }));
@@ -650,7 +866,9 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
     Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn import_one(p: &FacePipeline<YuNet, TractEncoder>, folder: &Path) -> Imported {
+/// One member folder: photos that cannot be read or have no single face, and (unless `allow`)
+/// photos failing the quality gate, are skipped with the reason.
+fn import_one(p: &FacePipeline<YuNet, TractEncoder>, folder: &Path, threshold: Threshold, allow: bool) -> Imported {
     let id = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut photos: Vec<PathBuf> = std::fs::read_dir(folder)
         .into_iter()
@@ -659,11 +877,23 @@ fn import_one(p: &FacePipeline<YuNet, TractEncoder>, folder: &Path) -> Imported 
         .filter(|p| p.is_file())
         .collect();
     photos.sort();
-    let (mut embeddings, mut bad) = (Vec::new(), Vec::new());
+    let (mut assessed, mut bad) = (Vec::new(), Vec::new());
     for ph in photos {
-        match embed_photo(p, &ph) {
-            Ok(e) => embeddings.push(e),
+        match assess_photo(p, &ph) {
+            Ok(a) => assessed.push(a),
             Err(e) => bad.push(format!("{e:#}")),
+        }
+    }
+    let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, threshold);
+    let mut embeddings = Vec::new();
+    for (a, v) in assessed.into_iter().zip(verdicts) {
+        if v.is_empty() {
+            embeddings.push(a.embedding);
+        } else if allow {
+            eprintln!("warning: imported despite the quality gate: {}: {}", a.path.display(), v.join("; "));
+            embeddings.push(a.embedding);
+        } else {
+            bad.push(format!("{}: quality gate: {}", a.path.display(), v.join("; ")));
         }
     }
     Imported { id, embeddings, bad }

@@ -70,6 +70,19 @@ enum Command {
     /// Creates the gallery if absent; refuses a gallery made with another encoder or signed with
     /// another key; warns when the face already matches another member.
     Enroll(gallery_cmd::EnrollArgs),
+    /// Check photos against the enrolment quality gate without enrolling anyone: face size,
+    /// sharpness, exposure, head pose, detector score, and (taken as one member's photos)
+    /// whether they all show the same person. Exit 0 all pass, 1 some fail.
+    Quality {
+        #[command(flatten)]
+        model: gallery_cmd::ModelArgs,
+        /// Print one JSON object per photo.
+        #[arg(long)]
+        json: bool,
+        /// Photos, each with exactly one face.
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
     /// List, show, remove, renew or rename members. Removal deletes the embeddings from the file.
     Members {
         /// Gallery file.
@@ -282,6 +295,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Enroll(a) => gallery_cmd::enroll(&a),
+        Command::Quality { model, json, photos } => gallery_cmd::quality(&model, &photos, json),
         Command::Members { gallery, key, json, cmd } => gallery_cmd::members(&gallery, &key, &cmd, json),
         Command::Gallery { cmd: GalleryCmd::Inspect { gallery, json } } => gallery_cmd::inspect(&gallery, json),
         Command::Gallery { cmd: GalleryCmd::Verify { gallery, trust, model, json } } => {
