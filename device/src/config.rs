@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [model]
-//! encoder = "models/facegate-default.onnx"   # ONNX with NAME.card.json beside it
+//! encoder = "models/face_recognition_sface_2021dec.onnx"  # ONNX + NAME.card.json; default SFace
 //! detector = "models/face_detection_yunet_2023mar.onnx"
 //! min_face_px = 40                            # 8 to 4096: faces narrower than this are ignored
 //!
@@ -162,7 +162,9 @@ struct RawModel {
 impl Default for RawModel {
     fn default() -> Self {
         Self {
-            encoder: "models/facegate-default.onnx".into(),
+            // SFace: the pretrained encoder that works on real colour photos, with its calibrated
+            // threshold. The ORL-trained encoder of `make demo` is chosen explicitly.
+            encoder: "models/face_recognition_sface_2021dec.onnx".into(),
             detector: "models/face_detection_yunet_2023mar.onnx".into(),
             min_face_px: 40.0,
         }

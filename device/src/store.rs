@@ -29,8 +29,9 @@ pub const STATE_NAME: &str = "install.state";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A gallery file was refused (unreadable, corrupt, untrusted, other encoder, replayed).
-    #[error("gallery {path}: {source}")]
-    Install { path: String, source: InstallError },
+    /// (`reason` is shown in the message, not chained as a source, so it is printed once.)
+    #[error("gallery {path}: {reason}")]
+    Install { path: String, reason: InstallError },
     /// The install state cannot be written.
     #[error(transparent)]
     State(#[from] StateError),
@@ -49,7 +50,7 @@ impl StoreError {
     /// Whether retrying the same file can succeed (disk full, a file still being written).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Install { source, .. } => !source.is_permanent(),
+            StoreError::Install { reason, .. } => !reason.is_permanent(),
             StoreError::State(_) | StoreError::Index(_) | StoreError::StateDir { .. } => true,
             StoreError::NoGallery(_) => false,
         }
@@ -180,7 +181,7 @@ impl GalleryStore {
                     if access == Access::ReadWrite {
                         gallery_file::write_atomic(&installed_path, &bytes).map_err(|source| StoreError::Install {
                             path: installed_path.display().to_string(),
-                            source: io(source),
+                            reason: io(source),
                         })?;
                         write_state = true;
                     } else {
@@ -279,7 +280,7 @@ impl GalleryStore {
         if self.access == Access::ReadWrite {
             let installed = self.paths.installed();
             gallery_file::write_atomic(&installed, &bytes)
-                .map_err(|source| StoreError::Install { path: installed.display().to_string(), source: io(source) })?;
+                .map_err(|source| StoreError::Install { path: installed.display().to_string(), reason: io(source) })?;
             floor.write(&self.paths.state())?;
         }
         self.matcher = matcher;
@@ -298,7 +299,7 @@ fn try_inbox(
     rules: &InstallRules,
     floor: Option<&Floor>,
 ) -> Result<(Candidate, Verdict, Vec<u8>), StoreError> {
-    let err = |source| StoreError::Install { path: inbox.display().to_string(), source };
+    let err = |reason| StoreError::Install { path: inbox.display().to_string(), reason };
     let bytes = rules.read(inbox).map_err(err)?;
     let c = rules.verify(&bytes).map_err(err)?;
     let verdict = InstallRules::judge(&c, floor).map_err(err)?;

@@ -475,7 +475,7 @@ fn the_replay_floor_survives_a_deleted_or_edited_state_file() {
     f.drop_bytes(&older);
     assert!(matches!(
         f.store(),
-        Err(StoreError::Install { source: InstallError::Older { installed: 3, offered: 2 }, .. })
+        Err(StoreError::Install { reason: InstallError::Older { installed: 3, offered: 2 }, .. })
     ));
 }
 
@@ -486,7 +486,7 @@ fn same_revision_other_content_is_refused_at_start_up_as_at_reload() {
     std::fs::remove_file(f.paths.installed()).unwrap();
     f.write(&gallery(4, &[("A", 0), ("R", 5)]), &key(1));
     match f.store() {
-        Err(StoreError::Install { source: InstallError::SameRevisionOtherContent { revision: 4, .. }, .. }) => {}
+        Err(StoreError::Install { reason: InstallError::SameRevisionOtherContent { revision: 4, .. }, .. }) => {}
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("accepted"),
     }
@@ -564,7 +564,7 @@ fn the_door_refuses_to_start_without_a_trusted_current_gallery() {
     std::fs::remove_file(f.paths.installed()).unwrap();
     fn expect(r: Result<GalleryStore, StoreError>, want: impl Fn(&InstallError) -> bool) {
         match r {
-            Err(StoreError::Install { source, .. }) => assert!(want(&source), "{source}"),
+            Err(StoreError::Install { reason, .. }) => assert!(want(&reason), "{reason}"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("accepted"),
         }

@@ -49,10 +49,11 @@ pub fn sface_card() -> ModelCard {
         threshold: Some(CalibratedThreshold {
             distance: Threshold::new(SFACE_THRESHOLD).expect("valid constant"),
             far: SFACE_THRESHOLD_FAR,
-            data: "all 40 people of data/orl (400 photos, 78000 impostor pairs), which SFace never saw; the smaller of \
+            data:
+                "all 40 people of data/orl (400 photos, 78000 impostor pairs), which SFace never saw; the smaller of \
                    the empirical and the normal-fit threshold (both 1.1203); OpenCV's model zoo value, chosen on LFW, \
                    is cosine 0.363 = distance 1.1287"
-                .into(),
+                    .into(),
         }),
         training: Some("SFace (Zhong et al. 2021), trained by its authors on CASIA-WebFace; OpenCV model zoo".into()),
         metrics: CardMetrics { val_eer: None, test_eer: Some(SFACE_ORL_EER) },

@@ -3,8 +3,8 @@
 //! (data/realfaces, data/orl, models/).
 
 use facegate_face::{
-    load_image, paths, sface::sface_card, Encoder, FaceFinder, FacePipeline, QualityLimits, QualityReport, TractEncoder,
-    YuNet,
+    load_image, paths, sface::sface_card, Encoder, FaceFinder, FacePipeline, QualityLimits, QualityReport,
+    TractEncoder, YuNet,
 };
 use image::RgbImage;
 use std::path::{Path, PathBuf};

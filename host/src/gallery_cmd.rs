@@ -9,7 +9,8 @@ use facegate_face::{
 use facegate_shared::synthetic::{random_matrix, random_unit, SplitMix64};
 use facegate_shared::{
     gallery_file, keys, verify, Date, Decision, DecisionPolicy, DenialReason, Embedding, EmbeddingDim, EncoderBinding,
-    Gallery, IndexKind, Matcher, Member, MemberId, ModelCard, SigningKey, Threshold, Validity, DEFAULT_AMBIGUITY_MARGIN,
+    Gallery, IndexKind, Matcher, Member, MemberId, ModelCard, SigningKey, Threshold, Validity,
+    DEFAULT_AMBIGUITY_MARGIN,
 };
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -717,7 +718,9 @@ pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: 
         Some(m) => Some(m),
         None => {
             // Without --model: the encoder in models/ the gallery was enrolled with, if any.
-            found = gallery_file::load_trusted(gallery, &[key]).ok().and_then(|g| find_model(Path::new(MODELS_DIR), &g.encoder));
+            found = gallery_file::load_trusted(gallery, &[key])
+                .ok()
+                .and_then(|g| find_model(Path::new(MODELS_DIR), &g.encoder));
             found.as_deref()
         }
     };

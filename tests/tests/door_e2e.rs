@@ -31,7 +31,22 @@ fn set_up() -> Unit {
     ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
     for p in &u.members {
         let photos: Vec<String> = (1..=3).map(|n| orl_photo(p, n).display().to_string()).collect();
-        let mut args = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", p, "--name", p];
+        // The ORL-trained encoder (SFace is the default for new galleries); its threshold cannot
+        // confirm that every ORL member's photos match each other, hence --allow-low-quality.
+        let mut args = vec![
+            "enroll",
+            "--model",
+            "models/facegate-default.onnx",
+            "--allow-low-quality",
+            "--gallery",
+            &gallery,
+            "--key",
+            &secret,
+            "--id",
+            p,
+            "--name",
+            p,
+        ];
         args.extend(photos.iter().map(String::as_str));
         ok(&run("facegate", &args));
     }
@@ -55,7 +70,7 @@ fn set_up() -> Unit {
         }
     }
     let config = format!(
-        "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
+        "[model]\nencoder = \"models/facegate-default.onnx\"\n[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
          [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
          [decision]\nconsecutive_frames = 2\ncooldown_ms = 3000\n\
          [lock]\nkind = \"dry-run\"\n\
@@ -202,8 +217,10 @@ fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("facegate-default.card.json")).unwrap()).unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
-    let edited_config =
-        text.replace("[gallery]", &format!("[model]\nencoder = {:?}\n[gallery]", models.join("facegate-default.onnx")));
+    let edited_config = text.replace(
+        "encoder = \"models/facegate-default.onnx\"",
+        &format!("encoder = {:?}", models.join("facegate-default.onnx")),
+    );
     std::fs::write(&config, edited_config).unwrap();
     // mean and std still load, so the gallery binding is what catches them and names the field;
     // size and channel edits no longer fit the graph and the alignment template must be the
