@@ -36,16 +36,16 @@ MEMBERS=("${TEST[@]:0:$HALF}")
 STRANGERS=("${TEST[@]:$HALF}")
 
 echo "== 4. enrol ${MEMBERS[*]} from photos 1-3 each into a signed gallery"
-rm -rf "$OUT/door" && mkdir -p "$OUT/door/frames"
+rm -rf "$OUT/door" && mkdir -p "$OUT/door/frames" "$OUT/door/inbox"
 "$FG" keys init --secret "$OUT/door/facegate.secret" --public "$OUT/door/facegate.pub" >/dev/null
 for p in "${MEMBERS[@]}"; do
   # --allow-low-quality: the ORL-trained encoder cannot confirm that every member's three
   # photos match each other (the gate's consistency check); SFace can.
-  "$FG" enroll --model "$MODEL" --allow-low-quality --gallery "$OUT/door/gallery.fgg" --key "$OUT/door/facegate.secret" \
+  "$FG" enroll --model "$MODEL" --allow-low-quality --gallery "$OUT/door/inbox/gallery.fgg" --key "$OUT/door/facegate.secret" \
     --id "$p" --name "Member $p" data/orl/"$p"/{1,2,3}.pgm
 done
 printf '%s\n' "${MEMBERS[@]}" > "$OUT/door/members.txt"
-"$FG" gallery inspect "$OUT/door/gallery.fgg"
+"$FG" gallery inspect "$OUT/door/inbox/gallery.fgg"
 
 echo "== 5. facegate-door replays members' photos 4-10 and strangers' photos 1-10 (dry-run lock)"
 n=0
@@ -60,7 +60,7 @@ cat > "$OUT/door/door.toml" <<TOML
 [model]
 encoder = "$MODEL"
 [gallery]
-inbox = "$OUT/door/gallery.fgg"
+inbox = "$OUT/door/inbox/gallery.fgg"
 state_dir = "$OUT/door/state"
 trusted_keys = ["$OUT/door/facegate.pub"]
 [source]
@@ -77,7 +77,19 @@ TOML
 "$DOOR" check --config "$OUT/door/door.toml"
 "$DOOR" run --config "$OUT/door/door.toml"
 
-echo "== 6. summary"
+echo "== 5b. the same members and frames with SFace, the default encoder (no --model)"
+S="$OUT/door-sface"
+rm -rf "$S" && mkdir -p "$S/inbox" && ln -s "$PWD/$OUT/door/frames" "$S/frames"
+for p in "${MEMBERS[@]}"; do
+  "$FG" enroll --gallery "$S/inbox/gallery.fgg" --key "$OUT/door/facegate.secret" \
+    --id "$p" --name "Member $p" data/orl/"$p"/{1,2,3}.pgm >/dev/null
+done
+sed -e "s|$OUT/door/inbox/gallery.fgg|$S/inbox/gallery.fgg|; s|$OUT/door/state|$S/state|; s|$OUT/door/events.jsonl|$S/events.jsonl|" \
+    -e "/^\[model\]/,/^encoder/d" "$OUT/door/door.toml" > "$S/door.toml"
+"$DOOR" run --config "$S/door.toml"
+
+echo "== 6. summary (trained encoder, then SFace)"
 PLOTS=("$OUT/train/learning_curves.png" "$OUT"/eval-default/*.png "$OUT"/eval-sface/*.png)
-python3 scripts/demo_summary.py "$OUT/door/events.jsonl" "$OUT/door/members.txt" "$OUT/door" demo/report.html "${PLOTS[@]}"
-echo "  model $MODEL; gallery $OUT/door/gallery.fgg; event log $OUT/door/events.jsonl; evaluations $OUT/eval-*"
+python3 scripts/demo_summary.py "$OUT/door/events.jsonl" "$OUT/door/members.txt" "$OUT/door" demo/report.html "${PLOTS[@]}" \
+  "replay=SFace (default encoder):$S/events.jsonl:$S"
+echo "  model $MODEL; gallery $OUT/door/inbox/gallery.fgg; event log $OUT/door/events.jsonl; evaluations $OUT/eval-*"

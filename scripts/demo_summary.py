@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Summarise a facegate-door replay: compare each decision in the event log with who was really
 in the frame (frame files are named NNNN-PERSON-PHOTO.ext), print the figures, and write a
-self-contained HTML report (plots embedded as data URIs). Standard library only."""
+self-contained HTML report (plots embedded as data URIs). Standard library only.
+
+Further replays of the same frames with another encoder are given as `replay=LABEL:LOG:DIR`
+arguments among the plots; each gets a column beside the first."""
 import base64, html, json, statistics, sys
 from pathlib import Path
 
-def main(log, members_file, out_dir, report, *pngs):
-    members = set(Path(members_file).read_text().split())
+def replay_rows(log, members, out_dir):
     events = [json.loads(l) for l in Path(log).read_text().splitlines() if l.strip()]
     frames_of = {}
     for f in sorted(Path(out_dir, "frames").iterdir()):
@@ -41,15 +43,32 @@ def main(log, members_file, out_dir, report, *pngs):
         "strangers denied": f"{sum(1 for p in strangers if p not in granted)} of {len(strangers)}",
         "median decision latency (ms, deciding frame)": f"{statistics.median(lat):.1f}" if lat else "-",
     }
+    return rows, events
+
+def main(log, members_file, out_dir, report, *args):
+    members = set(Path(members_file).read_text().split())
+    pngs = [a for a in args if not a.startswith("replay=")]
+    columns = [("trained encoder", *replay_rows(log, members, out_dir))]
+    for a in args:
+        if a.startswith("replay="):
+            label, extra_log, extra_dir = a[len("replay="):].rsplit(":", 2)
+            columns.append((label, *replay_rows(extra_log, members, extra_dir)))
+    rows, events = columns[0][1], columns[0][2]
     width = max(map(len, rows))
-    for k, v in rows.items():
-        print(f"  {k:<{width}}  {v}")
+    for label, r, _ in columns:
+        if len(columns) > 1:
+            print(f"  [{label}]")
+        for k, v in r.items():
+            print(f"  {k:<{width}}  {v}")
     imgs = "".join(
         f'<figure><img alt="{html.escape(Path(p).name)}" src="data:image/png;base64,'
         f'{base64.b64encode(Path(p).read_bytes()).decode()}"><figcaption>{html.escape(p)}</figcaption></figure>'
         for p in pngs if Path(p).is_file()
     )
-    table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    head = "" if len(columns) == 1 else "<tr><th></th>" + "".join(f"<th>{html.escape(c[0])}</th>" for c in columns) + "</tr>"
+    table = head + "".join(
+        f"<tr><th>{html.escape(k)}</th>" + "".join(f"<td>{html.escape(str(c[1][k]))}</td>" for c in columns) + "</tr>"
+        for k in rows)
     log_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(e.get(k, '')))}</td>" for k in
                          ("time", "event", "decision", "member", "distance", "reason", "latency_ms", "frame")) + "</tr>"

@@ -830,10 +830,11 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
     results.sort_by(|x, y| x.id.cmp(&y.id));
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let (mut added, mut skipped) = (0, Vec::new());
+    let (mut added, mut skipped, mut skipped_photos) = (0, Vec::new(), 0);
     for r in results {
         for b in &r.bad {
             println!("skipped photo {b}");
+            skipped_photos += 1;
         }
         let id = match MemberId::new(&r.id) {
             Ok(id) => id,
@@ -860,13 +861,13 @@ pub fn import_dir(a: &ImportArgs) -> Result<ExitCode> {
         save_gallery(&a.gallery, &mut gallery, &key)?;
     }
     println!(
-        "imported {added} member(s), skipped {}; gallery {} has {} members (revision {})",
+        "imported {added} member(s), skipped {} member(s) and {skipped_photos} photo(s); gallery {} has {} members (revision {})",
         skipped.len(),
         a.gallery.display(),
         gallery.members().len(),
         gallery.revision
     );
-    Ok(if skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if skipped.is_empty() && skipped_photos == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// One member folder: photos that cannot be read or have no single face, and (unless `allow`)

@@ -166,3 +166,53 @@ fn a_door_with_the_default_encoder_admits_real_members_and_no_one_else() {
         assert!(denied.contains(who.as_str()), "stranger {who} gets a logged denial");
     }
 }
+
+#[test]
+fn enrolment_refuses_bad_photos_naming_value_and_limit_and_the_override_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f);
+    let (secret, public, gallery) = (s(&d("k.secret")), s(&d("k.pub")), s(&d("gym.fgg")));
+    ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
+    let photo = |person: &str, f: &str| s(&root().join("data/realfaces").join(person).join(f));
+    // A copy of a good photo made too dark.
+    let mut dark = image::open(photo("obama", "obama3.jpg")).unwrap().to_rgb8();
+    for p in dark.pixels_mut() {
+        p.0 = p.0.map(|c| (f32::from(c) * 0.15).round() as u8);
+    }
+    let dark_path = s(&d("dark.png"));
+    dark.save(&dark_path).unwrap();
+    let (a, b, biden) = (photo("obama", "obama.jpg"), photo("obama", "obama4_crop.jpg"), photo("biden", "biden.jpg"));
+    let enroll = |extra: &[&str]| {
+        let mut args = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", "44", "--name", "B O"];
+        args.extend_from_slice(extra);
+        run("facegate", &args)
+    };
+    for (bad, says) in [(&dark_path, "too dark: brightness"), (&biden, "probably another person")] {
+        let o = enroll(&[&a, &b, bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(bad.as_str()) && err.contains(says) && err.contains("nothing was written"), "{err}");
+        assert!(!d("gym.fgg").exists(), "nothing written");
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(table.contains("verdict") && table.lines().filter(|l| l.contains(" ok")).count() == 2, "{table}");
+    }
+    let o = enroll(&["--allow-low-quality", &a, &b, &dark_path]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: enrolled despite the quality gate"));
+
+    // Bulk import applies the same gate and lists what it skipped and why.
+    let member = d("in/77");
+    std::fs::create_dir_all(&member).unwrap();
+    for (src, name) in [(&a, "a.jpg"), (&b, "b.jpg"), (&dark_path, "dark.png")] {
+        std::fs::copy(src, member.join(name)).unwrap();
+    }
+    let o = run("facegate", &["gallery", "import-dir", &s(&d("in")), "--gallery", &gallery, "--key", &secret]);
+    assert_eq!(o.status.code(), Some(1), "a skipped photo makes the exit 1");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("skipped photo") && out.contains("dark.png: quality gate: too dark"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&run("facegate", &["members", "--gallery", &gallery, "--key", &secret, "list", "--json"])))
+            .unwrap();
+    let m77 = v.as_array().unwrap().iter().find(|m| m["id"] == "77").unwrap();
+    assert_eq!(m77["photos"], 2, "the good photos only");
+}
