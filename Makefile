@@ -8,10 +8,19 @@ export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 AARCH64 := aarch64-unknown-linux-gnu
 
-.PHONY: setup demo test test-host test-aarch64 cross bench lint
+.PHONY: setup setup-frontdesk frontdesk demo test test-host test-aarch64 cross bench lint
 
 setup:
 	@scripts/setup.sh
+
+# A front-desk PC or a server: `facegate` (enrolment, galleries, matching, evaluation) and the door
+# unit, without the 4.7 GB torch venv; `facegate-train` is not built.
+setup-frontdesk:
+	@FRONTDESK=1 scripts/setup.sh
+
+frontdesk: setup-frontdesk
+	cargo build --release -p facegate-host -p facegate-device
+	@ls -l target/release/facegate target/release/facegate-door
 
 demo: setup
 	@scripts/demo.sh

@@ -8,7 +8,8 @@ mkdir -p "$OUT"
 # the same build `make test` uses (one feature set, so neither rebuilds the other's dependencies)
 cargo build -q --workspace --all-targets
 DOOR=target/debug/facegate-door
-FG=target/debug/facegate
+FG=target/debug/facegate          # front desk: enrol, evaluate, calibrate (no libtorch)
+FT=target/debug/facegate-train    # training and ONNX export (libtorch)
 
 if [ "${FAST:-0}" = "1" ]; then
   echo "== 1-2. FAST=1: using the committed models/facegate-default.onnx"
@@ -16,9 +17,9 @@ if [ "${FAST:-0}" = "1" ]; then
   SPLITS=models/facegate-default.splits.json
 else
   echo "== 1. train the small encoder on the ORL training people (a few minutes on 2 cores)"
-  "$FG" train --data data/orl -o "$OUT/train" --val-people 8 --test-people 8
+  "$FT" train --data data/orl -o "$OUT/train" --val-people 8 --test-people 8
   echo "== 2. export to ONNX with the tch/tract parity check"
-  "$FG" export "$OUT/train/best.safetensors" -o "$OUT/facegate-demo.onnx"
+  "$FT" export "$OUT/train/best.safetensors" -o "$OUT/facegate-demo.onnx"
   MODEL="$OUT/facegate-demo.onnx"
   SPLITS="$OUT/train/splits.json"
   "$FG" calibrate --model "$MODEL" --data data/orl --splits "$SPLITS" --split val --far 1e-3

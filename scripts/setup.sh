@@ -27,8 +27,12 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   rustup target add aarch64-unknown-linux-gnu
 fi
 
+# The torch venv is only for `facegate-train` (libtorch); a front desk or a server running the
+# `facegate` binary does without it: FRONTDESK=1 (make setup-frontdesk) skips it.
 TORCH_VERSION=2.13.0
-if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+if [ "${FRONTDESK:-0}" = "1" ]; then
+  echo "setup: front desk: no torch venv (facegate-train will not build here)"
+elif ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
   echo "setup: creating .venv with torch==$TORCH_VERSION (libtorch for tch 0.26; a few GB)"
   python3 -m venv .venv
   .venv/bin/pip install -q "torch==$TORCH_VERSION" numpy

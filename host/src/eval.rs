@@ -28,7 +28,7 @@ pub struct PeopleArgs {
     /// Folder with one sub-folder per person.
     #[arg(long)]
     pub data: PathBuf,
-    /// Split manifest written by `facegate train` (with --split).
+    /// Split manifest written by `facegate-train train` (with --split).
     #[arg(long)]
     pub splits: Option<PathBuf>,
     /// Which split's people to use.

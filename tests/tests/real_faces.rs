@@ -210,9 +210,11 @@ fn enrolment_refuses_bad_photos_naming_value_and_limit_and_the_override_accepts_
     assert_eq!(o.status.code(), Some(1), "a skipped photo makes the exit 1");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("skipped photo") && out.contains("dark.png: quality gate: too dark"), "{out}");
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&run("facegate", &["members", "--gallery", &gallery, "--key", &secret, "list", "--json"])))
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&run(
+        "facegate",
+        &["members", "--gallery", &gallery, "--key", &secret, "list", "--json"],
+    )))
+    .unwrap();
     let m77 = v.as_array().unwrap().iter().find(|m| m["id"] == "77").unwrap();
     assert_eq!(m77["photos"], 2, "the good photos only");
 }

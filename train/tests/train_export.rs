@@ -21,7 +21,7 @@ fn small_orl(dir: &Path) -> PathBuf {
 }
 
 fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
+    Command::new(env!("CARGO_BIN_EXE_facegate-train"))
         .current_dir(root())
         .args(["train", "--data"])
         .arg(data)
@@ -38,7 +38,7 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 
 /// `facegate export CKPT -o OUT`: succeeds, and its own tch/tract parity check passed; the summary.
 fn export(checkpoint: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let o = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
         .arg("export")
         .arg(checkpoint)
         .arg("-o")

@@ -1,4 +1,4 @@
-//! `facegate train`: the Siamese encoder trained with tch on a folder of labelled faces.
+//! `facegate-train train`: the Siamese encoder trained with tch on a folder of labelled faces.
 //!
 //! Pipeline: scan (hashes, duplicates) → split by person → detect + align every image once
 //! (cached) → optional softmax pre-training of a classifier head over the training people (the
@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::data::{aligned_crops, scan, Splits};
+use crate::curves::EpochMetrics;
 use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
 use crate::model::ArchConfig;
 use crate::net::{is_onnx, BaseRef, Freeze, ImportedBase, Net};
 use crate::optim::{Optimizer, OptimizerKind};
+use facegate_host::data::{aligned_crops, scan, Splits};
 
 /// Grey input mean and std on the 0–255 scale: maps pixels to `[-1, 1]`.
 pub const GREY_MEAN: f32 = 127.5;
@@ -201,18 +202,6 @@ pub fn default_input_spec(arch: &ArchConfig) -> InputSpec {
     }
 }
 
-/// One row of `metrics.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochMetrics {
-    pub epoch: usize,
-    pub step: usize,
-    pub phase: String,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub val_eer: f64,
-    pub lr: f64,
-}
-
 /// Resumable state saved in `OUT/last/state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RunState {
@@ -282,6 +271,11 @@ impl FaceSet {
     /// Number of images.
     pub fn len(&self) -> usize {
         self.x.size()[0] as usize
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -440,9 +434,9 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     // Detect and align every image once (cached).
     let finder = FaceFinder::new(YuNet::load(&args.detector)?);
     type Faces = Vec<(usize, Vec<f32>)>;
-    let load_split = |split: &[String]| -> Result<(Faces, Vec<crate::data::Rejected>)> {
+    let load_split = |split: &[String]| -> Result<(Faces, Vec<facegate_host::data::Rejected>)> {
         let entries: Vec<_> = split.iter().flat_map(|p| people[p].iter().cloned()).collect();
-        let bar = crate::progress::bar(entries.len() as u64, "aligning faces");
+        let bar = facegate_host::progress::bar(entries.len() as u64, "aligning faces");
         let (crops, rejected) = aligned_crops(&finder, &entries, &spec, &args.cache, &bar);
         bar.finish_and_clear();
         let index: std::collections::HashMap<&String, usize> = split.iter().enumerate().map(|(i, p)| (p, i)).collect();
@@ -626,7 +620,7 @@ fn run_loop(
     };
     let started = std::time::Instant::now();
     let start_step = state.step;
-    let mut bar = crate::progress::epoch_bar(args.epoch_steps as u64, state.step / args.epoch_steps + 1);
+    let mut bar = facegate_host::progress::epoch_bar(args.epoch_steps as u64, state.step / args.epoch_steps + 1);
     let mut interrupted = false;
     while state.step < total && !state.stopped_early {
         if interrupt.load(Ordering::SeqCst) || args.stop_after.is_some_and(|s| state.step >= s) {
@@ -725,7 +719,7 @@ fn run_loop(
             }
             crate::curves::write_metrics_csv(&args.out.join("metrics.csv"), &state.metrics)?;
             save_last(&state, &opt)?;
-            bar = crate::progress::epoch_bar(args.epoch_steps as u64, epoch + 1);
+            bar = facegate_host::progress::epoch_bar(args.epoch_steps as u64, epoch + 1);
         }
     }
     bar.finish_and_clear();

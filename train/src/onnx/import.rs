@@ -705,7 +705,7 @@ impl OnnxNet {
 mod tests {
     use super::*;
     use crate::model::{ArchConfig, EmbeddingNet};
-    use crate::onnx_export::encoder_to_onnx;
+    use crate::onnx::write::encoder_to_onnx;
     use std::path::Path;
 
     fn models() -> std::path::PathBuf {
@@ -753,7 +753,7 @@ mod tests {
             use facegate_face::Encoder;
             let mut card = facegate_face::sface::sface_card();
             card.fingerprint = facegate_shared::Fingerprint::of_bytes(&bytes);
-            card.input = crate::train::default_input_spec(&net.config);
+            card.input = crate::trainer::default_input_spec(&net.config);
             card.embedding_dim = facegate_shared::EmbeddingDim::new(8).unwrap();
             card.normalised_in_graph = true;
             let tract = facegate_face::TractEncoder::from_bytes(&bytes, card, "tiny").unwrap();
@@ -964,7 +964,7 @@ mod tests {
         assert!(matches!(graph.check_input("data", 1, 16, 16).unwrap_err(), ImportError::ShapeMismatch { .. }));
         assert!(graph.check_input("input", 1, 16, 16).is_ok());
         let mut card = facegate_face::sface::sface_card();
-        card.input = crate::train::default_input_spec(&ArchConfig { input_size: 16, ..ArchConfig::default() });
+        card.input = crate::trainer::default_input_spec(&ArchConfig { input_size: 16, ..ArchConfig::default() });
         let e = crate::net::ImportedBase::from_parts(Path::new("tiny.onnx"), card, graph).unwrap_err();
         let e = e.downcast::<ImportError>().unwrap();
         assert!(matches!(e, ImportError::ShapeMismatch { what: "embedding dimension", .. }), "{e}");

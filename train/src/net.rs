@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tch::{nn, Tensor};
 
 use crate::model::{l2_normalise, ArchConfig, EmbeddingNet};
-use crate::onnx_import::{ImportError, OnnxGraph, OnnxNet};
+use crate::onnx::import::{ImportError, OnnxGraph, OnnxNet};
 
 /// Which layers `--freeze` keeps fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

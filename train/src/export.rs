@@ -1,4 +1,4 @@
-//! `facegate export`: checkpoint → ONNX + model card + golden pair, with a tch/tract parity check.
+//! `facegate-train export`: checkpoint → ONNX + model card + golden pair, with a tch/tract parity check.
 
 use anyhow::{bail, Context, Result};
 use facegate_face::{card_path_for, Encoder, TractEncoder};
@@ -11,18 +11,18 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 use crate::net::{ImportedBase, Net};
-use crate::onnx_export::{encoder_to_onnx, OPSET};
-use crate::train::CheckpointInfo;
+use crate::onnx::write::{encoder_to_onnx, OPSET};
+use crate::trainer::CheckpointInfo;
 
 /// Largest tch/tract difference (per embedding component) an export accepts.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 /// Inputs compared in the parity check.
 pub const PARITY_INPUTS: usize = 8;
 
-/// Flags of `facegate export`.
+/// Flags of `facegate-train export`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExportArgs {
-    /// Checkpoint written by `facegate train` (`best.safetensors`, with `best.json` beside it).
+    /// Checkpoint written by `facegate-train train` (`best.safetensors`, with `best.json` beside it).
     pub checkpoint: PathBuf,
     /// Output ONNX path; the card (`.card.json`) and golden pair (`.golden.json`) go beside it.
     #[arg(short = 'o', long)]

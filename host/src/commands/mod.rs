@@ -1,0 +1,131 @@
+//! The `facegate` commands, one module per command group. This module holds what they share:
+//! default paths, the choice of encoder (`--model`, else the one a gallery was enrolled with, else
+//! SFace), keys, and reading and writing signed galleries.
+
+pub mod bench;
+pub mod enrol;
+pub mod eval;
+pub mod gallery;
+pub mod members;
+pub mod query;
+
+use anyhow::{Context, Result};
+use facegate_face::{card_path_for, load_image, Encoder, FacePipeline, TractEncoder, YuNet};
+use facegate_shared::{gallery_file, keys, Embedding, EncoderBinding, Gallery, ModelCard, SigningKey, Threshold};
+use std::path::{Path, PathBuf};
+
+/// Default key locations.
+pub const DEFAULT_SECRET_KEY: &str = "keys/facegate.secret";
+pub const DEFAULT_PUBLIC_KEY: &str = "keys/facegate.pub";
+/// The default encoder: SFace, pretrained on real colour photos of real people (CASIA-WebFace),
+/// with a threshold calibrated on data it never saw. The ORL-trained encoder
+/// (`models/facegate-default.onnx`) is what `make demo` trains; it is chosen with `--model`.
+pub const DEFAULT_MODEL: &str = "models/face_recognition_sface_2021dec.onnx";
+/// Where encoders (with their cards) are looked for when a gallery names one by its binding.
+pub const MODELS_DIR: &str = "models";
+/// Default detector.
+pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
+
+/// Model and detector flags shared by commands that look at photos.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Encoder ONNX with its `.card.json` beside it. Default: for an existing gallery, the
+    /// encoder it was enrolled with (found in models/ by its fingerprint and card); otherwise
+    /// SFace (models/face_recognition_sface_2021dec.onnx), the pretrained encoder that works on
+    /// real colour photos. The ORL-trained models/facegate-default.onnx is chosen explicitly.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// YuNet detector model.
+    #[arg(long, default_value = DEFAULT_DETECTOR)]
+    pub detector: PathBuf,
+}
+
+impl ModelArgs {
+    /// The encoder to use: `--model`, else the one `gallery` was enrolled with, else SFace.
+    pub fn resolve(&self, gallery: Option<&EncoderBinding>) -> Result<PathBuf> {
+        if let Some(m) = &self.model {
+            return Ok(m.clone());
+        }
+        match gallery {
+            None => Ok(PathBuf::from(DEFAULT_MODEL)),
+            Some(b) => find_model(Path::new(MODELS_DIR), b).with_context(|| {
+                format!(
+                    "the gallery was enrolled with encoder {} (not found in {MODELS_DIR}/); pass --model",
+                    b.onnx.short()
+                )
+            }),
+        }
+    }
+
+    /// Loads the one pipeline the door unit also uses, with the encoder [`ModelArgs::resolve`] picks.
+    pub fn pipeline_for(&self, gallery: Option<&EncoderBinding>) -> Result<FacePipeline<YuNet, TractEncoder>> {
+        let model = self.resolve(gallery)?;
+        let enc = TractEncoder::load(&model).with_context(|| format!("encoder {}", model.display()))?;
+        Ok(FacePipeline::new(YuNet::load(&self.detector)?, enc))
+    }
+
+    /// The pipeline for photos not tied to a gallery (`--model` or SFace).
+    pub fn pipeline(&self) -> Result<FacePipeline<YuNet, TractEncoder>> {
+        self.pipeline_for(None)
+    }
+}
+
+/// The encoder in `dir` whose card gives exactly `binding` (ONNX fingerprint and preprocessing).
+pub fn find_model(dir: &Path, binding: &EncoderBinding) -> Option<PathBuf> {
+    model_cards(dir).into_iter().find(|(_, c)| &c.binding() == binding).map(|(p, _)| p)
+}
+
+/// The encoders with a readable card in `dir`: (ONNX path, card), sorted by path.
+fn model_cards(dir: &Path) -> Vec<(PathBuf, ModelCard)> {
+    let mut out: Vec<(PathBuf, ModelCard)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .filter_map(|p| ModelCard::load(&card_path_for(&p)).ok().map(|c| (p, c)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Embeds the single face of a photo, naming the photo in any error.
+pub fn embed_photo(p: &FacePipeline<YuNet, TractEncoder>, photo: &Path) -> Result<Embedding> {
+    let img = load_image(photo).with_context(|| format!("photo {}", photo.display()))?;
+    Ok(p.embed_one(&img).with_context(|| format!("photo {}", photo.display()))?.embedding)
+}
+
+/// The threshold in the model card, or an error saying how to get one.
+pub fn card_threshold(enc: &TractEncoder) -> Result<Threshold> {
+    enc.card().threshold.as_ref().map(|t| t.distance).with_context(|| {
+        format!("model {} has no calibrated threshold; run `facegate calibrate` or pass --threshold", enc.card().name)
+    })
+}
+
+/// Reads a gallery the host itself signed (or refuses one signed by another key before parsing it).
+pub fn load_own_gallery(path: &Path, key: &SigningKey) -> Result<Gallery> {
+    gallery_file::load_trusted(path, &[key.verifying_key()]).with_context(|| format!("gallery {}", path.display()))
+}
+
+/// Saves with the revision counter raised and the host's signature.
+pub fn save_gallery(path: &Path, g: &mut Gallery, key: &SigningKey) -> Result<()> {
+    g.revision += 1;
+    gallery_file::save(path, g, Some(key)).with_context(|| format!("writing gallery {}", path.display()))
+}
+
+/// `facegate keys init`.
+pub fn keys_init(secret: &Path, public: &Path) -> Result<()> {
+    if let Some(d) = secret.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    if let Some(d) = public.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let key = keys::generate_signing_key()?;
+    keys::write_key_pair(&key, secret, public)?;
+    println!(
+        "signing key {} (owner-only), public key {} (copy it to the door units)",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}

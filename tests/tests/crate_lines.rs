@@ -1,0 +1,46 @@
+//! Crate lines follow what each binary must not link: the front-desk `facegate` and the door unit
+//! never link libtorch, and the door never links the comparator indexes or the test fakes. Checked
+//! on the dependency graph (`cargo tree -e normal`) and on the built binaries (`ldd`).
+
+use facegate_tests::{bin, root};
+use std::process::Command;
+
+/// `cargo tree -e normal -p PACKAGE` (normal dependencies only, no dev/build), offline.
+fn tree(package: &str, features: &[&str]) -> String {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut c = Command::new(cargo);
+    c.current_dir(root()).args(["tree", "--offline", "-e", "normal", "--prefix", "none", "-p", package]);
+    for f in features {
+        c.args(["--features", f]);
+    }
+    let o = c.output().expect("cargo runs");
+    assert!(o.status.success(), "cargo tree -p {package}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn crates(tree: &str) -> Vec<&str> {
+    tree.lines().filter_map(|l| l.split_whitespace().next()).collect()
+}
+
+#[test]
+fn facegate_and_the_door_never_link_libtorch() {
+    for package in ["facegate-host", "facegate-device", "facegate-face", "facegate-shared"] {
+        let t = tree(package, &[]);
+        let c = crates(&t);
+        assert!(c.contains(&package), "{package}: {t}");
+        for banned in ["tch", "torch-sys"] {
+            assert!(!c.contains(&banned), "{package} depends on {banned}:\n{t}");
+        }
+    }
+    // ...while the training tool does (so the check above can see it when it is there).
+    assert!(crates(&tree("facegate-train", &[])).contains(&"tch"));
+}
+
+#[test]
+fn the_built_facegate_binary_does_not_load_libtorch() {
+    for (name, links) in [("facegate", false), ("facegate-door", false), ("facegate-train", true)] {
+        let o = Command::new("ldd").arg(bin(name)).output().expect("ldd runs");
+        let libs = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(libs.contains("libtorch"), links, "{name}:\n{libs}");
+    }
+}

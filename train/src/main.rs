@@ -1,0 +1,178 @@
+//! `facegate-train`: the training tool. Trains the encoder with tch, exports it to ONNX, and
+//! measures training throughput. Needs libtorch (the torch venv of `make setup`); the front-desk
+//! `facegate` does not.
+//!
+//! Exit codes: 0 success, 2 usage or input error, 130 interrupted (state saved for --resume).
+
+use clap::{Parser, Subcommand};
+use facegate_train::{export, trainer};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Facegate training tool: train the Siamese face encoder (tch), export it to ONNX for the door
+/// unit, and import ONNX encoders for fine-tuning.
+#[derive(Parser, Debug)]
+#[command(name = "facegate-train", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train the Siamese encoder on a folder of labelled faces (DATA/<person>/<image>).
+    ///
+    /// Splits are by person (never by photo) and written to OUT/splits.json. Prints parameter
+    /// count, progress, per-epoch validation loss and EER, and a fit diagnosis; writes
+    /// OUT/best.safetensors (+ .json), OUT/metrics.csv and OUT/learning_curves.png. Ctrl-C saves
+    /// OUT/last; continue with --resume. `--init-from X.onnx` fine-tunes an ONNX encoder.
+    Train(trainer::TrainArgs),
+    /// Export a trained checkpoint to ONNX for the door unit (tract), with its model card.
+    ///
+    /// Batch-norm is folded, the L2 normalisation is inside the graph, and the same inputs are run
+    /// through tch and tract: the export fails (writing nothing) if they differ by more than 1e-4.
+    /// Writes OUT, OUT.card.json (with the SHA-256 fingerprint) and OUT.golden.json. Calibrate
+    /// its threshold with `facegate calibrate`.
+    Export(export::ExportArgs),
+    /// Benchmarks that print JSON.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Training throughput of the built-in encoder: forward + backward + Adam step on random
+    /// 64×64 batches, images per second as JSON.
+    Train {
+        #[arg(long, default_value_t = 64)]
+        batch: i64,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: trainer::DeviceArg,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("facegate-train: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(args) => {
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+            let summary = trainer::train(&args, interrupt)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        }
+        Command::Export(args) => {
+            let summary = export::export(&args)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { cmd: BenchCmd::Train { batch, steps, device } } => {
+            println!("{}", serde_json::to_string_pretty(&trainer::bench_throughput(batch, steps, device)?)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn train_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "facegate-train",
+            "train",
+            "--data",
+            "d",
+            "-o",
+            "o",
+            "--loss",
+            "contrastive",
+            "--mining",
+            "semi-hard",
+            "--margin",
+            "1.2",
+            "--steps",
+            "10",
+            "--pretrain-steps",
+            "0",
+            "--epoch-steps",
+            "5",
+            "--people-per-batch",
+            "4",
+            "--images-per-person",
+            "3",
+            "--lr",
+            "0.01",
+            "--weight-decay",
+            "0",
+            "--optimizer",
+            "sgd",
+            "--ema",
+            "0",
+            "--patience",
+            "2",
+            "--val-people",
+            "2",
+            "--test-people",
+            "2",
+            "--init-from",
+            "w.safetensors",
+            "--freeze",
+            "2",
+            "--resume",
+            "--no-augment",
+            "--device",
+            "cpu",
+            "--cache",
+            "c",
+            "--detector",
+            "y.onnx",
+            "--seed",
+            "3",
+        ])
+        .unwrap();
+        let Command::Train(a) = cli.command else { panic!("train") };
+        assert_eq!(a.loss, trainer::LossKind::Contrastive);
+        assert_eq!(a.mining, facegate_train::losses::Mining::SemiHard);
+        assert_eq!((a.margin(), a.steps, a.freeze, a.seed), (1.2, 10, facegate_train::net::Freeze::Layers(2), 3));
+        assert!(a.resume && a.no_augment);
+        assert!(a.validate().is_ok());
+        let bad = Cli::try_parse_from(["facegate-train", "train", "--data", "d", "--margin", "2.5"]).unwrap();
+        let Command::Train(b) = bad.command else { panic!("train") };
+        assert!(b.validate().unwrap_err().to_string().contains("[0, 2]"));
+        assert!(Cli::try_parse_from(["facegate-train", "train"]).is_err(), "--data is required");
+        assert!(Cli::try_parse_from(["facegate-train", "train", "--data", "d", "--loss", "hinge"]).is_err());
+    }
+
+    #[test]
+    fn export_and_bench_flags_parse() {
+        let c =
+            Cli::try_parse_from(["facegate-train", "export", "ck.safetensors", "-o", "m.onnx", "--name", "x"]).unwrap();
+        assert!(matches!(c.command, Command::Export(_)));
+        let c = Cli::try_parse_from(["facegate-train", "bench", "train", "--steps", "2"]).unwrap();
+        assert!(matches!(c.command, Command::Bench { cmd: BenchCmd::Train { steps: 2, .. } }));
+    }
+}
