@@ -10,10 +10,11 @@ use facegate_device::events::JsonlLog;
 use facegate_device::lock::DryRunLock;
 use facegate_device::source::{Frame, FrameSource, SourceError};
 use facegate_device::store::{Access, GalleryStore, StorePaths};
-use facegate_device::{rss_bytes, Door, DoorSettings};
+use facegate_device::{Door, DoorSettings};
 use facegate_shared::install::InstallRules;
 use facegate_shared::{
-    gallery_file, synthetic, Embedding, EmbeddingDim, Gallery, Member, MemberId, SigningKey, Threshold, Validity,
+    gallery_file, rss_bytes, synthetic, Embedding, EmbeddingDim, Gallery, Member, MemberId, SigningKey, Threshold,
+    Validity,
 };
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;

@@ -18,7 +18,7 @@ use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,9 +54,11 @@ impl<D: FaceDetector, E: Encoder> FaceEmbedder for FacePipeline<D, E> {
 }
 
 /// Test embedder: the frame label names the embedding (`None` = no face; missing label = error).
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl FaceEmbedder for LabelEmbedder {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
         match self.0.get(&frame.label) {
@@ -99,9 +101,11 @@ impl ClaimInput for LineClaims {
 }
 
 /// Test claims: `(frame time, id)`, delivered once the frame clock reaches them.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
-pub struct ScriptedClaims(pub VecDeque<(Duration, String)>);
+pub struct ScriptedClaims(pub std::collections::VecDeque<(Duration, String)>);
 
+#[cfg(any(test, feature = "testing"))]
 impl ClaimInput for ScriptedClaims {
     fn poll(&mut self, at: Duration) -> Option<String> {
         if self.0.front().is_some_and(|(t, _)| *t <= at) {
@@ -199,12 +203,6 @@ impl RunSummary {
     pub fn latency_median_p99(&self) -> Option<(f64, f64)> {
         self.latencies.median_p99()
     }
-}
-
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
 }
 
 /// A failure that stops the door (after securing the lock).
@@ -328,7 +326,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             g.revision,
             g.members().len(),
             self.settings.mode,
-            crate::mb(crate::rss_bytes())
+            crate::mb(facegate_shared::rss_bytes())
         );
         self.secure();
         self.log(Event::now(EventKind::Start).detail(detail));
@@ -350,8 +348,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             self.summary.frames,
             self.summary.granted,
             self.summary.denied,
-            crate::mb(crate::rss_bytes()),
-            crate::mb(crate::peak_rss_bytes())
+            crate::mb(facegate_shared::rss_bytes()),
+            crate::mb(facegate_shared::peak_rss_bytes())
         );
         self.log(Event::now(EventKind::Stop).detail(why));
         if let Err(e) = self.sink.sync() {

@@ -200,6 +200,7 @@ impl EventSink for Tee {
 }
 
 /// In-memory sink for tests, optionally failing.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Default)]
 pub struct MemorySink {
     /// Recorded events.
@@ -208,6 +209,7 @@ pub struct MemorySink {
     pub fail: bool,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl EventSink for MemorySink {
     fn record(&mut self, event: &Event) -> io::Result<()> {
         if self.fail {

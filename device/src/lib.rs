@@ -4,6 +4,11 @@
 //! Every seam is a trait with a real and a fake implementation: [`source::FrameSource`],
 //! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`]. Locks run
 //! behind [`supervisor::LockSupervisor`], which owns the unlock deadline.
+//!
+//! The fakes (`LabelEmbedder`, `ScriptedClaims`, `FakeLock`, `ScriptedSource`, `MemorySink`)
+//! exist only in this crate's own tests and with feature `testing`, which the `facegate-door`
+//! binary never enables; this crate's integration tests and the `soak` example get it through a
+//! dev-dependency on the crate itself.
 
 pub mod config;
 pub mod door;
@@ -16,22 +21,7 @@ pub mod supervisor;
 pub use config::{ConfigError, DoorConfig};
 pub use door::{Door, DoorSettings, RunSummary};
 
-/// Peak resident memory of this process in bytes (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    status_kb("VmHWM:").map(|kb| kb * 1024)
-}
-
-/// Current resident memory of this process in bytes (Linux `VmRSS`), if known.
-pub fn rss_bytes() -> Option<u64> {
-    status_kb("VmRSS:").map(|kb| kb * 1024)
-}
-
-fn status_kb(key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
+/// A byte count from [`facegate_shared::rss_bytes`] for a log line (`12.3 MB`, or `?`).
 fn mb(b: Option<u64>) -> String {
     b.map_or("?".into(), |b| format!("{:.1} MB", b as f64 / 1e6))
 }

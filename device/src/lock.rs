@@ -201,6 +201,7 @@ impl Drop for CommandLock {
 }
 
 /// What a [`FakeLock`] was asked to do, with when.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockAction {
     /// `unlock` succeeded.
@@ -212,6 +213,7 @@ pub enum LockAction {
 }
 
 /// What a [`FakeLock`] saw; shared with the test through [`FakeLock::probe`].
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct FakeLockState {
     /// Whether the door is open now.
@@ -228,9 +230,11 @@ pub struct FakeLockState {
 
 /// Test lock: records calls with timestamps; can be told to fail unlocks. It is `Send`, so it
 /// runs inside the [`LockSupervisor`] like a real driver; the test reads it through a probe.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Default)]
 pub struct FakeLock(pub std::sync::Arc<std::sync::Mutex<FakeLockState>>);
 
+#[cfg(any(test, feature = "testing"))]
 impl FakeLock {
     /// A handle on the same state, for assertions.
     pub fn probe(&self) -> FakeLock {
@@ -272,6 +276,7 @@ impl FakeLock {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Lock for FakeLock {
     fn unlock(&mut self, _hold: Duration) -> Result<(), LockError> {
         self.with(|s| {

@@ -6,20 +6,20 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use facegate_device::config::{LockKind, Mode, SourceUri};
-use facegate_device::door::{ClaimInput, FaceEmbedder, LineClaims};
+use facegate_device::door::{ClaimInput, LineClaims};
 use facegate_device::events::{EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
 use facegate_device::source::{self, FrameSource};
 use facegate_device::store::{Access, GalleryStore};
-use facegate_device::{peak_rss_bytes, Door, DoorConfig, DoorSettings};
-use facegate_face::{align_face, Encoder, FaceDetector, FacePipeline, TractEncoder, YuNet};
+use facegate_device::{Door, DoorConfig, DoorSettings};
+use facegate_face::{Encoder, FaceError, FacePipeline, TractEncoder, YuNet};
 use facegate_shared::install::InstallRules;
-use facegate_shared::{keys, VerifyingKey};
+use facegate_shared::{keys, peak_rss_bytes, percentile, VerifyingKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Facegate door unit: watches the camera, recognises enrolled members and opens the lock.
 /// The door stays locked on any failure.
@@ -310,8 +310,8 @@ fn stats(mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(f64::total_cmp);
     let r = |x: f64| (x * 1000.0).round() / 1000.0;
     serde_json::json!({
-        "median_ms": r(facegate_device::door::percentile(&v, 0.5)),
-        "p99_ms": r(facegate_device::door::percentile(&v, 0.99)),
+        "median_ms": r(percentile(&v, 0.5)),
+        "p99_ms": r(percentile(&v, 0.99)),
         "n": v.len(),
     })
 }
@@ -322,7 +322,7 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
     if matches!(c.source.uri, SourceUri::Image(_)) {
         c.source.repeat = 1;
     }
-    let mut p = pipeline(&c)?;
+    let p = pipeline(&c)?;
     let st = store(&c, &p, Access::ReadOnly)?;
     let mut src = source::open(&c.source)?;
     let mut images = Vec::new();
@@ -345,7 +345,7 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
                     "the source failed {errors} times in a row, giving up (last: {e})"
                 );
                 if matches!(e, source::SourceError::Unavailable(_)) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    std::thread::sleep(Duration::from_millis(100));
                     let _ = src.reconnect();
                 }
             }
@@ -354,37 +354,33 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
     anyhow::ensure!(!images.is_empty(), "the source gave no frames to measure");
     let policy = DoorSettings::from_config(&c).policy(st.matcher().gallery().threshold)?;
     let today = facegate_shared::Date::today();
-    let spec = p.encoder.card().input.clone();
     let (mut det, mut ali, mut enc, mut mat, mut total) = (vec![], vec![], vec![], vec![], vec![]);
-    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for i in 0..frames {
         let f = &images[i % images.len()];
+        // The door's own path (`FaceEmbedder::embed` calls `embed_largest`, which is this
+        // method without the timings), then the match, timed as a whole and per stage.
         let t = Instant::now();
-        let dets = p.finder.detector.detect(&f.image)?;
-        det.push(ms(t));
-        if let Some(d) =
-            dets.iter().filter(|d| d.bbox[2] >= c.model.min_face_px).max_by(|a, b| a.area().total_cmp(&b.area()))
-        {
-            let t = Instant::now();
-            let Some(a) = align_face(&f.image, &d.landmarks, spec.width, spec.height) else { continue };
-            ali.push(ms(t));
-            let t = Instant::now();
-            let e = p.encoder.encode(&a)?;
-            enc.push(ms(t));
-            let t = Instant::now();
-            st.matcher().identify(&e, &policy, today)?;
-            mat.push(ms(t));
+        let (face, stages) = match p.embed_largest_timed(&f.image) {
+            // the largest face could not be aligned (degenerate landmarks): not measured
+            Err(FaceError::NoFace) => continue,
+            r => r?,
+        };
+        det.push(ms(stages.detect));
+        if let Some(face) = face {
+            ali.extend(stages.align.map(ms));
+            enc.extend(stages.encode.map(ms));
+            let tm = Instant::now();
+            st.matcher().identify(&face.embedding, &policy, today)?;
+            mat.push(ms(tm.elapsed()));
         }
-        let t = Instant::now();
-        if let Some(o) = p.embed(f)? {
-            st.matcher().identify(&o.embedding, &policy, today)?;
-        }
-        total.push(ms(t));
+        total.push(ms(t.elapsed()));
     }
+    anyhow::ensure!(!total.is_empty(), "no frame could be measured (every face failed to align)");
     let med_total = {
         let mut v = total.clone();
         v.sort_by(f64::total_cmp);
-        facegate_device::door::percentile(&v, 0.5)
+        percentile(&v, 0.5)
     };
     let out = serde_json::json!({
         "frames": frames,
@@ -411,6 +407,5 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
         }
         println!("{:<18} {} frames/s end to end; peak RSS {} MB", "throughput", out["fps"], out["peak_rss_mb"]);
     }
-    let _ = &mut p;
     Ok(ExitCode::SUCCESS)
 }

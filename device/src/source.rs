@@ -1,5 +1,5 @@
 //! Frame sources: one trait, a camera (nokhwa, feature `camera`), image folders and single images
-//! replayed at a set rate, and a scripted fake for tests.
+//! replayed at a set rate, and a scripted fake for tests (feature `testing`).
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -262,6 +262,7 @@ mod camera {
 
 /// Scripted source for tests: each step is a frame (with its fake embedding key in the label),
 /// a bad frame, or an outage.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct ScriptedSource {
     /// Remaining steps, front first.
@@ -273,6 +274,7 @@ pub struct ScriptedSource {
 }
 
 /// Error kinds a [`ScriptedSource`] can produce.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceErrorKind {
     /// [`SourceError::BadFrame`].
@@ -281,6 +283,7 @@ pub enum SourceErrorKind {
     Unavailable,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl FrameSource for ScriptedSource {
     fn next_frame(&mut self) -> Result<Option<Frame>, SourceError> {
         match self.steps.pop_front() {

@@ -24,7 +24,7 @@ pub use detect::{
 pub use encode::{card_path_for, Encoder, FixedEncoder, TractEncoder};
 pub use error::FaceError;
 pub use image_io::{decode_image, load_image, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_PIXELS};
-pub use pipeline::{FaceEmbedding, FaceFinder, FacePipeline, FoundFace, DEFAULT_MIN_FACE_PX};
+pub use pipeline::{FaceEmbedding, FaceFinder, FacePipeline, FoundFace, StageTimings, DEFAULT_MIN_FACE_PX};
 pub use preprocess::{preprocess, LUMA_WEIGHTS};
 pub use quality::{inconsistent_photos, HeadPose, QualityLimits, QualityProblem, QualityReport};
 

@@ -2,6 +2,7 @@
 
 use facegate_shared::{Embedding, InputSpec};
 use image::RgbImage;
+use std::time::{Duration, Instant};
 
 use crate::{align_face, AlignedFace, Detection, Encoder, FaceDetector, FaceError};
 
@@ -24,6 +25,18 @@ pub struct FaceEmbedding {
     pub embedding: Embedding,
     /// Detection.
     pub detection: Detection,
+}
+
+/// How long each stage of [`FacePipeline::embed_largest_timed`] took on one image. A stage that
+/// did not run (no usable face, so nothing to align or encode) is `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    /// Detection, including picking the largest usable face.
+    pub detect: Duration,
+    /// Alignment of that face to the encoder's input size.
+    pub align: Option<Duration>,
+    /// Preprocessing and encoding of the aligned crop.
+    pub encode: Option<Duration>,
 }
 
 /// Detects faces and aligns them to an input size; no encoder needed (the trainer uses it).
@@ -63,11 +76,16 @@ impl<D: FaceDetector> FaceFinder<D> {
 
     /// The largest usable face, if any, aligned for `spec` (door frames).
     pub fn find_largest(&self, img: &RgbImage, spec: &InputSpec) -> Result<Option<FoundFace>, FaceError> {
-        let (usable, _) = self.usable(img)?;
-        match usable.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())) {
+        match self.largest_usable(img)? {
             Some(d) => self.align(img, d, spec).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Detection only: the largest usable face, if any.
+    fn largest_usable(&self, img: &RgbImage) -> Result<Option<Detection>, FaceError> {
+        let (usable, _) = self.usable(img)?;
+        Ok(usable.into_iter().max_by(|a, b| a.area().total_cmp(&b.area())))
     }
 
     fn align(&self, img: &RgbImage, d: Detection, spec: &InputSpec) -> Result<FoundFace, FaceError> {
@@ -96,11 +114,26 @@ impl<D: FaceDetector, E: Encoder> FacePipeline<D, E> {
         Ok(FaceEmbedding { embedding: self.encoder.encode(&f.aligned)?, detection: f.detection })
     }
 
-    /// Embeds the largest face of a camera frame, if any.
+    /// Embeds the largest face of a camera frame, if any (the door's path, through
+    /// [`FacePipeline::embed_largest_timed`]).
     pub fn embed_largest(&self, img: &RgbImage) -> Result<Option<FaceEmbedding>, FaceError> {
-        match self.finder.find_largest(img, &self.encoder.card().input)? {
-            Some(f) => Ok(Some(FaceEmbedding { embedding: self.encoder.encode(&f.aligned)?, detection: f.detection })),
-            None => Ok(None),
-        }
+        self.embed_largest_timed(img).map(|(face, _)| face)
+    }
+
+    /// [`FacePipeline::embed_largest`] with the time each stage took (the door's `bench` reports
+    /// them). Errors as [`FaceFinder::find_largest`] and [`Encoder::encode`]; an alignment that
+    /// fails (degenerate landmarks) is [`FaceError::NoFace`].
+    pub fn embed_largest_timed(&self, img: &RgbImage) -> Result<(Option<FaceEmbedding>, StageTimings), FaceError> {
+        let t = Instant::now();
+        let largest = self.finder.largest_usable(img)?;
+        let mut timings = StageTimings { detect: t.elapsed(), ..StageTimings::default() };
+        let Some(d) = largest else { return Ok((None, timings)) };
+        let t = Instant::now();
+        let found = self.finder.align(img, d, &self.encoder.card().input)?;
+        timings.align = Some(t.elapsed());
+        let t = Instant::now();
+        let embedding = self.encoder.encode(&found.aligned)?;
+        timings.encode = Some(t.elapsed());
+        Ok((Some(FaceEmbedding { embedding, detection: found.detection }), timings))
     }
 }

@@ -124,18 +124,7 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
     eprintln!("YuNet found a face in {} of 400 ORL images; missed: {missed:?}", found.len());
     assert_eq!(found.len(), 400, "YuNet missed {missed:?} (measured: none)");
 
-    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-    for i in 0..found.len() {
-        for j in i + 1..found.len() {
-            let d = found[i].1.distance(&found[j].1).unwrap();
-            if found[i].0 == found[j].0 {
-                genuine.push(d)
-            } else {
-                impostor.push(d)
-            }
-        }
-    }
-    let scores = Scores::new(genuine, impostor).unwrap();
+    let scores = Scores::from_labelled(&found).unwrap();
     assert_eq!((scores.genuine().len(), scores.impostor().len()), (1800, 78_000));
     let (eer, t) = scores.eer();
     let errors_at = |t: f32| {

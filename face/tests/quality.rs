@@ -89,7 +89,7 @@ fn real_photos_pass_and_another_person_among_them_is_flagged() {
     let sface = TractEncoder::load(&require(root().join("models").join(paths::SFACE))).unwrap();
     let threshold = sface.card().threshold.as_ref().unwrap().distance;
     let p = FacePipeline { finder: f, encoder: sface };
-    let photos = ["obama/obama.jpg", "obama/obama3.jpg", "obama/obama4_crop.jpg", "strangers/biden.jpg"];
+    let photos = ["obama/obama.jpg", "obama/obama3.jpg", "obama/obama4_crop.jpg", "biden/biden.jpg"];
     let mut embeddings = Vec::new();
     for ph in photos {
         let img = load_image(&require(root().join("data/realfaces").join(ph))).unwrap();

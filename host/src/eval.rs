@@ -83,18 +83,7 @@ pub fn embed_people(a: &PeopleArgs) -> Result<(PeopleEmbeddings, ModelCard)> {
 
 /// Genuine and impostor distances of all pairs.
 pub fn all_pairs(items: &[(usize, Embedding)]) -> Result<Scores> {
-    let (mut g, mut i) = (Vec::new(), Vec::new());
-    for a in 0..items.len() {
-        for b in a + 1..items.len() {
-            let d = items[a].1.distance(&items[b].1)?;
-            if items[a].0 == items[b].0 {
-                g.push(d)
-            } else {
-                i.push(d)
-            }
-        }
-    }
-    Ok(Scores::new(g, i)?)
+    Ok(Scores::from_labelled(items)?)
 }
 
 /// Figures `facegate eval` reports.

@@ -11,7 +11,7 @@ fn search(c: &mut Criterion) {
     let mut g = c.benchmark_group("search_top1");
     g.sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_millis(500));
     for n in [1_000usize, 10_000, 100_000] {
-        for kind in IndexKind::ALL {
+        for &kind in IndexKind::ALL {
             // the trees take tens of seconds to build at 100k and are not competitive in 128-d
             if n == 100_000 && matches!(kind, IndexKind::Linfa(LinfaAlgorithm::KdTree | LinfaAlgorithm::BallTree)) {
                 continue;

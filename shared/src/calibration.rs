@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Embedding, EmbeddingError};
+
 /// Errors computing metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CalibrationError {
@@ -17,6 +19,10 @@ pub enum CalibrationError {
     /// A target FAR outside (0, 1).
     #[error("target FAR {0} is outside (0, 1)")]
     BadFar(f64),
+    /// Two of the embeddings given to [`Scores::from_labelled`] could not be compared
+    /// ([`EmbeddingError::DimMismatch`]).
+    #[error(transparent)]
+    Embedding(#[from] EmbeddingError),
 }
 
 /// One point of the ROC curve.
@@ -49,6 +55,35 @@ impl Scores {
         genuine.sort_by(f32::total_cmp);
         impostor.sort_by(f32::total_cmp);
         Ok(Self { genuine, impostor })
+    }
+
+    /// Scores of every pair of labelled embeddings: each unordered pair `i < j` once, genuine
+    /// when the two labels are equal (the same person, member or class), impostor otherwise.
+    /// `n` items give `n·(n−1)/2` distances, so this suits evaluation sets, not 100k galleries.
+    ///
+    /// Errors: [`CalibrationError::Embedding`] when two embeddings differ in dimension, and
+    /// [`CalibrationError::Empty`] when the labels give no genuine or no impostor pair (all
+    /// different, all equal, or fewer than two items).
+    pub fn from_labelled<L: PartialEq>(items: &[(L, Embedding)]) -> Result<Self, CalibrationError> {
+        let (genuine, impostor) = split_pairs(
+            items.len(),
+            |i, j| items[i].0 == items[j].0,
+            |i, j| items[i].1.distance(&items[j].1).map_err(CalibrationError::from),
+        )?;
+        Self::new(genuine, impostor)
+    }
+
+    /// [`Scores::from_labelled`] for distances computed elsewhere (e.g. a distance matrix from
+    /// the trainer): the same pairs `i < j` of `labels`, with `distance(i, j)` for each.
+    ///
+    /// Errors: [`CalibrationError::Empty`] and [`CalibrationError::NotFinite`], as [`Scores::new`].
+    pub fn from_labelled_distances<L: PartialEq>(
+        labels: &[L],
+        mut distance: impl FnMut(usize, usize) -> f32,
+    ) -> Result<Self, CalibrationError> {
+        let (genuine, impostor) =
+            split_pairs(labels.len(), |i, j| labels[i] == labels[j], |i, j| Ok::<_, CalibrationError>(distance(i, j)))?;
+        Self::new(genuine, impostor)
     }
 
     /// Sorted genuine distances.
@@ -144,6 +179,26 @@ impl Scores {
     pub fn tar_at_far(&self, target: f64) -> Result<f64, CalibrationError> {
         Ok(self.tar(self.threshold_for_far(target)?))
     }
+}
+
+/// Genuine and impostor distances of every pair `i < j` of `n` items, in pair order.
+fn split_pairs<E>(
+    n: usize,
+    same: impl Fn(usize, usize) -> bool,
+    mut distance: impl FnMut(usize, usize) -> Result<f32, E>,
+) -> Result<(Vec<f32>, Vec<f32>), E> {
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = distance(i, j)?;
+            if same(i, j) {
+                genuine.push(d);
+            } else {
+                impostor.push(d);
+            }
+        }
+    }
+    Ok((genuine, impostor))
 }
 
 /// The standard normal quantile Φ⁻¹(p) for `p` in (0, 1) (Abramowitz & Stegun 26.2.23,

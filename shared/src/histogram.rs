@@ -10,6 +10,8 @@
 //! `[MIN_MS · 2^(i/64), MIN_MS · 2^((i+1)/64))`; below it an underflow bucket, above it an
 //! overflow bucket. Count, sum, minimum and maximum are kept exactly besides.
 
+use crate::stats::nearest_rank;
+
 /// Sub-buckets per octave (power of two). Each bucket spans a ratio of `2^(1/64)` ≈ 1.0109.
 pub(crate) const SUB_BUCKETS: usize = 64;
 /// Octaves covered above [`MIN_MS`]: up to `MIN_MS · 2^30` ≈ 1.07e6 ms ≈ 1074 s.
@@ -35,7 +37,7 @@ const SLOTS: usize = LOG_BUCKETS + 2;
 /// be merged for a report).
 ///
 /// Quantiles use nearest-rank semantics: `quantile(q)` estimates the sample of rank `⌈q·n⌉`
-/// (1-based; rank 1 for `q = 0`) in sorted order. The estimate is the geometric midpoint of the
+/// (1-based; rank 1 for `q = 0`) in sorted order, the sample [`crate::percentile`] returns. The estimate is the geometric midpoint of the
 /// bucket holding that sample, clamped to `[min, max]`; rank 1 and rank n return the exact minimum
 /// and maximum. For a sample in `[MIN_MS, MAX_MS)` the relative error is at most
 /// [`Self::RELATIVE_ERROR`]; below 1 µs the error is under 1 µs absolute; above `MAX_MS` the
@@ -191,11 +193,6 @@ impl LatencyHistogram {
     }
 }
 
-/// The 1-based nearest rank of the `q`-quantile among `n` samples: `⌈q·n⌉`, at least 1.
-fn nearest_rank(q: f64, n: u64) -> u64 {
-    ((q * n as f64).ceil() as u64).clamp(1, n)
-}
-
 /// The slot a finite, non-negative sample falls in.
 fn slot_of(ms: f64) -> usize {
     if ms < MIN_MS {
@@ -245,11 +242,6 @@ mod tests {
     use super::*;
     use crate::synthetic::SplitMix64;
 
-    /// The exact nearest-rank quantile of `sorted`.
-    fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[nearest_rank(q, sorted.len() as u64) as usize - 1]
-    }
-
     /// Quantiles checked: a grid of every 0.5 % plus the tails a latency report quotes.
     fn qs() -> Vec<f64> {
         let mut v: Vec<f64> = (0..=200).map(|i| i as f64 / 200.0).collect();
@@ -269,7 +261,7 @@ mod tests {
         assert!((h.sum() - exact_sum).abs() <= 1e-9 * exact_sum, "{name}: sum");
         let mut worst = 0.0f64;
         for q in qs() {
-            let want = exact(&sorted, q);
+            let want = crate::percentile(&sorted, q);
             let got = h.quantile(q).unwrap();
             let err = (got - want).abs() / want;
             worst = worst.max(err);

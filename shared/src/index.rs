@@ -8,7 +8,8 @@
 //! - [`IndexKind::Sq8`]: the default, still exact: a first pass over int8-quantised rows (a quarter
 //!   of the bytes) with a proven error bound picks every row that can be in the true top-k, and
 //!   only those are re-scored in f32. Measured fastest (see `benches/index.rs`);
-//! - [`IndexKind::Linfa`]: linfa-nn's linear search, KD-tree or ball tree with Euclidean distance.
+//! - `IndexKind::Linfa` (feature `linfa`, off by default): linfa-nn's linear search, KD-tree or
+//!   ball tree with Euclidean distance, a comparator for benchmarks that the door never links.
 //!
 //! Every index reports distances with the one formula of [`Embedding::distance`] and orders by
 //! (distance, row), so all of them return the same rows in the same order with the same distances
@@ -26,6 +27,7 @@ pub enum IndexError {
     #[error("index dimension {expected}, got a vector of {got}")]
     DimMismatch { expected: usize, got: usize },
     /// linfa-nn refused to build or query.
+    #[cfg(feature = "linfa")]
     #[error("linfa-nn: {0}")]
     Linfa(String),
 }
@@ -98,7 +100,8 @@ pub trait NearestNeighbourIndex: Send + Sync {
     fn search(&self, query: &Embedding, k: usize) -> Result<Vec<Neighbour>, IndexError>;
 }
 
-/// linfa-nn's algorithms.
+/// linfa-nn's algorithms (feature `linfa`).
+#[cfg(feature = "linfa")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinfaAlgorithm {
     /// O(N) scan.
@@ -118,36 +121,46 @@ pub enum IndexKind {
     Flat,
     /// Exact search with an int8 pre-filter and f32 re-scoring (default).
     Sq8,
-    /// linfa-nn.
+    /// linfa-nn (feature `linfa`).
+    #[cfg(feature = "linfa")]
     Linfa(LinfaAlgorithm),
 }
 
 impl IndexKind {
-    /// Every kind, for benches and the shared test suite.
-    pub const ALL: [IndexKind; 6] = [
+    /// Every kind this build has, for benches and the shared test suite: brute force first, then
+    /// the fast exact ones, then (feature `linfa`) linfa-nn's three.
+    pub const ALL: &'static [IndexKind] = &[
         IndexKind::BruteForce,
         IndexKind::Flat,
         IndexKind::Sq8,
+        #[cfg(feature = "linfa")]
         IndexKind::Linfa(LinfaAlgorithm::LinearSearch),
+        #[cfg(feature = "linfa")]
         IndexKind::Linfa(LinfaAlgorithm::KdTree),
+        #[cfg(feature = "linfa")]
         IndexKind::Linfa(LinfaAlgorithm::BallTree),
     ];
 
-    /// A short name (`brute`, `flat`, `linfa-linear`, `linfa-kdtree`, `linfa-balltree`).
+    /// A short name (`brute`, `flat`, `sq8`; with feature `linfa` also `linfa-linear`,
+    /// `linfa-kdtree`, `linfa-balltree`).
     pub fn name(self) -> &'static str {
         match self {
             IndexKind::BruteForce => "brute",
             IndexKind::Flat => "flat",
             IndexKind::Sq8 => "sq8",
+            #[cfg(feature = "linfa")]
             IndexKind::Linfa(LinfaAlgorithm::LinearSearch) => "linfa-linear",
+            #[cfg(feature = "linfa")]
             IndexKind::Linfa(LinfaAlgorithm::KdTree) => "linfa-kdtree",
+            #[cfg(feature = "linfa")]
             IndexKind::Linfa(LinfaAlgorithm::BallTree) => "linfa-balltree",
         }
     }
 
-    /// Parses [`IndexKind::name`].
+    /// Parses [`IndexKind::name`]; `None` for an unknown name, and for a linfa name in a build
+    /// without feature `linfa`.
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == s)
+        Self::ALL.iter().copied().find(|k| k.name() == s)
     }
 
     /// Builds the index over `rows` (takes ownership; no copy for the fast paths).
@@ -156,6 +169,7 @@ impl IndexKind {
             IndexKind::BruteForce => Box::new(BruteForceIndex(rows)),
             IndexKind::Flat => Box::new(FlatIndex(rows)),
             IndexKind::Sq8 => Box::new(Sq8Index::build(rows)),
+            #[cfg(feature = "linfa")]
             IndexKind::Linfa(alg) => Box::new(LinfaIndex::build(alg, rows)?),
         })
     }
@@ -367,8 +381,10 @@ impl NearestNeighbourIndex for Sq8Index {
     }
 }
 
+#[cfg(feature = "linfa")]
 type LinfaBox<'a> = Box<dyn linfa_nn::NearestNeighbourIndex<f32> + Send + Sync + 'a>;
 
+#[cfg(feature = "linfa")]
 self_cell::self_cell!(
     struct LinfaCell {
         owner: ndarray::Array2<f32>,
@@ -378,12 +394,14 @@ self_cell::self_cell!(
 );
 
 /// linfa-nn index owning its point matrix.
+#[cfg(feature = "linfa")]
 struct LinfaIndex {
     dim: EmbeddingDim,
     len: usize,
     cell: Option<LinfaCell>,
 }
 
+#[cfg(feature = "linfa")]
 impl LinfaIndex {
     fn build(alg: LinfaAlgorithm, rows: EmbeddingMatrix) -> Result<Self, IndexError> {
         use linfa_nn::NearestNeighbour;
@@ -405,6 +423,7 @@ impl LinfaIndex {
     }
 }
 
+#[cfg(feature = "linfa")]
 impl NearestNeighbourIndex for LinfaIndex {
     fn len(&self) -> usize {
         self.len
@@ -436,6 +455,7 @@ impl NearestNeighbourIndex for LinfaIndex {
 }
 
 /// [`unit_distance`] from row `row` of linfa's point matrix to `q`.
+#[cfg(feature = "linfa")]
 fn row_distance(points: &ndarray::Array2<f32>, row: usize, q: &[f32]) -> f32 {
     let r = points.row(row);
     match r.as_slice() {

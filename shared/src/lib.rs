@@ -6,9 +6,15 @@
 //!   atomically written postcard file;
 //! - [`Matcher`]: 1:1 verification, 1:N identification, claim-then-verify and top-k ranking,
 //!   over a [`NearestNeighbourIndex`] chosen by [`IndexKind`];
-//! - [`Scores`]: ROC, AUC, EER, TAR@FAR and threshold calibration;
+//! - [`Scores`]: ROC, AUC, EER, TAR@FAR and threshold calibration, from genuine/impostor pairs
+//!   ([`Scores::from_labelled`]);
+//! - [`percentile`] (nearest rank) and [`LatencyHistogram`]: latency statistics;
+//! - [`rss_bytes`] and [`peak_rss_bytes`]: this process's resident memory;
 //! - [`ModelCard`]: what an encoder expects and how good it is;
 //! - [`keys`]: ed25519 key files for gallery signing.
+//!
+//! Feature `linfa` (off by default; benchmark comparators only, never in the door): linfa-nn's
+//! indexes as `IndexKind::Linfa`.
 
 mod binding;
 mod calibration;
@@ -23,6 +29,8 @@ mod index;
 pub mod install;
 pub mod keys;
 mod member;
+mod memory;
+mod stats;
 pub mod synthetic;
 mod threshold;
 
@@ -40,10 +48,12 @@ pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use gallery::{Gallery, GalleryError, MAX_EMBEDDINGS_PER_MEMBER, MAX_MEMBERS};
 pub use gallery_file::SignedGallery;
 pub use histogram::LatencyHistogram;
-pub use index::{
-    EmbeddingMatrix, IndexError, IndexKind, LinfaAlgorithm, NearestNeighbourIndex, Neighbour, DEFAULT_INDEX,
-};
+#[cfg(feature = "linfa")]
+pub use index::LinfaAlgorithm;
+pub use index::{EmbeddingMatrix, IndexError, IndexKind, NearestNeighbourIndex, Neighbour, DEFAULT_INDEX};
 pub use member::{check_name, Date, Member, MemberError, MemberId, Validity};
+pub use memory::{peak_rss_bytes, rss_bytes};
+pub use stats::percentile;
 pub use threshold::{
     check_ambiguity_margin, DecisionPolicy, Threshold, ThresholdError, AMBIGUITY_MARGIN_MAX, AMBIGUITY_MARGIN_MIN,
     DEFAULT_AMBIGUITY_MARGIN,

@@ -122,7 +122,7 @@ fn policy(t: f32, margin: f32) -> DecisionPolicy {
 #[test]
 fn identify_grants_denies_and_explains() {
     let today = Date::parse("2026-06-01").unwrap();
-    for kind in IndexKind::ALL {
+    for &kind in IndexKind::ALL {
         let m = Matcher::new(gym(), kind).unwrap();
         let p = policy(0.5, 0.05);
         // closest embedding of a is the second photo
@@ -234,7 +234,7 @@ fn rows_a_little_off_unit_rank_by_direction_in_every_index() {
     let (far, near) = ([127.0, 6.0], [127.0, 2.0]);
     let q = Embedding::new(vec![1.0, 0.0]).unwrap();
     let want = Embedding::new(near.to_vec()).unwrap().distance(&q).unwrap();
-    for kind in IndexKind::ALL {
+    for &kind in IndexKind::ALL {
         let mut rows = EmbeddingMatrix::new(dim(2));
         rows.push(&stored(&far, 1.0009)).unwrap();
         rows.push(&stored(&near, 0.9995)).unwrap();

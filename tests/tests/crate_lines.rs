@@ -37,6 +37,25 @@ fn facegate_and_the_door_never_link_libtorch() {
 }
 
 #[test]
+fn the_door_links_neither_the_comparator_indexes_nor_the_test_fakes() {
+    let t = tree("facegate-device", &[]);
+    for banned in ["linfa-nn", "linfa", "ndarray-stats"] {
+        assert!(!crates(&t).contains(&banned), "the door depends on {banned}:\n{t}");
+    }
+    // The package's own enabled features, as the door binary is built (`-p facegate-device`).
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let o = Command::new(cargo)
+        .current_dir(root())
+        .args(["tree", "--offline", "-e", "normal", "--prefix", "none", "--depth", "0", "-f", "{p} [{f}]"])
+        .args(["-p", "facegate-device"])
+        .output()
+        .expect("cargo runs");
+    let line = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(line.starts_with("facegate-device") && line.contains("camera"), "{line}");
+    assert!(!line.contains("testing"), "the door is built with its test fakes: {line}");
+}
+
+#[test]
 fn the_built_facegate_binary_does_not_load_libtorch() {
     for (name, links) in [("facegate", false), ("facegate-door", false), ("facegate-train", true)] {
         let o = Command::new("ldd").arg(bin(name)).output().expect("ldd runs");

@@ -294,18 +294,7 @@ pub fn pair_scores(e: &Tensor, y: &Tensor) -> Result<Scores> {
     let d = Vec::<f32>::try_from(&pairwise_distances(e).to_device(Device::Cpu).view([-1]))?;
     let labels = Vec::<i64>::try_from(&y.to_device(Device::Cpu))?;
     let n = labels.len();
-    let (mut g, mut i) = (Vec::new(), Vec::new());
-    for a in 0..n {
-        for b in a + 1..n {
-            let v = d[a * n + b];
-            if labels[a] == labels[b] {
-                g.push(v)
-            } else {
-                i.push(v)
-            }
-        }
-    }
-    Ok(Scores::new(g, i)?)
+    Ok(Scores::from_labelled_distances(&labels, |a, b| d[a * n + b])?)
 }
 
 fn augment(x: &Tensor) -> Tensor {

@@ -16,6 +16,7 @@ pub fn bench_search(members: usize, queries: usize, dim: usize, index: &str, k: 
     let d = EmbeddingDim::new(dim)?;
     let rows = random_matrix(42, members, d);
     let matrix_bytes = rows.heap_bytes();
+    let rss_kib = || facegate_shared::rss_bytes().map(|b| b / 1024);
     let rss0 = rss_kib();
     let t = std::time::Instant::now();
     let idx = kind.build(rows)?;
@@ -30,7 +31,7 @@ pub fn bench_search(members: usize, queries: usize, dim: usize, index: &str, k: 
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+    let pct = |q: f64| facegate_shared::percentile(&lat, q);
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
@@ -38,20 +39,9 @@ pub fn bench_search(members: usize, queries: usize, dim: usize, index: &str, k: 
             "build_ms": build_ms, "query_median_ms": pct(0.5), "query_p99_ms": pct(0.99),
             "input_matrix_bytes": matrix_bytes,
             "index_rss_growth_kib": rss1.zip(rss0).map(|(a, b)| a.saturating_sub(b)),
-            "peak_rss_kib": peak_rss_kib(),
+            "peak_rss_kib": facegate_shared::peak_rss_bytes().map(|b| b / 1024),
             "threads": 1,
         }))?
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn status_field(name: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok()
-}
-fn rss_kib() -> Option<u64> {
-    status_field("VmRSS:")
-}
-fn peak_rss_kib() -> Option<u64> {
-    status_field("VmHWM:")
 }

@@ -81,23 +81,12 @@ pub fn calibrate_gallery(a: &CalibrateGalleryArgs) -> Result<ExitCode> {
     if members.len() < 2 {
         bail!("{} has {} member(s): calibration needs at least 2 (impostor pairs)", a.gallery.display(), members.len());
     }
-    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-    for (i, m) in members.iter().enumerate() {
-        for (j, e) in m.embeddings.iter().enumerate() {
-            for f in &m.embeddings[j + 1..] {
-                genuine.push(e.distance(f)?);
-            }
-            for other in &members[i + 1..] {
-                for f in &other.embeddings {
-                    impostor.push(e.distance(f)?);
-                }
-            }
-        }
-    }
-    if genuine.is_empty() {
+    if members.iter().all(|m| m.embeddings.len() < 2) {
         bail!("no member of {} has two enrolment photos: nothing to measure acceptance on", a.gallery.display());
     }
-    let scores = facegate_shared::Scores::new(genuine, impostor)?;
+    let labelled: Vec<(usize, facegate_shared::Embedding)> =
+        members.iter().enumerate().flat_map(|(i, m)| m.embeddings.iter().map(move |e| (i, e.clone()))).collect();
+    let scores = facegate_shared::Scores::from_labelled(&labelled)?;
     let t = scores.threshold_for_far_conservative(a.far)?;
     let old = g.threshold.get();
     let n = members.len();
