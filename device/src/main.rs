@@ -163,8 +163,9 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         let stop = stop.clone();
         let emergency = door.lock.emergency();
         ctrlc::set_handler(move || {
-            emergency.secure_now(wait);
+            // Stop first, so a frame being processed cannot open the lock again after this secure.
             stop.store(true, Ordering::SeqCst);
+            emergency.secure_now(wait);
         })
         .context("installing the signal handler")?;
     }

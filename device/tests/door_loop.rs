@@ -696,11 +696,9 @@ fn assert_relocked_in_time(lock: &FakeLock, what: &str) -> Duration {
     assert_eq!(lock.unlocks(), 1, "{what}: exactly one unlock");
     assert_eq!(open.len(), 1, "{what}");
     let o = open[0].unwrap_or_else(|| panic!("{what}: still open"));
-    // The period counts from the door's request, a little before the fake's own timestamp.
-    assert!(
-        o + Duration::from_millis(5) >= UNLOCK && o <= UNLOCK + TOLERANCE,
-        "{what}: open for {o:?}, unlock period {UNLOCK:?}"
-    );
+    // The period counts from the door's request, a little before the fake's own timestamp (the
+    // supervisor thread's wake-up in between is scheduling noise, hence the tolerance there too).
+    assert!(o + TOLERANCE >= UNLOCK && o <= UNLOCK + TOLERANCE, "{what}: open for {o:?}, unlock period {UNLOCK:?}");
     eprintln!("{what}: relocked {:?} after the unlock", o);
     o
 }

@@ -232,7 +232,7 @@ fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
         ("input.std", "input.std", |c| c["input"]["std"][0] = serde_json::json!(128.5)),
         ("input.width", "input shape", |c| c["input"]["width"] = serde_json::json!(72)),
         ("input.height", "input shape", |c| c["input"]["height"] = serde_json::json!(72)),
-        ("input.channels", "input", |c| {
+        ("input.channels", "input shape", |c| {
             c["input"]["channels"] = serde_json::json!("rgb");
             c["input"]["mean"] = serde_json::json!([127.5, 127.5, 127.5]);
             c["input"]["std"] = serde_json::json!([127.5, 127.5, 127.5]);

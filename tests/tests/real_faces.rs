@@ -200,6 +200,67 @@ fn enrolment_refuses_bad_photos_naming_value_and_limit_and_the_override_accepts_
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("warning: enrolled despite the quality gate"));
 
+    // Every other kind of made-to-fail photo: refused with its own message, accepted with the
+    // override (one new member each, so the gallery grows by one each time).
+    let base = image::open(photo("obama", "obama3.jpg")).unwrap().to_rgb8();
+    let (w, h) = base.dimensions();
+    let mapped = |f: &dyn Fn(f32) -> f32| {
+        let mut m = base.clone();
+        for p in m.pixels_mut() {
+            p.0 = p.0.map(|c| f(f32::from(c)).round().clamp(0.0, 255.0) as u8);
+        }
+        m
+    };
+    let made: [(&str, image::RgbImage, &str); 4] = [
+        (
+            "tiny.png",
+            image::imageops::resize(&base, w / 9, h / 9, image::imageops::FilterType::Triangle),
+            "between the eyes",
+        ),
+        ("blurred.png", image::imageops::blur(&base, 8.0), "blurred"),
+        ("bright.png", mapped(&|v| v * 0.5 + 170.0), "overexposed"),
+        ("flat.png", mapped(&|v| (v - 128.0) * 0.15 + 128.0), "low contrast"),
+    ];
+    for (i, (name, img, says)) in made.into_iter().enumerate() {
+        let path = s(&d(name));
+        img.save(&path).unwrap();
+        let id = format!("5{i}");
+        let args = |extra: &[&str]| {
+            let mut v = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", &id, "--name", "M"];
+            v.extend_from_slice(extra);
+            v.iter().map(|x| x.to_string()).collect::<Vec<String>>()
+        };
+        let refuse = args(&[&a, &b, &path]);
+        let o = run("facegate", &refuse.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(name) && err.contains(says), "{name}: {err}");
+        let accept = args(&["--allow-low-quality", &a, &b, &path]);
+        let o = run("facegate", &accept.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    // And another person among a member's photos, with the override.
+    let o = run(
+        "facegate",
+        &[
+            "enroll",
+            "--gallery",
+            &gallery,
+            "--key",
+            &secret,
+            "--id",
+            "60",
+            "--name",
+            "M",
+            "--allow-low-quality",
+            &a,
+            &b,
+            &biden,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("probably another person"));
+
     // Bulk import applies the same gate and lists what it skipped and why.
     let member = d("in/77");
     std::fs::create_dir_all(&member).unwrap();
