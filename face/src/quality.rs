@@ -179,48 +179,40 @@ impl QualityReport {
         let mut fail = |check, value: f32, limit: f32, message: String| {
             out.push(QualityProblem { check, value, limit, message });
         };
-        if !at_least(self.eye_distance_px, l.min_eye_distance_px) {
-            fail(
+        let (e, sh, br, co) = (self.eye_distance_px, self.sharpness, self.brightness, self.contrast);
+        let min = |check, value, limit, message| (check, value, limit, at_least(value, limit), message);
+        let checks = [
+            min(
                 "eye-distance",
-                self.eye_distance_px,
+                e,
                 l.min_eye_distance_px,
-                format!(
-                    "face {:.0} px between the eyes, needs ≥ {:.0} (move closer)",
-                    self.eye_distance_px, l.min_eye_distance_px
-                ),
-            );
-        }
-        if !at_least(self.sharpness, l.min_sharpness) {
-            fail(
+                format!("face {e:.0} px between the eyes, needs ≥ {:.0} (move closer)", l.min_eye_distance_px),
+            ),
+            min(
                 "sharpness",
-                self.sharpness,
+                sh,
                 l.min_sharpness,
-                format!("blurred: sharpness {:.0}, needs ≥ {:.0}", self.sharpness, l.min_sharpness),
-            );
-        }
-        if !at_least(self.brightness, l.min_brightness) {
-            fail(
+                format!("blurred: sharpness {sh:.0}, needs ≥ {:.0}", l.min_sharpness),
+            ),
+            min(
                 "dark",
-                self.brightness,
+                br,
                 l.min_brightness,
-                format!("too dark: brightness {:.0} of 255, needs ≥ {:.0}", self.brightness, l.min_brightness),
-            );
-        }
-        if !at_least(l.max_brightness, self.brightness) {
-            fail(
+                format!("too dark: brightness {br:.0} of 255, needs ≥ {:.0}", l.min_brightness),
+            ),
+            (
                 "bright",
-                self.brightness,
+                br,
                 l.max_brightness,
-                format!("overexposed: brightness {:.0} of 255, needs ≤ {:.0}", self.brightness, l.max_brightness),
-            );
-        }
-        if !at_least(self.contrast, l.min_contrast) {
-            fail(
-                "contrast",
-                self.contrast,
-                l.min_contrast,
-                format!("low contrast: {:.0}, needs ≥ {:.0}", self.contrast, l.min_contrast),
-            );
+                at_least(l.max_brightness, br),
+                format!("overexposed: brightness {br:.0} of 255, needs ≤ {:.0}", l.max_brightness),
+            ),
+            min("contrast", co, l.min_contrast, format!("low contrast: {co:.0}, needs ≥ {:.0}", l.min_contrast)),
+        ];
+        for (check, value, limit, ok, message) in checks {
+            if !ok {
+                fail(check, value, limit, message);
+            }
         }
         let p = self.pose;
         for (check, v, max, what) in [

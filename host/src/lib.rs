@@ -6,6 +6,7 @@
 //! training, export and ONNX import live in `facegate-train`, which uses [`data`], [`eval`],
 //! [`plots`] and [`progress`] from here.
 
+pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod eval;

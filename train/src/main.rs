@@ -57,20 +57,7 @@ enum BenchCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
-        }
-    };
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("facegate-train: error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    facegate_host::cli::main::<Cli>("facegate-train", run)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
