@@ -290,7 +290,7 @@ impl GalleryStore {
 }
 
 fn io(source: std::io::Error) -> InstallError {
-    InstallError::Gallery(GalleryError::Io { path: String::new(), source })
+    InstallError::Gallery(GalleryError::Io { path: String::new(), error: source })
 }
 
 /// Reads, verifies and judges the inbox file; returns its bytes for copying.

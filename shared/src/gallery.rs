@@ -76,9 +76,10 @@ pub enum GalleryError {
     /// nothing beyond `max + 1` bytes was read. `bytes` is the size found (at least `max + 1`).
     #[error("{path}: {bytes} bytes is larger than any gallery file ({max} bytes)")]
     TooLarge { path: String, bytes: u64, max: u64 },
-    /// Reading or writing the file failed.
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    /// Reading or writing the file failed. (`error` is part of the message rather than a chained
+    /// source, so an error chain prints it once.)
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 /// Enrolled members plus the encoder binding, dimension and threshold they were made for.

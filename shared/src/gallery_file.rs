@@ -509,7 +509,7 @@ pub fn read_capped(path: &Path) -> Result<Vec<u8>, GalleryError> {
 /// [`read_capped`] with a smaller cap of the reader's own (a door unit with little memory);
 /// `max` above [`MAX_GALLERY_FILE_BYTES`] is lowered to it.
 pub fn read_capped_to(path: &Path, max: u64) -> Result<Vec<u8>, GalleryError> {
-    let io = |source| GalleryError::Io { path: path.display().to_string(), source };
+    let io = |error| GalleryError::Io { path: path.display().to_string(), error };
     let file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     read_limited(file, size, path, max.min(MAX_GALLERY_FILE_BYTES))
@@ -524,7 +524,7 @@ fn read_limited(r: impl Read, size: u64, path: &Path, max: u64) -> Result<Vec<u8
     let mut bytes = Vec::with_capacity(size as usize);
     r.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| GalleryError::Io { path: path.display().to_string(), source })?;
+        .map_err(|error| GalleryError::Io { path: path.display().to_string(), error })?;
     if bytes.len() as u64 > max {
         return Err(too_large(bytes.len() as u64));
     }
@@ -534,7 +534,7 @@ fn read_limited(r: impl Read, size: u64, path: &Path, max: u64) -> Result<Vec<u8
 /// Encodes and writes a gallery atomically (see [`write_atomic`]).
 pub fn save(path: &Path, gallery: &Gallery, key: Option<&SigningKey>) -> Result<(), GalleryError> {
     let bytes = encode(gallery, key)?;
-    write_atomic(path, &bytes).map_err(|source| GalleryError::Io { path: path.display().to_string(), source })
+    write_atomic(path, &bytes).map_err(|error| GalleryError::Io { path: path.display().to_string(), error })
 }
 /// Writes `bytes` to a temporary file beside `path`, fsyncs it, renames it over `path` and fsyncs
 /// the directory: after a power cut the file is either the old or the new content, never a mix.

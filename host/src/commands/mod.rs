@@ -108,6 +108,9 @@ pub fn load_own_gallery(path: &Path, key: &SigningKey) -> Result<Gallery> {
 
 /// Saves with the revision counter raised and the host's signature.
 pub fn save_gallery(path: &Path, g: &mut Gallery, key: &SigningKey) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating folder {}", dir.display()))?;
+    }
     g.revision += 1;
     gallery_file::save(path, g, Some(key)).with_context(|| format!("writing gallery {}", path.display()))
 }
