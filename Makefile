@@ -35,7 +35,7 @@ test-host:
 # Without the camera feature (nokhwa's bindgen and mozjpeg builds add minutes and no tests run
 # against a camera under qemu); `make cross` builds the camera in.
 test-aarch64:
-	cargo test --target $(AARCH64) -p facegate-shared -p facegate-face -p facegate-device --no-default-features
+	cargo test --target $(AARCH64) -p facegate-shared -p facegate-face -p facegate-frames -p facegate-device --no-default-features
 
 # The door unit for a Raspberry-Pi-class board; the stripped copy is what gets installed.
 cross: setup

@@ -70,49 +70,7 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, problem: problem.into() }
 }
 
-/// Where frames come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceUri {
-    /// A camera by index (`camera:0`).
-    CameraIndex(u32),
-    /// A camera by (part of) its name (`camera:USB Camera`).
-    CameraName(String),
-    /// Every image in a folder, in file-name order (`dir:PATH`).
-    Dir(PathBuf),
-    /// One image, repeated (`image:PATH`).
-    Image(PathBuf),
-}
-
-impl std::str::FromStr for SourceUri {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let bad = || invalid("source.uri", format!("{s:?} is not camera:INDEX, camera:NAME, dir:PATH or image:PATH"));
-        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
-        if rest.is_empty() {
-            return Err(bad());
-        }
-        Ok(match kind {
-            "camera" => match rest.parse::<u32>() {
-                Ok(i) => SourceUri::CameraIndex(i),
-                Err(_) => SourceUri::CameraName(rest.to_owned()),
-            },
-            "dir" => SourceUri::Dir(rest.into()),
-            "image" => SourceUri::Image(rest.into()),
-            _ => return Err(bad()),
-        })
-    }
-}
-
-impl std::fmt::Display for SourceUri {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceUri::CameraIndex(i) => write!(f, "camera:{i}"),
-            SourceUri::CameraName(n) => write!(f, "camera:{n}"),
-            SourceUri::Dir(p) => write!(f, "dir:{}", p.display()),
-            SourceUri::Image(p) => write!(f, "image:{}", p.display()),
-        }
-    }
-}
+pub use facegate_frames::{SourceSettings, SourceUri};
 
 /// 1:N against everyone, or a presented id checked 1:1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -310,23 +268,6 @@ pub struct GallerySettings {
     pub max_bytes: u64,
 }
 
-/// Frame source settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceSettings {
-    /// Which source.
-    pub uri: SourceUri,
-    /// Requested camera width.
-    pub width: u32,
-    /// Requested camera height.
-    pub height: u32,
-    /// Camera frame rate; replay rate for files.
-    pub fps: f32,
-    /// Replay in real time.
-    pub pace: bool,
-    /// Frames produced by an `image:` source.
-    pub repeat: u32,
-}
-
 /// Decision settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionSettings {
@@ -469,7 +410,8 @@ impl DoorConfig {
         }
         within("gallery.reload_interval_ms", g.reload_interval_ms, 100, 3_600_000, "ms")?;
         within("gallery.max_bytes", g.max_bytes, 4096, 1 << 30, "bytes")?;
-        let uri: SourceUri = r.source.uri.parse()?;
+        let uri: SourceUri =
+            r.source.uri.parse().map_err(|e: facegate_frames::BadSourceUri| invalid("source.uri", e.to_string()))?;
         let s = &r.source;
         within("source.width", s.width, 16, 8192, "pixels")?;
         within("source.height", s.height, 16, 8192, "pixels")?;
@@ -720,16 +662,6 @@ mod tests {
         assert!(e.to_string().contains("gallery.inbox") && e.to_string().contains("state_dir"), "{e}");
         let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"https://x/g.fgg\"\n[log]")).unwrap_err();
         assert!(e.to_string().contains("gallery.url"), "{e}");
-    }
-
-    #[test]
-    fn source_uris_round_trip() {
-        for s in ["camera:0", "camera:USB Camera", "dir:/tmp/frames", "image:a.jpg"] {
-            let u: SourceUri = s.parse().unwrap();
-            assert_eq!(u.to_string(), s);
-        }
-        assert!("camera:".parse::<SourceUri>().is_err());
-        assert!("http://x".parse::<SourceUri>().is_err());
     }
 
     /// Every numeric setting with its documented range (inclusive).

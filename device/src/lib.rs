@@ -14,12 +14,13 @@ pub mod config;
 pub mod door;
 pub mod events;
 pub mod lock;
-pub mod source;
 pub mod store;
 pub mod supervisor;
 
 pub use config::{ConfigError, DoorConfig};
 pub use door::{Door, DoorSettings, RunSummary};
+/// Frame sources (the `facegate-frames` crate, shared with front-desk camera enrolment).
+pub use facegate_frames as source;
 
 /// A byte count from [`facegate_shared::rss_bytes`] for a log line (`12.3 MB`, or `?`).
 fn mb(b: Option<u64>) -> String {

@@ -54,7 +54,8 @@ enum Command {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
-    /// Enrol a member from one or more photos (each with exactly one face) into a signed gallery.
+    /// Enrol a member from one or more photos (each with exactly one face), or from a camera at
+    /// the desk (--camera 0), into a signed gallery.
     ///
     /// Creates the gallery if absent; refuses a gallery made with another encoder or signed with
     /// another key; warns when the face already matches another member.
@@ -307,6 +308,16 @@ mod cli_tests {
             Cli::try_parse_from(["facegate", "enroll", "--gallery", "g", "--id", "1", "--name", "x"]).is_err(),
             "photos required"
         );
+        let c =
+            Cli::try_parse_from(["facegate", "enroll", "--gallery", "g", "--id", "1", "--name", "x", "--camera", "0"])
+                .unwrap();
+        let Command::Enroll(a) = c.command else { panic!("enroll") };
+        assert_eq!((a.camera.as_deref(), a.shots, a.timeout), (Some("0"), 3, 60));
+        let bad = ["facegate", "enroll", "--gallery", "g", "--id", "1", "--name", "x", "--source", "usb0"];
+        assert!(Cli::try_parse_from(bad).is_err(), "a source URI is checked when parsed");
+        let both =
+            ["facegate", "enroll", "--gallery", "g", "--id", "1", "--name", "x", "--camera", "0", "--source", "dir:d"];
+        assert!(Cli::try_parse_from(both).is_err(), "one capture source");
         let c = Cli::try_parse_from([
             "facegate",
             "members",

@@ -228,3 +228,96 @@ fn import_dir_skips_bad_input_and_verify_checks_signature_and_encoder() {
     std::fs::write(d("g.fgg"), bytes).unwrap();
     assert_eq!(verify("models/facegate-default.onnx").status.code(), Some(1));
 }
+
+/// Front-desk capture (`enroll --source`, the door's frame sources; `--camera` is the same code
+/// with `camera:`): three shots that pass the gate and differ in pose, nothing written otherwise.
+#[test]
+fn enrol_from_a_frame_source_keeps_posed_shots_and_writes_nothing_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let (secret, public, gallery) = (d("k.secret"), d("k.pub"), d("gym.fg"));
+    ok(&fg(&["keys", "init", "--secret", &secret, "--public", &public]));
+    let enrol = |gallery: &str, source: &str| {
+        fg(&["enroll", "--gallery", gallery, "--key", &secret, "--id", "1", "--name", "Ann", "--source", source])
+    };
+    let err = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // ORL s1 in file-name order: 1.pgm (yaw 1°), 10.pgm (18°); 2.pgm (17°) and 3.pgm (1°) are
+    // within 6° of a shot; 4.pgm (-18°) is the third.
+    let s1 = root().join("data/orl/s1").display().to_string();
+    let out = ok(&fg(&[
+        "enroll",
+        "--gallery",
+        &gallery,
+        "--key",
+        &secret,
+        "--id",
+        "1",
+        "--name",
+        "Ann",
+        "--source",
+        &format!("dir:{s1}"),
+        "--save-shots",
+        &d("shots"),
+    ]));
+    for line in ["shot 1/3: 1.pgm", "shot 2/3: 10.pgm", "shot 3/3: 4.pgm", "captured 3 shot(s) from 5 frame(s)"] {
+        assert!(out.contains(line), "{line}:\n{out}");
+    }
+    let mut saved: Vec<String> =
+        std::fs::read_dir(d("shots")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    saved.sort();
+    assert_eq!(saved, ["1-1.png", "1-2.png", "1-3.png"]);
+    // the member is found from photos the capture did not take; a stranger is not
+    let identify = |img: &str| {
+        let o = fg(&["identify", img, "--gallery", &gallery, "--trust", &public, "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["member"].as_str().map(str::to_owned)
+    };
+    assert_eq!(identify(&photo(1, 7)).as_deref(), Some("1"));
+    assert_eq!(identify(&photo(2, 1)), None);
+
+    // one pose only (the same frame five times): one shot, nothing written
+    std::fs::create_dir(d("still")).unwrap();
+    for i in 1..=5 {
+        std::fs::copy(photo(1, 1), d(&format!("still/{i}.pgm"))).unwrap();
+    }
+    let o = enrol(&d("g2.fg"), &format!("dir:{}", d("still")));
+    assert_eq!(o.status.code(), Some(2));
+    let e = err(&o);
+    assert!(
+        e.contains("1 of 3 shots") && e.contains("pose within 6° of a shot: 4") && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(!Path::new(&d("g2.fg")).exists());
+
+    // four people, each frame fine on its own: they match none of each other, nothing written
+    std::fs::create_dir(d("mixed")).unwrap();
+    for (i, (p, n)) in [(1, 1), (2, 9), (5, 6), (7, 4)].into_iter().enumerate() {
+        std::fs::copy(photo(p, n), d(&format!("mixed/{i}.pgm"))).unwrap();
+    }
+    let o = enrol(&d("g2.fg"), &format!("dir:{}", d("mixed")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("matched none of the other shots: 3"), "{}", err(&o));
+    assert!(!Path::new(&d("g2.fg")).exists());
+
+    // a camera that is not there is a clear error; the existing gallery is untouched
+    let before = std::fs::read(&gallery).unwrap();
+    let o = fg(&[
+        "enroll",
+        "--gallery",
+        &gallery,
+        "--key",
+        &secret,
+        "--id",
+        "2",
+        "--name",
+        "Bo",
+        "--camera",
+        "no such camera",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("no camera named \"no such camera\""), "{}", err(&o));
+    assert_eq!(std::fs::read(&gallery).unwrap(), before);
+    // photos and a capture are one or the other
+    let o = fg(&["enroll", "--gallery", &gallery, "--id", "2", "--name", "Bo", "--camera", "0", &photo(2, 1)]);
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,6 +1,7 @@
 //! Crate lines follow what each binary must not link: the front-desk `facegate` and the door unit
-//! never link libtorch, and the door never links the comparator indexes or the test fakes. Checked
-//! on the dependency graph (`cargo tree -e normal`) and on the built binaries (`ldd`).
+//! never link libtorch, the trainer never links the camera, and the door never links the
+//! comparator indexes or the test fakes. Checked on the dependency graph (`cargo tree -e normal`)
+//! and on the built binaries (`ldd`).
 
 use facegate_tests::{bin, root};
 use std::process::Command;
@@ -34,6 +35,20 @@ fn facegate_and_the_door_never_link_libtorch() {
     }
     // ...while the training tool does (so the check above can see it when it is there).
     assert!(crates(&tree("facegate-train", &[])).contains(&"tch"));
+}
+
+#[test]
+fn the_camera_reaches_facegate_and_the_door_but_never_the_trainer() {
+    for package in ["facegate-host", "facegate-device"] {
+        assert!(crates(&tree(package, &[])).contains(&"nokhwa"), "{package} has no camera");
+    }
+    // facegate-train shares the host helpers through facegate-hostkit and depends on neither
+    // facegate nor the frame sources, so no feature unification can bring the camera in.
+    let t = tree("facegate-train", &[]);
+    for banned in ["nokhwa", "facegate-frames", "facegate-host", "facegate-device"] {
+        assert!(!crates(&t).contains(&banned), "facegate-train depends on {banned}:\n{t}");
+    }
+    assert!(crates(&t).contains(&"facegate-hostkit"), "{t}");
 }
 
 #[test]

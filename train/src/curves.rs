@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
-use facegate_host::plots::register_font;
+use facegate_hostkit::plots::register_font;
 
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -57,7 +57,7 @@ enum BenchCmd {
 }
 
 fn main() -> ExitCode {
-    facegate_host::cli::main::<Cli>("facegate-train", run)
+    facegate_hostkit::cli::main::<Cli>("facegate-train", run)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

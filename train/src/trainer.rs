@@ -22,7 +22,7 @@ use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
 use crate::model::ArchConfig;
 use crate::net::{is_onnx, BaseRef, Freeze, ImportedBase, Net};
 use crate::optim::{Optimizer, OptimizerKind};
-use facegate_host::data::{aligned_crops, scan, Splits};
+use facegate_hostkit::data::{aligned_crops, scan, Splits};
 
 /// Grey input mean and std on the 0–255 scale: maps pixels to `[-1, 1]`.
 pub const GREY_MEAN: f32 = 127.5;
@@ -423,9 +423,9 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     // Detect and align every image once (cached).
     let finder = FaceFinder::new(YuNet::load(&args.detector)?);
     type Faces = Vec<(usize, Vec<f32>)>;
-    let load_split = |split: &[String]| -> Result<(Faces, Vec<facegate_host::data::Rejected>)> {
+    let load_split = |split: &[String]| -> Result<(Faces, Vec<facegate_hostkit::data::Rejected>)> {
         let entries: Vec<_> = split.iter().flat_map(|p| people[p].iter().cloned()).collect();
-        let bar = facegate_host::progress::bar(entries.len() as u64, "aligning faces");
+        let bar = facegate_hostkit::progress::bar(entries.len() as u64, "aligning faces");
         let (crops, rejected) = aligned_crops(&finder, &entries, &spec, &args.cache, &bar);
         bar.finish_and_clear();
         let index: std::collections::HashMap<&String, usize> = split.iter().enumerate().map(|(i, p)| (p, i)).collect();
@@ -609,7 +609,7 @@ fn run_loop(
     };
     let started = std::time::Instant::now();
     let start_step = state.step;
-    let mut bar = facegate_host::progress::epoch_bar(args.epoch_steps as u64, state.step / args.epoch_steps + 1);
+    let mut bar = facegate_hostkit::progress::epoch_bar(args.epoch_steps as u64, state.step / args.epoch_steps + 1);
     let mut interrupted = false;
     while state.step < total && !state.stopped_early {
         if interrupt.load(Ordering::SeqCst) || args.stop_after.is_some_and(|s| state.step >= s) {
@@ -708,7 +708,7 @@ fn run_loop(
             }
             crate::curves::write_metrics_csv(&args.out.join("metrics.csv"), &state.metrics)?;
             save_last(&state, &opt)?;
-            bar = facegate_host::progress::epoch_bar(args.epoch_steps as u64, epoch + 1);
+            bar = facegate_hostkit::progress::epoch_bar(args.epoch_steps as u64, epoch + 1);
         }
     }
     bar.finish_and_clear();

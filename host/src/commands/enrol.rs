@@ -103,12 +103,46 @@ pub struct EnrollArgs {
     /// Signing key.
     #[arg(long, default_value = DEFAULT_SECRET_KEY)]
     pub key: PathBuf,
-    /// Enrol photos that fail the quality gate anyway (with a warning).
+    /// Enrol photos that fail the quality gate anyway (with a warning). Not with a camera: a
+    /// capture keeps only frames that pass.
     #[arg(long)]
     pub allow_low_quality: bool,
     /// Photos, each with exactly one face.
-    #[arg(required = true)]
+    #[arg(required_unless_present_any = ["camera", "source"], conflicts_with_all = ["camera", "source"])]
     pub photos: Vec<PathBuf>,
+    /// Capture the photos from a camera at the desk (index, e.g. 0, or part of its name): frames
+    /// are taken until --shots of them pass the quality gate, differ in head pose and match each
+    /// other. Nothing is written until then. Same as --source camera:CAMERA.
+    #[arg(long, value_name = "CAMERA", conflicts_with = "source")]
+    pub camera: Option<String>,
+    /// Capture from any frame source the door accepts: camera:INDEX, camera:NAME, dir:FOLDER
+    /// (its images in name order) or image:FILE.
+    #[arg(long, value_name = "URI")]
+    pub source: Option<facegate_frames::SourceUri>,
+    /// Shots to capture.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=facegate_shared::MAX_EMBEDDINGS_PER_MEMBER as i64))]
+    pub shots: u16,
+    /// Minimum change of head pose between any two shots, in degrees of yaw and pitch (so the
+    /// gallery holds a few views of the face, not one view several times).
+    #[arg(long, default_value_t = 6.0)]
+    pub min_pose_change: f32,
+    /// Give up after this many seconds without enough shots.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Also keep the captured shots as PNG files in this folder (written after the gallery), so
+    /// the member can be enrolled again with another encoder without coming back.
+    #[arg(long, value_name = "DIR")]
+    pub save_shots: Option<PathBuf>,
+}
+
+impl EnrollArgs {
+    /// The capture source, if enrolling from frames.
+    fn source(&self) -> Result<Option<facegate_frames::SourceUri>> {
+        Ok(match (&self.camera, &self.source) {
+            (Some(c), _) => Some(format!("camera:{c}").parse()?),
+            (None, s) => s.clone(),
+        })
+    }
 }
 
 /// The gallery at `path` (signed by `key`) and the pipeline for it (`--model`, else the encoder
@@ -142,8 +176,65 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     };
     let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
     let (mut gallery, p) = open_or_new_gallery(&a.gallery, &key, &a.model)?;
-    let assessed = a.photos.iter().map(|ph| assess_photo(&p, ph)).collect::<Result<Vec<_>>>()?;
-    let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, gallery.threshold);
+    let mut shots = Vec::new();
+    let embeddings = match a.source()? {
+        Some(uri) => {
+            if a.allow_low_quality {
+                bail!("--allow-low-quality is for photos; a capture keeps only frames that pass the quality gate");
+            }
+            println!("capturing {} shot(s) of #{id} {} from {uri} (Ctrl-C to stop)", a.shots, a.name);
+            let mut source = facegate_frames::open(&facegate_frames::SourceSettings::new(uri))?;
+            let picker = super::capture::ShotPicker {
+                need: a.shots.into(),
+                min_pose_change: a.min_pose_change,
+                limits: QualityLimits::ENROLMENT,
+            };
+            let timeout = std::time::Duration::from_secs(a.timeout);
+            let c = super::capture::capture(&p, &mut source, &picker, gallery.threshold, timeout)?;
+            println!("captured {} shot(s) from {} frame(s)", c.shots.len(), c.frames);
+            shots = c.shots;
+            shots.iter().map(|s| s.embedding.clone()).collect()
+        }
+        None if a.save_shots.is_some() => {
+            bail!("--save-shots is for --camera/--source captures; the photos are already files")
+        }
+        None => photo_embeddings(a, &p, gallery.threshold)?,
+    };
+    if !gallery.members().is_empty() {
+        let m = Matcher::fastest(gallery.clone())?;
+        for e in &embeddings {
+            if let Some(r) = m.rank(e, 1)?.first().filter(|r| gallery.threshold.accepts(r.distance) && r.member != id) {
+                eprintln!("warning: this face may already be enrolled as #{} (distance {:.3})", r.member, r.distance);
+            }
+        }
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let n = embeddings.len();
+    gallery.add(Member { id: id.clone(), name: a.name.clone(), validity, enrolled_at: now, embeddings })?;
+    save_gallery(&a.gallery, &mut gallery, &key)?;
+    if let Some(dir) = &a.save_shots {
+        save_shots(dir, &id, &shots)?;
+    }
+    println!(
+        "enrolled #{id} {} from {n} photo(s); gallery {} has {} members (revision {})",
+        a.name,
+        a.gallery.display(),
+        gallery.members().len(),
+        gallery.revision
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The embeddings of `a.photos` after the quality gate (or despite it, with
+/// `--allow-low-quality`).
+fn photo_embeddings(
+    a: &EnrollArgs,
+    p: &FacePipeline<YuNet, TractEncoder>,
+    threshold: Threshold,
+) -> Result<Vec<Embedding>> {
+    let assessed = a.photos.iter().map(|ph| assess_photo(p, ph)).collect::<Result<Vec<_>>>()?;
+    let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, threshold);
     print_quality_table(&assessed, &verdicts);
     let failing: Vec<String> = assessed
         .iter()
@@ -164,28 +255,22 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
             eprintln!("warning: enrolled despite the quality gate (--allow-low-quality): {f}");
         }
     }
-    let embeddings: Vec<Embedding> = assessed.into_iter().map(|ph| ph.embedding).collect();
-    if !gallery.members().is_empty() {
-        let m = Matcher::fastest(gallery.clone())?;
-        for e in &embeddings {
-            if let Some(r) = m.rank(e, 1)?.first().filter(|r| gallery.threshold.accepts(r.distance) && r.member != id) {
-                eprintln!("warning: this face may already be enrolled as #{} (distance {:.3})", r.member, r.distance);
-            }
-        }
+    Ok(assessed.into_iter().map(|ph| ph.embedding).collect())
+}
+
+/// Writes each shot as DIR/<member id>-<n>.png (atomically), after the gallery is saved.
+fn save_shots(dir: &Path, id: &MemberId, shots: &[super::capture::Shot]) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("folder {}", dir.display()))?;
+    for (i, s) in shots.iter().enumerate() {
+        let path = dir.join(format!("{id}-{}.png", i + 1));
+        let mut png = Vec::new();
+        s.image
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .with_context(|| format!("encoding shot {}", s.label))?;
+        facegate_shared::gallery_file::write_atomic(&path, &png).with_context(|| format!("shot {}", path.display()))?;
     }
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let n = embeddings.len();
-    gallery.add(Member { id: id.clone(), name: a.name.clone(), validity, enrolled_at: now, embeddings })?;
-    save_gallery(&a.gallery, &mut gallery, &key)?;
-    println!(
-        "enrolled #{id} {} from {n} photo(s); gallery {} has {} members (revision {})",
-        a.name,
-        a.gallery.display(),
-        gallery.members().len(),
-        gallery.revision
-    );
-    Ok(ExitCode::SUCCESS)
+    println!("saved {} shot(s) in {}", shots.len(), dir.display());
+    Ok(())
 }
 
 /// `facegate quality PHOTOS`: the enrolment gate's table (or JSON lines) for photos; a photo

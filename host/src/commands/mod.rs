@@ -3,6 +3,7 @@
 //! SFace), keys, and reading and writing signed galleries.
 
 pub mod bench;
+pub mod capture;
 pub mod enrol;
 pub mod eval;
 pub mod gallery;

@@ -1,11 +1,89 @@
-//! Frame sources: one trait, a camera (nokhwa, feature `camera`), image folders and single images
-//! replayed at a set rate, and a scripted fake for tests (feature `testing`).
+//! # facegate-frames
+//!
+//! Frame sources, shared by the door (`facegate-door`) and front-desk camera enrolment
+//! (`facegate enroll --camera`): one trait, a camera (nokhwa, feature `camera`), image folders and
+//! single images replayed at a set rate, and a scripted fake for tests (feature `testing`).
+//!
+//! nokhwa stays out of anything that links libtorch: `facegate-train` depends on neither this
+//! crate nor `facegate`.
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{SourceSettings, SourceUri};
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceUri {
+    /// A camera by index (`camera:0`).
+    CameraIndex(u32),
+    /// A camera by (part of) its name (`camera:USB Camera`).
+    CameraName(String),
+    /// Every image in a folder, in file-name order (`dir:PATH`).
+    Dir(PathBuf),
+    /// One image, repeated (`image:PATH`).
+    Image(PathBuf),
+}
+
+/// A source URI that is none of the four forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not camera:INDEX, camera:NAME, dir:PATH or image:PATH")]
+pub struct BadSourceUri(pub String);
+
+impl std::str::FromStr for SourceUri {
+    type Err = BadSourceUri;
+    fn from_str(s: &str) -> Result<Self, BadSourceUri> {
+        let bad = || BadSourceUri(s.to_owned());
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        Ok(match kind {
+            "camera" => match rest.parse::<u32>() {
+                Ok(i) => SourceUri::CameraIndex(i),
+                Err(_) => SourceUri::CameraName(rest.to_owned()),
+            },
+            "dir" => SourceUri::Dir(rest.into()),
+            "image" => SourceUri::Image(rest.into()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl std::fmt::Display for SourceUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceUri::CameraIndex(i) => write!(f, "camera:{i}"),
+            SourceUri::CameraName(n) => write!(f, "camera:{n}"),
+            SourceUri::Dir(p) => write!(f, "dir:{}", p.display()),
+            SourceUri::Image(p) => write!(f, "image:{}", p.display()),
+        }
+    }
+}
+
+/// Frame source settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSettings {
+    /// Which source.
+    pub uri: SourceUri,
+    /// Requested camera width.
+    pub width: u32,
+    /// Requested camera height.
+    pub height: u32,
+    /// Camera frame rate; replay rate for files.
+    pub fps: f32,
+    /// Replay in real time.
+    pub pace: bool,
+    /// Frames produced by an `image:` source.
+    pub repeat: u32,
+}
+
+impl SourceSettings {
+    /// `uri` at 640×480, 15 frames/s, replays not paced, an image once: what front-desk
+    /// enrolment uses.
+    pub fn new(uri: SourceUri) -> Self {
+        Self { uri, width: 640, height: 480, fps: 15.0, pace: false, repeat: 1 }
+    }
+}
 
 /// One frame.
 #[derive(Debug, Clone)]
@@ -151,7 +229,7 @@ fn open_camera(settings: &SourceSettings) -> Result<Box<dyn FrameSource>, Source
 #[cfg(not(feature = "camera"))]
 fn open_camera(settings: &SourceSettings) -> Result<Box<dyn FrameSource>, SourceError> {
     Err(SourceError::Fatal(format!(
-        "{}: this build has no camera support (rebuild facegate-door with the `camera` feature)",
+        "{}: this build has no camera support (rebuild with the `camera` feature)",
         settings.uri
     )))
 }
@@ -332,6 +410,17 @@ mod tests {
         assert_eq!(b.at, Duration::from_millis(250));
         assert!(matches!(s.next_frame(), Err(SourceError::BadFrame { .. })));
         assert!(s.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn source_uris_parse_and_print_back() {
+        for s in ["camera:0", "camera:USB Camera", "dir:/frames", "image:/a.jpg"] {
+            assert_eq!(s.parse::<SourceUri>().unwrap().to_string(), s);
+        }
+        assert_eq!("camera:2".parse::<SourceUri>().unwrap(), SourceUri::CameraIndex(2));
+        for bad in ["camera:", "video:0", "frames", ""] {
+            assert_eq!(bad.parse::<SourceUri>(), Err(BadSourceUri(bad.into())));
+        }
     }
 
     #[test]
