@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The OpenCV / onnxruntime peer of Facegate's benchmarks, on the same models and frame.
 
-Run by scripts/peer_bench.sh in a throwaway venv (onnxruntime and opencv-python-headless are
+Run by scripts/peer_bench.sh (after Facegate's criterion bench, pinned to the same core) in a
+throwaway venv (onnxruntime and opencv-python-headless are
 never dependencies of the product). One thread everywhere. Prints JSON: medians and p99 in ms."""
 import json, statistics, sys, time
 from pathlib import Path
@@ -12,7 +13,7 @@ import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 50  # argv[2]: criterion's folder, to print ratios
 
 
 def timed(fn, n=N):
@@ -68,7 +69,61 @@ def main():
         return rec.feature(rec.alignCrop(frame, f[0]))
 
     out["frame_detect_align_sface_opencv"] = timed(whole)
+
+    # the same at the small canvas: the frame scaled to 320x240 (OpenCV pads it to 320x256 inside,
+    # as Facegate's letterbox does), landmarks scaled back, alignment from the full frame
+    det_small = cv2.FaceDetectorYN.create(str(MODELS / "face_detection_yunet_2023mar.onnx"), "", (320, 240), 0.6, 0.3, 5000)
+
+    def detect_small():
+        _, f = det_small.detect(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_LINEAR))
+        f = f.copy()
+        f[:, :14] *= 2.0
+        return f
+
+    assert detect_small() is not None
+    out["yunet_detect_320x256_opencv"] = timed(detect_small)
+
+    def whole_small():
+        f = detect_small()
+        return rec.feature(rec.alignCrop(frame, f[0]))
+
+    out["frame_320x256_detect_align_sface_opencv"] = timed(whole_small)
     print(json.dumps(out, indent=2))
+    if len(sys.argv) > 2:
+        ratios(out, Path(sys.argv[2]))
+
+
+# Facegate's criterion benchmark (face/benches/pipeline.rs) against the peer step on the same input
+PAIRS = [
+    ("YuNet 640x480", "detect_yunet_640x480", "yunet_detect_640x480_opencv"),
+    ("YuNet 320x256", "detect_yunet_320x256", "yunet_detect_320x256_opencv"),
+    ("align 112x112", "align_112", "align_112_opencv"),
+    ("SFace", "encode_sface", "sface_encode_opencv"),
+    ("SFace vs onnxruntime", "encode_sface", "sface_encode_onnxruntime"),
+    ("SFace as shipped (no PReLU rewrite)", "encode_sface_as_shipped", "sface_encode_opencv"),
+    ("default encoder vs onnxruntime", "encode_default", "default_encode_onnxruntime"),
+    ("frame 640x480 + SFace", "frame_640x480_detect_align_sface", "frame_detect_align_sface_opencv"),
+    ("frame 320x256 + SFace", "frame_320x256_detect_align_sface", "frame_320x256_detect_align_sface_opencv"),
+]
+
+
+def ratios(peer, criterion_dir):
+    """Prints Facegate / peer for each pair, from criterion's medians (estimates.json, ns)."""
+    print(f"\n{'step':<38} {'Facegate':>10} {'peer':>10} {'ratio':>7}")
+    for label, ours, theirs in PAIRS:
+        est = criterion_dir / "face" / ours / "new" / "estimates.json"
+        if not est.exists() or theirs not in peer:
+            print(f"{label:<38} {'(not run)':>10}")
+            continue
+        f = json.loads(est.read_text())["median"]["point_estimate"] / 1e6
+        o = peer[theirs]["median_ms"]
+        print(f"{label:<38} {f:>8.2f}ms {o:>8.2f}ms {f / o:>6.2f}x")
+    for label, ours in [("frame 320x256 + default encoder", "frame_320x256_detect_align_default"),
+                        ("frame 640x480 + default encoder", "frame_640x480_detect_align_default")]:
+        est = criterion_dir / "face" / ours / "new" / "estimates.json"
+        if est.exists():
+            f = json.loads(est.read_text())["median"]["point_estimate"] / 1e6
+            print(f"{label:<38} {f:>8.2f}ms {'':>10} {'':>7}")
 
 
 if __name__ == "__main__":

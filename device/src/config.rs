@@ -6,6 +6,9 @@
 //! encoder = "models/face_recognition_sface_2021dec.onnx"  # ONNX + NAME.card.json; default SFace
 //! detector = "models/face_detection_yunet_2023mar.onnx"
 //! min_face_px = 40                            # 8 to 4096: faces narrower than this are ignored
+//! canvas = [320, 256]      # detector input, width and height: multiples of 32, 32 to 2048. 320x256
+//!                          # finds faces from about 55 px wide in a 640x480 frame at a third of the
+//!                          # 640x480 canvas's time; use [640, 480] for a camera far from the door
 //!
 //! [gallery]
 //! inbox = "/var/lib/facegate/inbox/gallery.fgg"  # where signed galleries are dropped (door reads only)
@@ -115,6 +118,7 @@ struct RawModel {
     encoder: PathBuf,
     detector: PathBuf,
     min_face_px: f32,
+    canvas: [u32; 2],
 }
 
 impl Default for RawModel {
@@ -125,6 +129,7 @@ impl Default for RawModel {
             encoder: "models/face_recognition_sface_2021dec.onnx".into(),
             detector: "models/face_detection_yunet_2023mar.onnx".into(),
             min_face_px: 40.0,
+            canvas: [320, 256],
         }
     }
 }
@@ -253,6 +258,8 @@ pub struct ModelSettings {
     pub detector: PathBuf,
     /// Smallest face width used, in source pixels.
     pub min_face_px: f32,
+    /// The detector's input canvas, width × height (multiples of 32).
+    pub canvas: (u32, u32),
 }
 
 /// Gallery settings.
@@ -370,6 +377,14 @@ impl DoorConfig {
     fn validate(r: RawConfig) -> Result<Self, ConfigError> {
         let m = &r.model;
         within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
+        for side in m.canvas {
+            if !(32..=2048).contains(&side) || side % 32 != 0 {
+                return Err(invalid(
+                    "model.canvas",
+                    format!("{:?}: each side must be a multiple of 32 from 32 to 2048", m.canvas),
+                ));
+            }
+        }
         let g = &r.gallery;
         if g.path.is_some() || g.state.is_some() {
             return Err(invalid(
@@ -442,6 +457,7 @@ impl DoorConfig {
                 encoder: r.model.encoder,
                 detector: r.model.detector,
                 min_face_px: r.model.min_face_px,
+                canvas: (r.model.canvas[0], r.model.canvas[1]),
             },
             gallery: GallerySettings {
                 paths: crate::store::StorePaths { inbox, state_dir },
@@ -578,6 +594,7 @@ mod tests {
         assert_eq!(c.log.max_bytes, 10 * 1024 * 1024);
         assert!(!c.log.store_faces);
         assert_eq!(c.model.min_face_px, 40.0);
+        assert_eq!(c.model.canvas, (320, 256));
     }
 
     #[test]
@@ -626,6 +643,10 @@ mod tests {
             ("[lock]\ncommand_timeout_ms = 3600000\n", "lock.command_timeout_ms"),
             ("max_bytes = 1\n", "log.max_bytes"), // MINIMAL ends in [log]
             ("[model]\nmin_face_px = -1\n", "model.min_face_px"),
+            ("[model]\ncanvas = [320, 240]\n", "model.canvas"),
+            ("[model]\ncanvas = [0, 256]\n", "model.canvas"),
+            ("[model]\ncanvas = [4096, 256]\n", "model.canvas"),
+            ("[model]\ncanvas = [320]\n", "canvas"),
         ] {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");

@@ -58,6 +58,10 @@ enum Cmd {
         /// Frames to measure (read from the source, cycled if it has fewer).
         #[arg(long, default_value_t = 50)]
         frames: usize,
+        /// Also measure the throughput of a stream of frames on this many threads sharing one
+        /// pipeline (each frame: detect, align, encode, match), against one thread in the same run.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        threads: u16,
         /// Print JSON only.
         #[arg(long)]
         json: bool,
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
         Cmd::Run { common, json } => run(&common, json),
         Cmd::Check { common } => check(&common),
         Cmd::Secure { common } => secure(&common),
-        Cmd::Bench { common, frames, json } => bench(&common, frames, json),
+        Cmd::Bench { common, frames, threads, json } => bench(&common, frames, threads.into(), json),
     };
     match r {
         Ok(code) => code,
@@ -110,7 +114,9 @@ fn main() -> ExitCode {
 type Pipeline = FacePipeline<YuNet, TractEncoder>;
 
 fn pipeline(c: &DoorConfig) -> Result<Pipeline> {
-    let det = YuNet::load(&c.model.detector).with_context(|| format!("detector {}", c.model.detector.display()))?;
+    let (w, h) = c.model.canvas;
+    let det = YuNet::load_with_canvas(&c.model.detector, w, h)
+        .with_context(|| format!("detector {}", c.model.detector.display()))?;
     let enc = TractEncoder::load(&c.model.encoder).with_context(|| format!("encoder {}", c.model.encoder.display()))?;
     let mut p = FacePipeline::new(det, enc);
     p.finder.min_face_px = c.model.min_face_px;
@@ -317,7 +323,48 @@ fn stats(mut v: Vec<f64>) -> serde_json::Value {
     })
 }
 
-fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
+/// Frames per second over `frames` frames (cycling `images`) on `threads` threads sharing `p`:
+/// each frame detected, aligned, encoded and matched, as the door does.
+fn stream_fps(
+    p: &Pipeline,
+    st: &GalleryStore,
+    policy: &facegate_shared::DecisionPolicy,
+    images: &[source::Frame],
+    frames: usize,
+    threads: usize,
+) -> Result<f64> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let today = facegate_shared::Date::today();
+    let started = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= frames {
+                            return Ok(());
+                        }
+                        match p.embed_largest(&images[i % images.len()].image) {
+                            Ok(Some(face)) => {
+                                st.matcher().identify(&face.embedding, policy, today)?;
+                            }
+                            Ok(None) | Err(FaceError::NoFace) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().map_err(|_| anyhow::anyhow!("a bench thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(frames as f64 / started.elapsed().as_secs_f64())
+}
+
+fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<ExitCode> {
     let mut c = common.load()?;
     c.source.pace = false;
     if matches!(c.source.uri, SourceUri::Image(_)) {
@@ -383,6 +430,10 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
         v.sort_by(f64::total_cmp);
         percentile(&v, 0.5)
     };
+    // throughput: one thread, then `threads`, back to back on the same frames
+    let one = stream_fps(&p, &st, &policy, &images, frames, 1)?;
+    let many = if threads > 1 { stream_fps(&p, &st, &policy, &images, frames, threads)? } else { one };
+    let round2 = |v: f64| (v * 100.0).round() / 100.0;
     let out = serde_json::json!({
         "frames": frames,
         "distinct_frames": images.len(),
@@ -390,13 +441,21 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
         "gallery_members": st.matcher().gallery().members().len(),
         "frame_size": [images[0].image.width(), images[0].image.height()],
         "arch": std::env::consts::ARCH,
+        "canvas": [c.model.canvas.0, c.model.canvas.1],
         "threads": 1,
         "detect": stats(det),
         "align": stats(ali),
         "encode": stats(enc),
         "match": stats(mat),
         "frame_to_decision": stats(total),
-        "fps": (1000.0 / med_total * 100.0).round() / 100.0,
+        "fps": round2(1000.0 / med_total),
+        "stream": {
+            "threads": threads,
+            "fps_1_thread": round2(one),
+            "fps": round2(many),
+            "speedup": round2(many / one),
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
         "peak_rss_mb": (peak_rss_bytes().unwrap_or(0) as f64 / 1e5).round() / 10.0,
     });
     if json {
@@ -407,6 +466,18 @@ fn bench(common: &Common, frames: usize, json: bool) -> Result<ExitCode> {
             println!("{k:<18} median {:>9} ms   p99 {:>9} ms   (n={})", v["median_ms"], v["p99_ms"], v["n"]);
         }
         println!("{:<18} {} frames/s end to end; peak RSS {} MB", "throughput", out["fps"], out["peak_rss_mb"]);
+        let st = &out["stream"];
+        println!(
+            "{:<18} {} frames/s on 1 thread, {} on {} ({}x; {} cores); canvas {}x{}",
+            "stream",
+            st["fps_1_thread"],
+            st["fps"],
+            threads,
+            st["speedup"],
+            st["cores"],
+            c.model.canvas.0,
+            c.model.canvas.1
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

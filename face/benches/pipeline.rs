@@ -1,10 +1,12 @@
-//! Face pipeline latency on one core: YuNet detection at 640×480 and 640×640, alignment, SFace and
-//! default-encoder encoding, and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
+//! Face pipeline latency on one core: YuNet detection at 640×480, 640×640 and 320×256, alignment, SFace and
+//! default-encoder encoding (with the load-time PReLU rewrite and as shipped), and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
 //! upscaled 3× on a grey 640×480 background. Needs `make setup`.
 //! Run: `cargo bench -p facegate-face --bench pipeline`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use facegate_face::{align_face, load_image, paths, Encoder, FaceDetector, FacePipeline, TractEncoder, YuNet};
+use facegate_face::{
+    align_face, card_path_for, load_image, paths, Encoder, FaceDetector, FacePipeline, GraphPrep, TractEncoder, YuNet,
+};
 use image::{imageops, Rgb, RgbImage};
 use std::path::Path;
 use std::time::Duration;
@@ -23,7 +25,7 @@ fn pipeline(c: &mut Criterion) {
     let frame = frame();
     let mut g = c.benchmark_group("face");
     g.sample_size(20).measurement_time(Duration::from_secs(5));
-    for (w, h) in [(640, 480), (640, 640)] {
+    for (w, h) in [(640, 480), (640, 640), (320, 256)] {
         let det = YuNet::load_with_canvas(&root.join(paths::YUNET), w, h).unwrap();
         assert_eq!(det.detect(&frame).unwrap().len(), 1);
         g.bench_function(format!("detect_yunet_{w}x{h}"), |b| b.iter(|| det.detect(&frame).unwrap()));
@@ -37,10 +39,24 @@ fn pipeline(c: &mut Criterion) {
     let default = TractEncoder::load(&root.join("facegate-default.onnx")).unwrap();
     let small = align_face(&frame, &d.landmarks, 64, 64).unwrap();
     g.bench_function("encode_default", |b| b.iter(|| default.encode(&small).unwrap()));
+    // the same encoders without the load-time PReLU rewrite
+    let as_shipped = |name: &str| {
+        let path = root.join(name);
+        let card = facegate_shared::ModelCard::load(&card_path_for(&path)).unwrap();
+        TractEncoder::from_bytes_with(&std::fs::read(&path).unwrap(), card, name, GraphPrep::AsShipped).unwrap()
+    };
+    let e = as_shipped(paths::SFACE);
+    g.bench_function("encode_sface_as_shipped", |b| b.iter(|| e.encode(&crop).unwrap()));
+    let e = as_shipped("facegate-default.onnx");
+    g.bench_function("encode_default_as_shipped", |b| b.iter(|| e.encode(&small).unwrap()));
     let p = FacePipeline::new(det, sface);
     g.bench_function("frame_640x480_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
+    let p = FacePipeline::new(YuNet::load_with_canvas(&root.join(paths::YUNET), 320, 256).unwrap(), p.encoder);
+    g.bench_function("frame_320x256_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
     let p = FacePipeline::new(YuNet::load(&root.join(paths::YUNET)).unwrap(), default);
     g.bench_function("frame_640x480_detect_align_default", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
+    let p = FacePipeline::new(YuNet::load_with_canvas(&root.join(paths::YUNET), 320, 256).unwrap(), p.encoder);
+    g.bench_function("frame_320x256_detect_align_default", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
     g.finish();
 }
 

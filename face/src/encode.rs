@@ -23,6 +23,17 @@ pub fn card_path_for(onnx: &Path) -> PathBuf {
     onnx.with_extension("card.json")
 }
 
+/// How a model's graph is prepared at load time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GraphPrep {
+    /// With the rewrites of [`crate::rewrite`] (PReLU as Max): what every command and the door
+    /// run.
+    #[default]
+    Rewritten,
+    /// The graph exactly as in the file.
+    AsShipped,
+}
+
 /// An ONNX encoder run by tract (single-threaded), loaded once and optimised for batch 1.
 pub struct TractEncoder {
     plan: std::sync::Arc<TypedSimplePlan>,
@@ -38,9 +49,21 @@ impl TractEncoder {
         Self::from_bytes(&bytes, card, &onnx.display().to_string())
     }
 
-    /// Builds from ONNX bytes and a card. `label` names the model in errors.
+    /// Builds from ONNX bytes and a card, with the load-time rewrites of [`crate::rewrite`].
+    /// `label` names the model in errors.
     pub fn from_bytes(bytes: &[u8], card: ModelCard, label: &str) -> Result<Self, FaceError> {
+        Self::from_bytes_with(bytes, card, label, GraphPrep::Rewritten)
+    }
+
+    /// Builds from ONNX bytes and a card, the graph prepared as `prep` says (the parity tests
+    /// compare both).
+    pub fn from_bytes_with(bytes: &[u8], card: ModelCard, label: &str, prep: GraphPrep) -> Result<Self, FaceError> {
         card.check_fingerprint(bytes)?;
+        let rewritten = match prep {
+            GraphPrep::Rewritten => crate::rewrite::rewritten_bytes(bytes).map(|(b, _)| b),
+            GraphPrep::AsShipped => None,
+        };
+        let bytes = rewritten.as_deref().unwrap_or(bytes);
         let err = |e: TractError| FaceError::Model { path: label.to_owned(), reason: format!("{e:#}") };
         let spec = &card.input;
         let shape = [1, spec.channels.channels(), spec.height as usize, spec.width as usize];
@@ -64,6 +87,16 @@ impl TractEncoder {
         }
         let plan = typed.into_runnable().map_err(err)?;
         Ok(Self { plan, card })
+    }
+
+    /// Per-node timing of the encoder on `input` (a preprocessed `C × H × W` tensor).
+    pub fn profile(&self, input: &[f32], runs: u32) -> Result<crate::profile::Profile, FaceError> {
+        let s = &self.card.input;
+        let shape = (1, s.channels.channels(), s.height as usize, s.width as usize);
+        let t: Tensor = tract_ndarray::Array4::from_shape_vec(shape, input.to_vec())
+            .map_err(|e| FaceError::Inference(e.to_string()))?
+            .into();
+        crate::profile::profile_plan(&self.plan, t, runs)
     }
 
     /// The model's fingerprint (from its verified card).

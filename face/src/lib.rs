@@ -13,7 +13,9 @@ mod error;
 mod image_io;
 mod pipeline;
 mod preprocess;
+pub mod profile;
 pub mod quality;
+pub mod rewrite;
 pub mod sface;
 
 pub use align::{align_face, template_for, AlignedFace, Similarity, ARCFACE_TEMPLATE_112, TEMPLATE_SIDE};
@@ -21,7 +23,7 @@ pub use detect::{
     decode_yunet, non_max_suppression, Detection, FaceDetector, FixedDetector, Letterbox, YuNet, CANVAS_HEIGHT,
     CANVAS_WIDTH, DEFAULT_SCORE_THRESHOLD, MAX_UPSCALE, NMS_IOU,
 };
-pub use encode::{card_path_for, Encoder, FixedEncoder, TractEncoder};
+pub use encode::{card_path_for, Encoder, FixedEncoder, GraphPrep, TractEncoder};
 pub use error::FaceError;
 pub use image_io::{decode_image, load_image, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_PIXELS};
 pub use pipeline::{FaceEmbedding, FaceFinder, FacePipeline, FoundFace, StageTimings, DEFAULT_MIN_FACE_PX};
