@@ -118,7 +118,7 @@ struct RawModel {
     encoder: PathBuf,
     detector: PathBuf,
     min_face_px: f32,
-    canvas: [u32; 2],
+    canvas: Vec<u32>,
 }
 
 impl Default for RawModel {
@@ -129,7 +129,7 @@ impl Default for RawModel {
             encoder: "models/face_recognition_sface_2021dec.onnx".into(),
             detector: "models/face_detection_yunet_2023mar.onnx".into(),
             min_face_px: 40.0,
-            canvas: [320, 256],
+            canvas: vec![320, 256],
         }
     }
 }
@@ -377,14 +377,15 @@ impl DoorConfig {
     fn validate(r: RawConfig) -> Result<Self, ConfigError> {
         let m = &r.model;
         within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
-        for side in m.canvas {
-            if !(32..=2048).contains(&side) || side % 32 != 0 {
+        let canvas = match m.canvas[..] {
+            [w, h] if [w, h].iter().all(|s| (32..=2048).contains(s) && s % 32 == 0) => (w, h),
+            _ => {
                 return Err(invalid(
                     "model.canvas",
-                    format!("{:?}: each side must be a multiple of 32 from 32 to 2048", m.canvas),
-                ));
+                    format!("{:?} must be [WIDTH, HEIGHT], each a multiple of 32 from 32 to 2048", m.canvas),
+                ))
             }
-        }
+        };
         let g = &r.gallery;
         if g.path.is_some() || g.state.is_some() {
             return Err(invalid(
@@ -457,7 +458,7 @@ impl DoorConfig {
                 encoder: r.model.encoder,
                 detector: r.model.detector,
                 min_face_px: r.model.min_face_px,
-                canvas: (r.model.canvas[0], r.model.canvas[1]),
+                canvas,
             },
             gallery: GallerySettings {
                 paths: crate::store::StorePaths { inbox, state_dir },
@@ -646,7 +647,7 @@ mod tests {
             ("[model]\ncanvas = [320, 240]\n", "model.canvas"),
             ("[model]\ncanvas = [0, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [4096, 256]\n", "model.canvas"),
-            ("[model]\ncanvas = [320]\n", "canvas"),
+            ("[model]\ncanvas = [320]\n", "model.canvas"),
         ] {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
