@@ -6,9 +6,11 @@
 //! encoder = "models/face_recognition_sface_2021dec.onnx"  # ONNX + NAME.card.json; default SFace
 //! detector = "models/face_detection_yunet_2023mar.onnx"
 //! min_face_px = 40                            # 8 to 4096: faces narrower than this are ignored
-//! canvas = [320, 256]      # detector input, width and height: multiples of 32, 32 to 2048. 320x256
-//!                          # finds faces from about 55 px wide in a 640x480 frame at a third of the
-//!                          # 640x480 canvas's time; use [640, 480] for a camera far from the door
+//! canvas = [640, 480]      # detector input, width and height: multiples of 32, 32 to 2048.
+//!                          # [320, 256] detects in about a third of the time and finds faces from
+//!                          # about 55 px wide in a 640x480 frame (BENCHMARKS.md); faces come out
+//!                          # slightly differently aligned, so recheck a gallery's decisions with it
+//! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4)
 //!
 //! [gallery]
 //! inbox = "/var/lib/facegate/inbox/gallery.fgg"  # where signed galleries are dropped (door reads only)
@@ -119,6 +121,7 @@ struct RawModel {
     detector: PathBuf,
     min_face_px: f32,
     canvas: Vec<u32>,
+    threads: u32,
 }
 
 impl Default for RawModel {
@@ -129,7 +132,8 @@ impl Default for RawModel {
             encoder: "models/face_recognition_sface_2021dec.onnx".into(),
             detector: "models/face_detection_yunet_2023mar.onnx".into(),
             min_face_px: 40.0,
-            canvas: vec![320, 256],
+            canvas: vec![640, 480],
+            threads: 1,
         }
     }
 }
@@ -260,6 +264,8 @@ pub struct ModelSettings {
     pub min_face_px: f32,
     /// The detector's input canvas, width × height (multiples of 32).
     pub canvas: (u32, u32),
+    /// Frames embedded in parallel (decided in order).
+    pub threads: usize,
 }
 
 /// Gallery settings.
@@ -377,6 +383,7 @@ impl DoorConfig {
     fn validate(r: RawConfig) -> Result<Self, ConfigError> {
         let m = &r.model;
         within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
+        within("model.threads", m.threads, 1, 16, "threads")?;
         let canvas = match m.canvas[..] {
             [w, h] if [w, h].iter().all(|s| (32..=2048).contains(s) && s % 32 == 0) => (w, h),
             _ => {
@@ -459,6 +466,7 @@ impl DoorConfig {
                 detector: r.model.detector,
                 min_face_px: r.model.min_face_px,
                 canvas,
+                threads: r.model.threads as usize,
             },
             gallery: GallerySettings {
                 paths: crate::store::StorePaths { inbox, state_dir },
@@ -595,7 +603,7 @@ mod tests {
         assert_eq!(c.log.max_bytes, 10 * 1024 * 1024);
         assert!(!c.log.store_faces);
         assert_eq!(c.model.min_face_px, 40.0);
-        assert_eq!(c.model.canvas, (320, 256));
+        assert_eq!(c.model.canvas, (640, 480));
     }
 
     #[test]
@@ -689,6 +697,7 @@ mod tests {
     /// Every numeric setting with its documented range (inclusive).
     const NUMERIC: &[(&str, &str, f64, f64)] = &[
         ("model", "min_face_px", 8.0, 4096.0),
+        ("model", "threads", 1.0, 16.0),
         ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
         ("gallery", "max_bytes", 4096.0, 1_073_741_824.0),
         ("source", "width", 16.0, 8192.0),
@@ -719,6 +728,7 @@ mod tests {
     fn value_of(c: &DoorConfig, section: &str, key: &str) -> f64 {
         match (section, key) {
             (_, "min_face_px") => c.model.min_face_px.into(),
+            (_, "threads") => c.model.threads as f64,
             (_, "reload_interval_ms") => c.gallery.reload_interval.as_millis() as f64,
             ("gallery", "max_bytes") => c.gallery.max_bytes as f64,
             (_, "width") => c.source.width.into(),

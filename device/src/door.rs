@@ -45,11 +45,24 @@ pub trait FaceEmbedder {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError>;
 }
 
+/// The largest usable face of `frame` through `p`: what every door frame goes through (on the
+/// door's thread, or on the threads of [`crate::ahead`]).
+pub fn observe<D: FaceDetector, E: Encoder>(
+    p: &FacePipeline<D, E>,
+    frame: &Frame,
+) -> Result<Option<Observation>, FaceError> {
+    Ok(p.embed_largest(&frame.image)?.map(|f| Observation { embedding: f.embedding, face_px: f.detection.bbox[2] }))
+}
+
 impl<D: FaceDetector, E: Encoder> FaceEmbedder for FacePipeline<D, E> {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
-        Ok(self
-            .embed_largest(&frame.image)?
-            .map(|f| Observation { embedding: f.embedding, face_px: f.detection.bbox[2] }))
+        observe(self, frame)
+    }
+}
+
+impl<T: FaceEmbedder + ?Sized> FaceEmbedder for Box<T> {
+    fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
+        (**self).embed(frame)
     }
 }
 

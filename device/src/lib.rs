@@ -10,6 +10,7 @@
 //! binary never enables; this crate's integration tests and the `soak` example get it through a
 //! dev-dependency on the crate itself.
 
+pub mod ahead;
 pub mod config;
 pub mod door;
 pub mod events;

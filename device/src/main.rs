@@ -5,8 +5,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use facegate_device::ahead::embed_ahead;
 use facegate_device::config::{LockKind, Mode, SourceUri};
-use facegate_device::door::{ClaimInput, LineClaims};
+use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims};
 use facegate_device::events::{EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
 use facegate_device::source::{self, FrameSource};
@@ -160,7 +161,14 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let src = source::open(&c.source)?;
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut door = Door::new(src, p, lock, Tee(sinks), store, settings)?;
+    let (src, embedder): (Box<dyn FrameSource>, Box<dyn FaceEmbedder>) = if c.model.threads > 1 {
+        let p = Arc::new(p);
+        let (src, embedder) = embed_ahead(src, c.model.threads, move |f| observe(&p, f));
+        (Box::new(src), Box::new(embedder))
+    } else {
+        (src, Box::new(p))
+    };
+    let mut door = Door::new(src, embedder, lock, Tee(sinks), store, settings)?;
     // How long an emergency secure may take: one lock command, plus a retry.
     let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;
     {

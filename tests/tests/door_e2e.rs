@@ -350,3 +350,41 @@ fn bench_gives_up_on_a_source_that_delivers_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("20 times in a row, giving up"), "{err}");
 }
+
+/// (frame, decision, member) of every decision in a log.
+fn decisions(log: &str) -> Vec<(String, String, String)> {
+    events(Path::new(log))
+        .iter()
+        .filter(|e| e["event"] == "decision")
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+            (s("frame"), s("decision"), s("member"))
+        })
+        .collect()
+}
+
+/// Runs the unit's door with `edit` applied to its config and a log of its own; its decisions.
+fn decisions_with(u: &Unit, name: &str, edit: impl Fn(String) -> String) -> Vec<(String, String, String)> {
+    let config = std::fs::read_to_string(u.path("door.toml")).unwrap();
+    let log = u.path(&format!("{name}.jsonl"));
+    let config = edit(config.replace(&format!("{:?}", u.path("events.jsonl")), &format!("{log:?}")));
+    let path = u.path(&format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    ok(&run("facegate-door", &["run", "--config", &path]));
+    let start = events(Path::new(&log)).into_iter().next().unwrap();
+    assert_eq!(start["event"], "start");
+    let threads = edit(String::new()).contains("threads = 2");
+    assert_eq!(start["detail"].as_str().unwrap().contains("embedded ahead on 2 threads"), threads, "{start}");
+    decisions(&log)
+}
+
+/// Frames embedded on two threads (`model.threads = 2`) are decided in order, so the door makes
+/// exactly the decisions it makes on one thread, frame for frame.
+#[test]
+fn two_embedding_threads_give_the_same_decisions_frame_for_frame() {
+    let u = set_up();
+    let one = decisions_with(&u, "one", |c| c);
+    let two = decisions_with(&u, "two", |c| c.replace("[model]\n", "[model]\nthreads = 2\n"));
+    assert!(one.len() >= 2 * u.members.len(), "{one:?}");
+    assert_eq!(one, two);
+}
