@@ -185,6 +185,18 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tenso
             })
             .collect()
     };
+    if (lb.width, lb.height) == (sw, sh) {
+        // same size: a plain copy into the planes
+        for (y, row) in raw.chunks_exact(stride).enumerate() {
+            for (x, p) in row.chunks_exact(3).enumerate() {
+                let i = y * cw + x;
+                data[i] = f32::from(p[2]);
+                data[plane + i] = f32::from(p[1]);
+                data[2 * plane + i] = f32::from(p[0]);
+            }
+        }
+        return tract_ndarray::Array4::from_shape_vec((1, 3, ch, cw), data).expect("canvas shape").into();
+    }
     let (cols, rows) = (taps(lb.width, sw), taps(lb.height, sh));
     let last_col = sw as usize - 1;
     for (y, &(r0, wy)) in rows.iter().enumerate() {
