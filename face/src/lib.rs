@@ -11,6 +11,7 @@ mod detect;
 mod encode;
 mod error;
 mod image_io;
+pub mod liveness;
 mod pipeline;
 mod preprocess;
 pub mod profile;

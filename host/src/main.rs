@@ -5,7 +5,7 @@
 //! Exit codes: 0 success or granted, 1 denied or no match, 2 usage or input error.
 
 use clap::{Parser, Subcommand};
-use facegate_host::commands::{self as cmd, bench, enrol, eval, gallery, members, query};
+use facegate_host::commands::{self as cmd, bench, enrol, eval, gallery, members, pad, query};
 use facegate_host::eval::PeopleArgs;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -73,6 +73,11 @@ enum Command {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
     },
+    /// Presentation-attack evaluation of the passive 3-D liveness test: print attacks made from
+    /// ORL photos (a rigid plane moved in 3-D, on a background, with camera noise) and genuine
+    /// head turns, through the real detector; threshold tuned on half the people, APCER and
+    /// BPCER with 95 % bounds on the other half. Simulated attacks: not an ISO/IEC 30107-3 test.
+    PadEval(pad::PadArgs),
     /// List, show, remove, renew or rename members. Removal deletes the embeddings from the file.
     Members {
         /// Gallery file.
@@ -224,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Enroll(a) => enrol::enroll(&a),
         Command::Quality { model, json, photos } => enrol::quality(&model, &photos, json),
+        Command::PadEval(a) => pad::pad_eval(&a),
         Command::Members { gallery, key, json, cmd } => members::members(&gallery, &key, &cmd, json),
         Command::Gallery { cmd: GalleryCmd::Inspect { gallery: g, json } } => gallery::inspect(&g, json),
         Command::Gallery { cmd: GalleryCmd::Verify { gallery: g, trust, model, json } } => {

@@ -8,6 +8,7 @@ pub mod enrol;
 pub mod eval;
 pub mod gallery;
 pub mod members;
+pub mod pad;
 pub mod query;
 
 use anyhow::{Context, Result};

@@ -1,0 +1,256 @@
+//! Passive 3-D test for presentation attacks: is the face in front of the camera flat?
+//!
+//! A printed photo or a screen is a plane. Between two views of a plane, the image positions of
+//! its points are related by a homography. The eyes and mouth corners of a face are nearly
+//! coplanar; the nose tip stands about half an eye distance in front of them. So: fit the
+//! homography that takes the four eye and mouth landmarks of one frame to those of another, and
+//! see where it sends the nose. On a photo the nose lands where the homography predicts (up to
+//! landmark noise), however the photo is tilted or moved; on a real head that turned between the
+//! frames, the nose is off by a clear fraction of the inter-ocular distance (IOD).
+//!
+//! [`nose_residual`] is that measurement for one pair of frames; [`PassiveCheck`] decides over
+//! the frames of one appearance, and only with enough evidence: a face too small for the
+//! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. The threshold
+//! comes from measured landmark noise (`facegate pad-eval`), not from this module.
+
+use crate::quality::HeadPose;
+
+/// Landmark indices (YuNet's order): right eye, left eye, nose tip, right and left mouth corner.
+const PLANE: [usize; 4] = [0, 1, 3, 4];
+const NOSE: usize = 2;
+
+/// A 3×3 homography, row-major, `h[8] = 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Homography(pub [f64; 9]);
+
+impl Homography {
+    /// The homography taking the four points `from` exactly to `to` (direct linear transform on
+    /// coordinates normalised around their centroid); `None` when three of them are collinear.
+    pub fn fit4(from: &[[f32; 2]; 4], to: &[[f32; 2]; 4]) -> Option<Self> {
+        let (nf, tf) = normaliser(from)?;
+        let (nt, tt) = normaliser(to)?;
+        // 8 equations, unknowns h0..h7 (h8 = 1)
+        let mut a = [[0.0f64; 9]; 8];
+        for i in 0..4 {
+            let [x, y] = nf[i];
+            let [u, v] = nt[i];
+            a[2 * i] = [x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, u];
+            a[2 * i + 1] = [0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, v];
+        }
+        let h = solve8(a)?;
+        let hn = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], 1.0];
+        // undo the normalisations: H = Tt⁻¹ · Hn · Tf
+        let m = mul(&mul(&inverse_similarity(&tt), &hn), &tf);
+        (m[8].abs() > 1e-12).then(|| Self(m.map(|v| v / m[8])))
+    }
+
+    /// Where the homography sends `p`; `None` at infinity.
+    pub fn apply(&self, [x, y]: [f32; 2]) -> Option<[f32; 2]> {
+        let h = &self.0;
+        let (x, y) = (f64::from(x), f64::from(y));
+        let w = h[6] * x + h[7] * y + h[8];
+        (w.abs() > 1e-12)
+            .then(|| [((h[0] * x + h[1] * y + h[2]) / w) as f32, ((h[3] * x + h[4] * y + h[5]) / w) as f32])
+    }
+}
+
+/// Points translated to their centroid and scaled to mean distance √2; the similarity used.
+fn normaliser(p: &[[f32; 2]; 4]) -> Option<([[f64; 2]; 4], [f64; 9])> {
+    let c = p.iter().fold([0.0f64; 2], |a, q| [a[0] + f64::from(q[0]) / 4.0, a[1] + f64::from(q[1]) / 4.0]);
+    let mean = p.iter().map(|q| (f64::from(q[0]) - c[0]).hypot(f64::from(q[1]) - c[1])).sum::<f64>() / 4.0;
+    if mean < 1e-9 {
+        return None;
+    }
+    let s = std::f64::consts::SQRT_2 / mean;
+    let n = p.map(|q| [(f64::from(q[0]) - c[0]) * s, (f64::from(q[1]) - c[1]) * s]);
+    Some((n, [s, 0.0, -s * c[0], 0.0, s, -s * c[1], 0.0, 0.0, 1.0]))
+}
+
+fn inverse_similarity(t: &[f64; 9]) -> [f64; 9] {
+    let s = t[0];
+    [1.0 / s, 0.0, -t[2] / s, 0.0, 1.0 / s, -t[5] / s, 0.0, 0.0, 1.0]
+}
+
+fn mul(a: &[f64; 9], b: &[f64; 9]) -> [f64; 9] {
+    std::array::from_fn(|k| {
+        let (r, c) = (k / 3, k % 3);
+        (0..3).map(|i| a[r * 3 + i] * b[i * 3 + c]).sum()
+    })
+}
+
+/// Gaussian elimination with partial pivoting on an 8×9 augmented matrix.
+fn solve8(mut a: [[f64; 9]; 8]) -> Option<[f64; 8]> {
+    for col in 0..8 {
+        let pivot = (col..8).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() < 1e-10 {
+            return None;
+        }
+        a.swap(col, pivot);
+        let pivot_row = a[col];
+        for (row, r) in a.iter_mut().enumerate() {
+            if row != col {
+                let f = r[col] / pivot_row[col];
+                for (x, p) in r.iter_mut().zip(pivot_row.iter()).skip(col) {
+                    *x -= f * p;
+                }
+            }
+        }
+    }
+    Some(std::array::from_fn(|i| a[i][8] / a[i][i]))
+}
+
+/// Inter-ocular distance of a face's landmarks, in pixels.
+pub fn iod(l: &[[f32; 2]; 5]) -> f32 {
+    (l[0][0] - l[1][0]).hypot(l[0][1] - l[1][1])
+}
+
+/// How far the nose tip of view `b` is from where a plane through the eyes and mouth corners of
+/// view `a` would put it, in inter-ocular distances of `b`. About the landmark noise for a photo
+/// or a screen; larger for a real head that turned between the views. `None` when the four plane
+/// landmarks are degenerate.
+pub fn nose_residual(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> Option<f32> {
+    let pick = |l: &[[f32; 2]; 5]| PLANE.map(|i| l[i]);
+    let h = Homography::fit4(&pick(a), &pick(b))?;
+    let predicted = h.apply(a[NOSE])?;
+    let d = (predicted[0] - b[NOSE][0]).hypot(predicted[1] - b[NOSE][1]);
+    Some(d / iod(b).max(1e-3))
+}
+
+/// What the passive check says about one appearance so far.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Liveness {
+    /// Enough frame pairs show the nose off the plane: a 3-D face.
+    Live {
+        /// Mean residual of the qualifying pairs (IODs).
+        residual: f32,
+        /// Qualifying pairs.
+        pairs: usize,
+    },
+    /// Not enough evidence yet (faces too small, too few frames, or frames too alike); keep
+    /// collecting frames, and deny when the appearance times out.
+    Unconfirmed {
+        /// Mean residual of the qualifying pairs so far (0 when none).
+        residual: f32,
+        /// Qualifying pairs so far.
+        pairs: usize,
+    },
+}
+
+/// The passive 3-D test over the frames of one appearance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PassiveCheck {
+    /// Faces with a smaller IOD (pixels) are not used: their landmarks are too coarse.
+    pub min_iod_px: f32,
+    /// Frame pairs whose landmarks barely moved relative to each other are not used: the
+    /// largest landmark displacement after aligning the eye midpoints, in IODs.
+    pub min_change: f32,
+    /// Mean nose residual (IODs) at or above which the face is live.
+    pub threshold: f32,
+    /// Qualifying frame pairs needed for a verdict.
+    pub min_pairs: usize,
+}
+
+impl PassiveCheck {
+    /// How different two views' landmark constellations are: the largest displacement of a
+    /// landmark relative to the eye midpoint, in IODs (scale-normalised). A photo moved without
+    /// tilting gives ~0; a tilt or a head turn gives more.
+    pub fn change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
+        let norm = |l: &[[f32; 2]; 5]| {
+            let m = [(l[0][0] + l[1][0]) / 2.0, (l[0][1] + l[1][1]) / 2.0];
+            let s = iod(l).max(1e-3);
+            l.map(|p| [(p[0] - m[0]) / s, (p[1] - m[1]) / s])
+        };
+        let (a, b) = (norm(a), norm(b));
+        a.iter().zip(&b).map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1])).fold(0.0, f32::max)
+    }
+
+    /// The verdict over `frames` (each face's five landmarks, in frame order): every pair of
+    /// usable frames that changed enough is measured.
+    pub fn judge(&self, frames: &[[[f32; 2]; 5]]) -> Liveness {
+        let usable: Vec<&[[f32; 2]; 5]> = frames.iter().filter(|l| iod(l) >= self.min_iod_px).collect();
+        let mut residuals = Vec::new();
+        for (i, a) in usable.iter().enumerate() {
+            for b in &usable[i + 1..] {
+                if Self::change(a, b) >= self.min_change {
+                    // symmetric: the plane of either view predicting the other
+                    if let (Some(x), Some(y)) = (nose_residual(a, b), nose_residual(b, a)) {
+                        residuals.push((x + y) / 2.0);
+                    }
+                }
+            }
+        }
+        let pairs = residuals.len();
+        let residual = if pairs == 0 { 0.0 } else { residuals.iter().sum::<f32>() / pairs as f32 };
+        if pairs >= self.min_pairs && residual >= self.threshold {
+            Liveness::Live { residual, pairs }
+        } else {
+            Liveness::Unconfirmed { residual, pairs }
+        }
+    }
+}
+
+/// Yaw and pitch change between two views (degrees), from [`HeadPose`]: for logs.
+pub fn pose_change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
+    let (p, q) = (HeadPose::from_landmarks(a), HeadPose::from_landmarks(b));
+    (p.yaw - q.yaw).hypot(p.pitch - q.pitch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A face as 3-D points (IOD 1, nose 0.5 in front), seen by a pinhole camera after a yaw
+    /// rotation `deg` about the vertical axis through the eye midpoint.
+    fn head(deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
+        let pts: [[f32; 3]; 5] =
+            [[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.6, -nose_depth], [-0.4, 1.2, 0.0], [0.4, 1.2, 0.0]];
+        let (s, c) = deg.to_radians().sin_cos();
+        pts.map(|[x, y, z]| {
+            let (x, z) = (x * c + z * s, -x * s + z * c);
+            let f = 600.0 / (8.0 + z); // camera 8 IODs away
+            [320.0 + x * f * 1.0, 200.0 + y * f]
+        })
+    }
+
+    #[test]
+    fn a_homography_fitted_on_four_points_maps_them_and_is_exact_for_a_plane() {
+        let from = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
+        let to = [[5.0, 5.0], [30.0, 8.0], [4.0, 28.0], [26.0, 33.0]];
+        let h = Homography::fit4(&from, &to).unwrap();
+        for (f, t) in from.iter().zip(&to) {
+            let p = h.apply(*f).unwrap();
+            assert!((p[0] - t[0]).abs() < 1e-3 && (p[1] - t[1]).abs() < 1e-3, "{p:?} vs {t:?}");
+        }
+        assert!(Homography::fit4(&from, &[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]).is_none());
+    }
+
+    #[test]
+    fn a_flat_face_has_no_residual_and_a_turned_head_has_one() {
+        // a photo: the nose is on the plane (depth 0), any tilt
+        for deg in [0.0f32, 10.0, 30.0] {
+            let r = nose_residual(&head(0.0, 0.0), &head(deg, 0.0)).unwrap();
+            assert!(r < 1e-3, "flat, {deg}°: {r}");
+        }
+        // a head: 10° of yaw moves the nose about 0.5 · sin 10° ≈ 0.09 IOD off the plane
+        let r10 = nose_residual(&head(0.0, 0.5), &head(10.0, 0.5)).unwrap();
+        let r20 = nose_residual(&head(0.0, 0.5), &head(20.0, 0.5)).unwrap();
+        assert!((0.07..0.11).contains(&r10), "{r10}");
+        assert!((0.15..0.21).contains(&r20), "{r20}");
+    }
+
+    #[test]
+    fn the_check_needs_enough_pairs_big_faces_and_change() {
+        let check = PassiveCheck { min_iod_px: 30.0, min_change: 0.02, threshold: 0.05, min_pairs: 2 };
+        let live: Vec<_> = [0.0, 8.0, 16.0].iter().map(|&d| head(d, 0.5)).collect();
+        assert!(matches!(check.judge(&live), Liveness::Live { pairs: 3, .. }), "{:?}", check.judge(&live));
+        let photo: Vec<_> = [0.0, 15.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
+        assert!(matches!(check.judge(&photo), Liveness::Unconfirmed { pairs: 3, .. }), "{:?}", check.judge(&photo));
+        // one pair is not enough; identical frames are not evidence
+        assert!(matches!(check.judge(&live[..2]), Liveness::Unconfirmed { pairs: 1, .. }));
+        let still = vec![head(5.0, 0.5); 4];
+        assert!(matches!(check.judge(&still), Liveness::Unconfirmed { pairs: 0, .. }));
+        // faces too small to trust
+        let tiny = PassiveCheck { min_iod_px: 1000.0, ..check };
+        assert!(matches!(tiny.judge(&live), Liveness::Unconfirmed { pairs: 0, .. }));
+    }
+}

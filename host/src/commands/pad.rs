@@ -1,0 +1,459 @@
+//! `facegate pad-eval`: the passive 3-D liveness test ([`facegate_face::liveness`]) against
+//! presentation attacks built from real photos and run through the real detector.
+//!
+//! Without a spoof data set, attacks are made from the ORL photos:
+//! - **flat print / phone photo**: one photo of a person, enlarged to door size, as a rigid plane
+//!   held in front of the camera and moved between frames (yaw and pitch up to ±30°, roll ±10°,
+//!   distance ±20 %, a few centimetres sideways), composited over a textured background, with
+//!   camera noise;
+//! - **genuine, natural**: the same person's own photos (ORL's ten include head turns), ordered
+//!   by their estimated yaw, four consecutive ones per appearance (small pose changes, like a
+//!   person standing at the door), at the same size, on the same background, with the same noise;
+//! - **genuine, turn**: the person's leftmost, middle and rightmost photos when they are at least
+//!   20° of estimated yaw apart (what a requested head turn gives).
+//!
+//! Every frame goes through YuNet on the 640×480 canvas; the check sees only its landmarks. The
+//! threshold is tuned on the first half of the people (by person, never by photo) and the rates
+//! are reported on the other half, each with its count and Clopper–Pearson 95 % upper bound.
+//! This is not an ISO/IEC 30107-3 test: the attacks are simulated, and a screen replaying a
+//! video of the member is not among them (passive geometry cannot tell it from a live face).
+
+use anyhow::{bail, Context, Result};
+use facegate_face::liveness::{iod, Liveness, PassiveCheck};
+use facegate_face::{load_image, FaceDetector, FaceFinder, HeadPose, YuNet};
+use facegate_shared::synthetic::SplitMix64;
+use image::{Rgb, RgbImage};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Flags of `facegate pad-eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PadArgs {
+    /// Face folders, one per person (ORL layout).
+    #[arg(long, default_value = "data/orl")]
+    pub data: PathBuf,
+    /// YuNet detector model.
+    #[arg(long, default_value = super::DEFAULT_DETECTOR)]
+    pub detector: PathBuf,
+    /// People used (the first N folders in natural order); half tune, half report.
+    #[arg(long, default_value_t = 40)]
+    pub people: usize,
+    /// Print-attack attempts per person.
+    #[arg(long, default_value_t = 10)]
+    pub attacks: usize,
+    /// Frames per attack attempt.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// Seed of the attack motions and the camera noise.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// JSON only.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Settings frozen before any tuning: what the check needs to decide at all.
+pub const MIN_IOD_PX: f32 = 30.0;
+/// Minimum landmark change between two frames (IODs) for the pair to count.
+pub const MIN_CHANGE: f32 = 0.03;
+/// Frame pairs needed for a verdict.
+pub const MIN_PAIRS: usize = 2;
+/// The threshold is the largest mean residual of a tuning attack times this.
+pub const THRESHOLD_MARGIN: f32 = 1.25;
+/// Estimated yaw spread of a `turn` appearance (degrees).
+pub const TURN_DEG: f32 = 20.0;
+
+/// One appearance: a sequence of landmark sets (frames where a face was found).
+#[derive(Debug, Clone)]
+pub struct Appearance {
+    /// Person folder name.
+    pub person: String,
+    /// `print` (attack), `natural` (genuine: four photos of neighbouring head poses) or `turn`
+    /// (genuine: the person's leftmost, middle and rightmost photos, at least
+    /// [`TURN_DEG`] apart, as a requested head turn would give).
+    pub kind: &'static str,
+    /// Landmarks per frame with a face.
+    pub frames: Vec<[[f32; 2]; 5]>,
+    /// Frames rendered.
+    pub rendered: usize,
+}
+
+/// A 3×3 projective map (row-major).
+type Mat3 = [f64; 9];
+
+fn mat_mul(a: &Mat3, b: &Mat3) -> Mat3 {
+    std::array::from_fn(|k| (0..3).map(|i| a[k / 3 * 3 + i] * b[i * 3 + k % 3]).sum())
+}
+
+fn mat_inv(m: &Mat3) -> Option<Mat3> {
+    let [a, b, c, d, e, f, g, h, i] = *m;
+    let det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g);
+    (det.abs() > 1e-12).then(|| {
+        [
+            (e * i - f * h) / det,
+            (c * h - b * i) / det,
+            (b * f - c * e) / det,
+            (f * g - d * i) / det,
+            (a * i - c * g) / det,
+            (c * d - a * f) / det,
+            (d * h - e * g) / det,
+            (b * g - a * h) / det,
+            (a * e - b * d) / det,
+        ]
+    })
+}
+
+/// The homography from photo pixels to frame pixels of a photo `w × h` (pixels) held as a plane:
+/// rotated by yaw, pitch, roll (degrees), its centre at `(cx, cy)` in the frame, seen by a
+/// pinhole camera of focal length `focal` pixels from `distance` photo widths away.
+#[allow(clippy::too_many_arguments)]
+fn plane_homography(w: f64, h: f64, yaw: f64, pitch: f64, roll: f64, scale: f64, cx: f64, cy: f64) -> Mat3 {
+    let (sy, cyw) = yaw.to_radians().sin_cos();
+    let (sp, cp) = pitch.to_radians().sin_cos();
+    let (sr, cr) = roll.to_radians().sin_cos();
+    // R = Rz(roll) · Rx(pitch) · Ry(yaw)
+    let ry = [cyw, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cyw];
+    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
+    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
+    let r = mat_mul(&rz, &mat_mul(&rx, &ry));
+    // camera: focal f, the plane centre `dist` in front; photo pixel (u, v) → plane point
+    // ((u − w/2)·s, (v − h/2)·s, 0) with s chosen so the photo appears `scale` times its size
+    let f = 800.0;
+    let dist = 1000.0;
+    let s = scale * dist / f;
+    // H = K · [r1·s  r2·s  t] · T(−w/2, −h/2), K = [f 0 cx; 0 f cy; 0 0 1], t = (0, 0, dist)
+    let k = [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0];
+    let m = [r[0] * s, r[1] * s, 0.0, r[3] * s, r[4] * s, 0.0, r[6] * s, r[7] * s, dist];
+    let t = [1.0, 0.0, -w / 2.0, 0.0, 1.0, -h / 2.0, 0.0, 0.0, 1.0];
+    mat_mul(&k, &mat_mul(&m, &t))
+}
+
+/// A seeded background of grey blocks (a wall with some texture), `w × h`.
+fn background(w: u32, h: u32, seed: u64) -> RgbImage {
+    let mut rng = SplitMix64::new(seed);
+    let blocks: Vec<u8> = (0..(w / 40 + 1) * (h / 40 + 1)).map(|_| 70 + (rng.next_u64() % 90) as u8).collect();
+    RgbImage::from_fn(w, h, |x, y| {
+        let v = blocks[((y / 40) * (w / 40 + 1) + x / 40) as usize];
+        Rgb([v, v, v.saturating_add(8)])
+    })
+}
+
+/// `photo` drawn into `frame` through `h` (photo → frame), bilinear.
+fn draw_warped(frame: &mut RgbImage, photo: &RgbImage, h: &Mat3) {
+    let Some(inv) = mat_inv(h) else { return };
+    let (pw, ph) = (photo.width() as f64, photo.height() as f64);
+    for (x, y, px) in frame.enumerate_pixels_mut() {
+        let (fx, fy) = (x as f64 + 0.5, y as f64 + 0.5);
+        let w = inv[6] * fx + inv[7] * fy + inv[8];
+        if w <= 0.0 {
+            continue;
+        }
+        let u = (inv[0] * fx + inv[1] * fy + inv[2]) / w - 0.5;
+        let v = (inv[3] * fx + inv[4] * fy + inv[5]) / w - 0.5;
+        if u < 0.0 || v < 0.0 || u > pw - 1.0 || v > ph - 1.0 {
+            continue;
+        }
+        let (u0, v0) = (u.floor() as u32, v.floor() as u32);
+        let (u1, v1) = ((u0 + 1).min(photo.width() - 1), (v0 + 1).min(photo.height() - 1));
+        let (du, dv) = (u - u0 as f64, v - v0 as f64);
+        for c in 0..3 {
+            let g = |a: u32, b: u32| f64::from(photo.get_pixel(a, b)[c]);
+            let top = g(u0, v0) * (1.0 - du) + g(u1, v0) * du;
+            let bottom = g(u0, v1) * (1.0 - du) + g(u1, v1) * du;
+            px[c] = (top * (1.0 - dv) + bottom * dv).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Camera noise: each channel ± up to `amp` levels.
+fn add_noise(img: &mut RgbImage, amp: u64, rng: &mut SplitMix64) {
+    for p in img.pixels_mut() {
+        for c in 0..3 {
+            let n = (rng.next_u64() % (2 * amp + 1)) as i32 - amp as i32;
+            p[c] = (i32::from(p[c]) + n).clamp(0, 255) as u8;
+        }
+    }
+}
+
+/// A frame: `photo` enlarged 3× and held as a plane at the given pose, on the background.
+#[allow(clippy::too_many_arguments)]
+fn render(
+    photo: &RgbImage,
+    bg: &RgbImage,
+    yaw: f64,
+    pitch: f64,
+    roll: f64,
+    scale: f64,
+    dx: f64,
+    rng: &mut SplitMix64,
+) -> RgbImage {
+    let mut frame = bg.clone();
+    let h =
+        plane_homography(photo.width() as f64, photo.height() as f64, yaw, pitch, roll, 3.0 * scale, 320.0 + dx, 240.0);
+    draw_warped(&mut frame, photo, &h);
+    add_noise(&mut frame, 3, rng);
+    frame
+}
+
+fn uniform(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.next_f64()
+}
+
+fn landmarks(finder: &FaceFinder<YuNet>, frame: &RgbImage) -> Result<Option<[[f32; 2]; 5]>> {
+    let d = finder.detector.detect(frame)?;
+    Ok(d.into_iter()
+        .filter(|d| d.bbox[2] >= finder.min_face_px)
+        .max_by(|a, b| a.area().total_cmp(&b.area()))
+        .map(|d| d.landmarks))
+}
+
+/// Person folders in natural order (s1, s2, …, s10, …).
+fn people(data: &Path, n: usize) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(data)
+        .with_context(|| format!("data folder {}", data.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    let key = |p: &PathBuf| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let digits: String = name.chars().filter(char::is_ascii_digit).collect();
+        (digits.parse::<u64>().unwrap_or(u64::MAX), name)
+    };
+    dirs.sort_by_key(key);
+    if dirs.len() < 2 {
+        bail!("{} needs at least two person folders", data.display());
+    }
+    dirs.truncate(n.max(2));
+    Ok(dirs)
+}
+
+fn photos(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Builds every appearance: per person, print attacks and genuine windows.
+pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
+    let finder =
+        FaceFinder::new(YuNet::load(&a.detector).with_context(|| format!("detector {}", a.detector.display()))?);
+    let bg = background(640, 480, a.seed);
+    let mut out = Vec::new();
+    let bar = crate::progress::bar(a.people.min(1000) as u64, "rendering and detecting");
+    for (pi, dir) in people(&a.data, a.people)?.iter().enumerate() {
+        let person = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let files = photos(dir);
+        if files.is_empty() {
+            bail!("{} has no photos", dir.display());
+        }
+        let imgs = files.iter().map(|f| load_image(f)).collect::<Result<Vec<_>, _>>()?;
+        let mut rng = SplitMix64::new(a.seed ^ (pi as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        // genuine: the person's photos by estimated yaw, four consecutive per appearance, each
+        // shown frontal (the head itself turned), at the attack's size and on its background
+        let mut posed = Vec::new();
+        for img in &imgs {
+            let frame = render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut rng);
+            if let Some(l) = landmarks(&finder, &frame)? {
+                posed.push((HeadPose::from_landmarks(&l).yaw, l));
+            }
+        }
+        posed.sort_by(|x, y| x.0.total_cmp(&y.0));
+        for w in posed.windows(4) {
+            out.push(Appearance {
+                person: person.clone(),
+                kind: "natural",
+                frames: w.iter().map(|p| p.1).collect(),
+                rendered: 4,
+            });
+        }
+        if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
+            if last.0 - first.0 >= TURN_DEG {
+                let mid = posed[posed.len() / 2].1;
+                out.push(Appearance {
+                    person: person.clone(),
+                    kind: "turn",
+                    frames: vec![first.1, mid, last.1],
+                    rendered: 3,
+                });
+            }
+        }
+        // attacks: one photo held and moved like a print or a phone
+        for k in 0..a.attacks {
+            let photo = &imgs[k % imgs.len()];
+            let (mut yaw, mut pitch) = (uniform(&mut rng, -30.0, 30.0), uniform(&mut rng, -20.0, 20.0));
+            let mut frames = Vec::new();
+            for _ in 0..a.frames {
+                yaw = (yaw + uniform(&mut rng, -12.0, 12.0)).clamp(-30.0, 30.0);
+                pitch = (pitch + uniform(&mut rng, -8.0, 8.0)).clamp(-30.0, 30.0);
+                let (roll, scale, dx) =
+                    (uniform(&mut rng, -10.0, 10.0), uniform(&mut rng, 0.8, 1.2), uniform(&mut rng, -60.0, 60.0));
+                let frame = render(photo, &bg, yaw, pitch, roll, scale, dx, &mut rng);
+                if let Some(l) = landmarks(&finder, &frame)? {
+                    frames.push(l);
+                }
+            }
+            out.push(Appearance { person: person.clone(), kind: "print", frames, rendered: a.frames });
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// Mean residual of an appearance under `check` with threshold 0 (for tuning).
+fn mean_residual(check: &PassiveCheck, ap: &Appearance) -> Option<f32> {
+    match (PassiveCheck { threshold: 0.0, ..*check }).judge(&ap.frames) {
+        Liveness::Live { residual, .. } => Some(residual),
+        Liveness::Unconfirmed { .. } => None,
+    }
+}
+
+/// The upper end of the two-sided 95 % Clopper–Pearson interval for `k` successes in `n`.
+pub fn clopper_pearson_upper(k: usize, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    if k >= n {
+        return 1.0;
+    }
+    // P(X ≤ k | p) = 0.025, solved for p by bisection
+    let cdf = |p: f64| -> f64 {
+        let mut term = (1.0 - p).powi(n as i32);
+        let mut sum = term;
+        for i in 0..k {
+            term *= (n - i) as f64 / (i + 1) as f64 * p / (1.0 - p);
+            sum += term;
+        }
+        sum
+    };
+    let (mut lo, mut hi) = (k as f64 / n as f64, 1.0);
+    for _ in 0..100 {
+        let mid = (lo + hi) / 2.0;
+        if cdf(mid) > 0.025 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// A rate with its count and upper bound.
+fn rate(k: usize, n: usize) -> serde_json::Value {
+    serde_json::json!({ "n": n, "errors": k, "rate": if n == 0 { 0.0 } else { k as f64 / n as f64 }, "upper_95": clopper_pearson_upper(k, n) })
+}
+
+/// `facegate pad-eval`.
+pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
+    let all = appearances(a)?;
+    let names: Vec<String> =
+        people(&a.data, a.people)?.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let tune_people = &names[..names.len() / 2];
+    let (tune, report): (Vec<&Appearance>, Vec<&Appearance>) =
+        all.iter().partition(|ap| tune_people.contains(&ap.person));
+    let base = PassiveCheck { min_iod_px: MIN_IOD_PX, min_change: MIN_CHANGE, threshold: 0.0, min_pairs: MIN_PAIRS };
+    let worst_attack =
+        tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| mean_residual(&base, ap)).fold(0.0f32, f32::max);
+    let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ..base };
+    let mut rows = serde_json::Map::new();
+    for (label, set) in [("tune", &tune), ("report", &report)] {
+        let live = |ap: &Appearance| matches!(check.judge(&ap.frames), Liveness::Live { .. });
+        let of = |k: &str| -> Vec<&&Appearance> { set.iter().filter(|ap| ap.kind == k).collect() };
+        let (attacks, genuine, turns) = (of("print"), of("natural"), of("turn"));
+        let accepted = attacks.iter().filter(|ap| live(ap)).count();
+        let refused = genuine.iter().filter(|ap| !live(ap)).count();
+        let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
+        let residuals = |v: &[&&Appearance]| {
+            let mut r: Vec<f32> = v.iter().filter_map(|ap| mean_residual(&base, ap)).collect();
+            r.sort_by(f32::total_cmp);
+            r
+        };
+        let (ra, rg, rt) = (residuals(&attacks), residuals(&genuine), residuals(&turns));
+        let pct = |r: &[f32], q: f64| {
+            if r.is_empty() {
+                return 0.0;
+            }
+            facegate_shared::percentile(&r.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), q)
+        };
+        let small = set.iter().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
+        rows.insert(
+            label.into(),
+            serde_json::json!({
+                "people": if label == "tune" { tune_people.len() } else { names.len() - tune_people.len() },
+                "flat_print_apcer": rate(accepted, attacks.len()),
+                "genuine_bpcer": rate(refused, genuine.len()),
+                "turn_bpcer": rate(turns_refused, turns.len()),
+                "turn_residual_median": pct(&rt, 0.5), "turn_residual_min": rt.first().copied().unwrap_or(0.0),
+                "attack_residual_median": pct(&ra, 0.5), "attack_residual_max": ra.last().copied().unwrap_or(0.0),
+                "genuine_residual_median": pct(&rg, 0.5), "genuine_residual_min": rg.first().copied().unwrap_or(0.0),
+                "frames_without_face": set.iter().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
+                "faces_below_min_iod": small,
+            }),
+        );
+    }
+    let out = serde_json::json!({
+        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": MIN_CHANGE, "min_pairs": MIN_PAIRS,
+        "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
+        "tuned_on": tune_people, "results": rows,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("passive 3-D check: threshold {:.4} IOD (largest tuning-attack mean residual {worst_attack:.4} × {THRESHOLD_MARGIN}), min IOD {MIN_IOD_PX} px, min change {MIN_CHANGE} IOD, {MIN_PAIRS} pairs", check.threshold);
+        println!(
+            "{:<8} {:>22} {:>22} {:>22}  residual print med/max, natural med/min, turn med/min",
+            "half", "flat-print APCER", "natural BPCER", "20° turn BPCER"
+        );
+        for (label, r) in &rows {
+            let f = |v: &serde_json::Value| {
+                format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
+            };
+            println!(
+                "{label:<8} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
+                f(&r["flat_print_apcer"]),
+                f(&r["genuine_bpcer"]),
+                f(&r["turn_bpcer"]),
+                r["attack_residual_median"].as_f64().unwrap_or(0.0),
+                r["attack_residual_max"].as_f64().unwrap_or(0.0),
+                r["genuine_residual_median"].as_f64().unwrap_or(0.0),
+                r["genuine_residual_min"].as_f64().unwrap_or(0.0),
+                r["turn_residual_median"].as_f64().unwrap_or(0.0),
+                r["turn_residual_min"].as_f64().unwrap_or(0.0)
+            );
+        }
+        println!("Simulated attacks on ORL photos through the real detector; not an ISO/IEC 30107-3 test. A video of the member on a screen is not simulated and would pass a passive geometric check.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clopper_pearson_matches_known_values() {
+        // 0 of 200: 1 − 0.025^(1/200) = 0.01827
+        assert!((clopper_pearson_upper(0, 200) - 0.018_27).abs() < 1e-4);
+        // 1 of 20: 0.2487 (tables)
+        assert!((clopper_pearson_upper(1, 20) - 0.2487).abs() < 1e-3, "{}", clopper_pearson_upper(1, 20));
+        assert_eq!(clopper_pearson_upper(5, 5), 1.0);
+    }
+
+    #[test]
+    fn a_plane_at_rest_maps_the_photo_centre_to_the_frame_centre_at_its_scale() {
+        let h = plane_homography(92.0, 112.0, 0.0, 0.0, 0.0, 3.0, 320.0, 240.0);
+        let map = |u: f64, v: f64| {
+            let w = h[6] * u + h[7] * v + h[8];
+            ((h[0] * u + h[1] * v + h[2]) / w, (h[3] * u + h[4] * v + h[5]) / w)
+        };
+        let (x, y) = map(46.0, 56.0);
+        assert!((x - 320.0).abs() < 1e-9 && (y - 240.0).abs() < 1e-9);
+        let (x2, _) = map(47.0, 56.0);
+        assert!((x2 - x - 3.0).abs() < 1e-9, "3× enlargement: {}", x2 - x);
+    }
+}
