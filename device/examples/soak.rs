@@ -91,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         backoff_initial: Duration::from_millis(200),
         backoff_max: Duration::from_secs(5),
         faces_dir: None,
+        liveness: None,
     };
     let log = JsonlLog::open(&dir.path().join("events.jsonl"), 1 << 20, 2)?;
     let start_rss = rss_bytes().unwrap_or(0);

@@ -14,6 +14,7 @@
 //!   inference, a panic); the loop also secures it when the source fails, on stop and at exit;
 //! - the threshold is the gallery's signed one, or a stricter local one (never looser).
 
+use facegate_face::liveness::Liveness;
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
@@ -37,6 +38,8 @@ pub struct Observation {
     pub embedding: Embedding,
     /// Face box width in source pixels.
     pub face_px: f32,
+    /// The face's five landmarks (right eye, left eye, nose, right and left mouth corner).
+    pub landmarks: [[f32; 2]; 5],
 }
 
 /// The face-pipeline seam: largest usable face of a frame → embedding.
@@ -51,7 +54,11 @@ pub fn observe<D: FaceDetector, E: Encoder>(
     p: &FacePipeline<D, E>,
     frame: &Frame,
 ) -> Result<Option<Observation>, FaceError> {
-    Ok(p.embed_largest(&frame.image)?.map(|f| Observation { embedding: f.embedding, face_px: f.detection.bbox[2] }))
+    Ok(p.embed_largest(&frame.image)?.map(|f| Observation {
+        embedding: f.embedding,
+        face_px: f.detection.bbox[2],
+        landmarks: f.detection.landmarks,
+    }))
 }
 
 impl<D: FaceDetector, E: Encoder> FaceEmbedder for FacePipeline<D, E> {
@@ -67,6 +74,9 @@ impl<T: FaceEmbedder + ?Sized> FaceEmbedder for Box<T> {
 }
 
 /// Test embedder: the frame label names the embedding (`None` = no face; missing label = error).
+/// A label may end in `@head:DEG` or `@print:DEG` (the part before `@` names the embedding): the
+/// landmarks are then those of a model head turned DEG degrees, or of a flat photo of one tilted
+/// DEG degrees ([`facegate_face::liveness::model_landmarks`]); otherwise a frontal head's.
 #[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
@@ -74,8 +84,14 @@ pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
 #[cfg(any(test, feature = "testing"))]
 impl FaceEmbedder for LabelEmbedder {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
-        match self.0.get(&frame.label) {
-            Some(e) => Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0 })),
+        let (key, pose) = frame.label.split_once('@').unwrap_or((&frame.label, "head:0"));
+        let landmarks = match pose.split_once(':') {
+            Some(("head", d)) => facegate_face::liveness::model_landmarks(d.parse().unwrap_or(0.0), 0.5),
+            Some(("print", d)) => facegate_face::liveness::model_landmarks(d.parse().unwrap_or(0.0), 0.0),
+            _ => return Err(FaceError::NoFace),
+        };
+        match self.0.get(key) {
+            Some(e) => Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0, landmarks })),
             None => Err(FaceError::NoFace),
         }
     }
@@ -153,6 +169,9 @@ pub struct DoorSettings {
     pub backoff_max: Duration,
     /// Save deciding frames here (off by default: no face images stored).
     pub faces_dir: Option<PathBuf>,
+    /// The passive 3-D check a grant also needs, and how long an appearance may stay
+    /// unconfirmed (`None`: off).
+    pub liveness: Option<(facegate_face::liveness::PassiveCheck, Duration)>,
 }
 
 impl DoorSettings {
@@ -170,6 +189,8 @@ impl DoorSettings {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             faces_dir: c.log.store_faces.then(|| c.log.path.with_file_name("faces")),
+            liveness: (c.liveness.mode == crate::config::LivenessMode::Passive)
+                .then_some((c.liveness.check, c.liveness.timeout)),
         }
     }
 
@@ -242,14 +263,22 @@ struct Streak {
     decided: bool,
     /// The previous frame's face: unknown faces agree only if they look alike.
     last: Option<Embedding>,
+    /// The landmarks of the streak's frames (the newest [`MAX_STREAK_LANDMARKS`]), for the
+    /// liveness check.
+    landmarks: Vec<[[f32; 2]; 5]>,
+    /// Frame time of the streak's first frame.
+    since: Option<Duration>,
 }
+
+/// Frames of one appearance the liveness check looks at (the newest).
+const MAX_STREAK_LANDMARKS: usize = 48;
 
 impl Streak {
     fn push(&mut self, o: Outcome) -> u32 {
         if self.outcome.as_ref() == Some(&o) {
             self.count += 1;
         } else {
-            *self = Streak { outcome: Some(o), count: 1, decided: false, last: None };
+            *self = Streak { outcome: Some(o), count: 1, ..Streak::default() };
         }
         self.count
     }
@@ -519,11 +548,50 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         }
         let count = self.streak.push(outcome);
         self.streak.last = Some(obs.embedding);
+        self.streak.since.get_or_insert(frame.at);
+        if self.streak.landmarks.len() == MAX_STREAK_LANDMARKS {
+            self.streak.landmarks.remove(0);
+        }
+        self.streak.landmarks.push(obs.landmarks);
         if count < self.settings.consecutive_frames || self.streak.decided {
             return;
         }
+        let mut liveness = None;
+        if let (Some((check, timeout)), Decision::Granted { member, distance }) = (self.settings.liveness, &decision) {
+            match check.judge(&self.streak.landmarks) {
+                Liveness::Live { residual, pairs } => {
+                    liveness = Some(format!(
+                        "liveness: 3-D face, nose residual {residual:.3} eye distances over {pairs} frame pairs (threshold {:.3})",
+                        check.threshold
+                    ));
+                }
+                Liveness::Unconfirmed { residual, pairs } => {
+                    let waited = frame.at.saturating_sub(self.streak.since.unwrap_or(frame.at));
+                    if waited < timeout {
+                        return; // not decided: more frames of this appearance may confirm it
+                    }
+                    self.streak.decided = true;
+                    let mut ev = Event::now(EventKind::Decision);
+                    ev.frame = Some(frame.label.clone());
+                    ev.decision = Some("denied");
+                    ev.member = Some(member.to_string());
+                    ev.distance = Some(*distance);
+                    ev.reason = Some("liveness_unconfirmed".into());
+                    ev.latency_ms = Some((latency_ms * 100.0).round() / 100.0);
+                    ev.detail = Some(format!(
+                        "no 3-D face within {} ms: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {} (a photo or a screen, or a head held still)",
+                        waited.as_millis(),
+                        check.threshold,
+                        check.min_pairs
+                    ));
+                    self.summary.denied += 1;
+                    self.log(ev);
+                    return;
+                }
+            }
+        }
         self.streak.decided = true;
-        self.act(decision, frame, latency_ms);
+        self.act(decision, frame, latency_ms, liveness);
     }
 
     /// Claim mode: reads new claims and expires old ones. True when a claim is active.
@@ -573,13 +641,21 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         }
     }
 
-    fn act(&mut self, decision: Decision, frame: &Frame, latency_ms: f64) {
+    /// Carries out a decision; `liveness` is the passed check's measurement for a grant.
+    fn act(&mut self, decision: Decision, frame: &Frame, latency_ms: f64, liveness: Option<String>) {
+        let passed = liveness.is_some();
         let mut ev = Event::now(EventKind::Decision);
+        ev.detail = liveness;
         ev.frame = Some(frame.label.clone());
         ev.latency_ms = Some((latency_ms * 100.0).round() / 100.0);
         match decision {
             Decision::Granted { member, distance } => {
                 if self.cooldown_until.get(&member).is_some_and(|t| frame.at < *t) {
+                    return;
+                }
+                if self.settings.liveness.is_some() && !passed {
+                    // unreachable through `on_frame`; a grant without the check never opens
+                    eprintln!("facegate-door: grant of {member} without a liveness pass refused");
                     return;
                 }
                 ev.decision = Some("granted");

@@ -114,6 +114,7 @@ fn settings() -> DoorSettings {
         backoff_initial: Duration::from_millis(1),
         backoff_max: Duration::from_millis(4),
         faces_dir: None,
+        liveness: None,
     }
 }
 
@@ -764,4 +765,59 @@ fn relock_after_a_panic_in_the_loop() {
 
 fn kinds_of(sink: &MemorySink, k: EventKind) -> Vec<&Event> {
     sink.events.iter().filter(|e| e.event == k).collect()
+}
+
+/// A door with the passive liveness check (threshold 0.11 eye distances, 2 frame pairs, 1 s).
+fn live_door(f: &Fixture) -> (TestDoor, FakeLock) {
+    let (mut d, lock) = door(f);
+    let check =
+        facegate_face::liveness::PassiveCheck { min_iod_px: 30.0, min_change: 0.03, threshold: 0.11, min_pairs: 2 };
+    d.settings.liveness = Some((check, Duration::from_secs(1)));
+    (d, lock)
+}
+
+#[test]
+fn with_liveness_a_turning_head_is_granted_and_a_tilted_photo_is_denied_at_the_timeout() {
+    let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
+    // a member turning their head 0° → 25°: the nose leaves the plane of the eyes and mouth
+    let (mut d, lock) = live_door(&f);
+    feed(&mut d, 0, &["a@head:0", "a@head:8", "a@head:16", "a@head:25", "a@head:25"]);
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![granted("A")]);
+    assert_eq!(lock.unlocks(), 1);
+    let ev = kinds(&d, EventKind::Decision)[0];
+    assert!(ev.detail.as_deref().unwrap().starts_with("liveness: 3-D face"), "{ev:?}");
+    // the grant waited for the turn: over 0°, 8° and 16° the mean residual of the three pairs is
+    // still below 0.11; with 25° it is above
+    assert_eq!(ev.frame.as_deref(), Some("a@head:25"));
+
+    // the same member's photo, tilted the same way: never 3-D; denied once, when 1 s has passed
+    let (mut d, lock) = live_door(&f);
+    let photo: Vec<String> = (0..15).map(|i| format!("a@print:{}", (i * 5) % 30)).collect();
+    feed(&mut d, 0, &photo.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_unconfirmed".into()))]);
+    let ev = kinds(&d, EventKind::Decision)[0];
+    assert_eq!(ev.frame.as_deref(), Some("a@print:20"), "frame 11, 1,000 ms after the first");
+    assert!(ev.detail.as_deref().unwrap().contains("no 3-D face within 1000 ms"), "{ev:?}");
+
+    // a head held perfectly still gives no evidence either: denied at the timeout, not granted
+    let (mut d, lock) = live_door(&f);
+    feed(&mut d, 0, &["a"; 12]);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d)[0].2.as_deref(), Some("liveness_unconfirmed"));
+
+    // strangers are denied as before, without waiting for liveness
+    let (mut d, _) = live_door(&f);
+    feed(&mut d, 0, &["x", "x", "x"]);
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![("denied".into(), None, Some("unknown".into()))]);
+
+    // off: today's behaviour, the photo opens the door
+    let (mut d, lock) = door(&f);
+    feed(&mut d, 0, &["a@print:0", "a@print:10", "a@print:20"]);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 1);
 }

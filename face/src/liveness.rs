@@ -189,6 +189,22 @@ impl PassiveCheck {
     }
 }
 
+/// The five landmarks (YuNet's order) of a model face seen by a pinhole camera 8 eye distances
+/// away, 100 px between the eyes when frontal, after a yaw rotation of `yaw_deg` about the
+/// vertical axis through the eye midpoint. `nose_depth` is how far (eye distances) the nose tip
+/// stands in front of the eyes and mouth: about 0.5 for a head, 0 for a photo. For tests and
+/// simulations.
+pub fn model_landmarks(yaw_deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
+    let pts: [[f32; 3]; 5] =
+        [[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.6, -nose_depth], [-0.4, 1.2, 0.0], [0.4, 1.2, 0.0]];
+    let (s, c) = yaw_deg.to_radians().sin_cos();
+    pts.map(|[x, y, z]| {
+        let (x, z) = (x * c + z * s, -x * s + z * c);
+        let f = 800.0 / (8.0 + z);
+        [320.0 + x * f, 200.0 + y * f]
+    })
+}
+
 /// Yaw and pitch change between two views (degrees), from [`HeadPose`]: for logs.
 pub fn pose_change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
     let (p, q) = (HeadPose::from_landmarks(a), HeadPose::from_landmarks(b));
@@ -199,17 +215,8 @@ pub fn pose_change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
 mod tests {
     use super::*;
 
-    /// A face as 3-D points (IOD 1, nose 0.5 in front), seen by a pinhole camera after a yaw
-    /// rotation `deg` about the vertical axis through the eye midpoint.
     fn head(deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
-        let pts: [[f32; 3]; 5] =
-            [[-0.5, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.6, -nose_depth], [-0.4, 1.2, 0.0], [0.4, 1.2, 0.0]];
-        let (s, c) = deg.to_radians().sin_cos();
-        pts.map(|[x, y, z]| {
-            let (x, z) = (x * c + z * s, -x * s + z * c);
-            let f = 600.0 / (8.0 + z); // camera 8 IODs away
-            [320.0 + x * f * 1.0, 200.0 + y * f]
-        })
+        model_landmarks(deg, nose_depth)
     }
 
     #[test]

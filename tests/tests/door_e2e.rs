@@ -388,3 +388,57 @@ fn two_embedding_threads_give_the_same_decisions_frame_for_frame() {
     assert!(one.len() >= 2 * u.members.len(), "{one:?}");
     assert_eq!(one, two);
 }
+
+/// Liveness on: the real door replays a print attack of an enrolled member (ORL s1's photo moved
+/// as a rigid plane, rendered by `facegate pad-eval --save-frames`), a frame without a face, then
+/// the member's own head turn (their leftmost, middle and rightmost photos). The print is denied
+/// as "liveness_unconfirmed" once the timeout has passed; the head turn is granted.
+#[test]
+fn with_liveness_on_a_print_of_a_member_is_denied_and_their_head_turn_is_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let rendered = p("rendered");
+    ok(&run("facegate", &["pad-eval", "--people", "2", "--attacks", "1", "--frames", "8", "--save-frames", &rendered]));
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for e in std::fs::read_dir(&rendered).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        // s1 only: "a-" the print, "c-" the turn, in that order
+        if let Some(rest) = name.strip_prefix("s1-") {
+            let order = if rest.starts_with("print") { "a" } else { "c" };
+            std::fs::copy(dir.path().join("rendered").join(&name), frames.join(format!("{order}-{rest}"))).unwrap();
+        }
+    }
+    image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(frames.join("b-blank.png")).unwrap();
+    std::fs::create_dir(dir.path().join("inbox")).unwrap();
+    let (secret, public, gallery) = (p("k.secret"), p("k.pub"), p("inbox/g.fgg"));
+    ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
+    let photos: Vec<String> = (1..=3).map(|n| orl_photo("s1", n).display().to_string()).collect();
+    let mut args = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", "s1", "--name", "s1"];
+    args.extend(photos.iter().map(String::as_str));
+    ok(&run("facegate", &args));
+    let config = format!(
+        "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
+         [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
+         [decision]\nconsecutive_frames = 2\n\
+         [lock]\nkind = \"dry-run\"\n\
+         [liveness]\nmode = \"passive\"\ntimeout_ms = 1000\n\
+         [log]\npath = {:?}\n",
+        p("state"),
+        frames.display(),
+        p("events.jsonl"),
+    );
+    std::fs::write(p("door.toml"), config).unwrap();
+    ok(&run("facegate-door", &["run", "--config", &p("door.toml")]));
+    let log = events(Path::new(&p("events.jsonl")));
+    let d: Vec<(&str, &str, &str)> = log
+        .iter()
+        .filter(|e| e["event"] == "decision")
+        .map(|e| (e["frame"].as_str().unwrap(), e["decision"].as_str().unwrap(), e["reason"].as_str().unwrap_or("")))
+        .collect();
+    // 200 ms per frame: the print's sixth frame is 1,000 ms after its first
+    assert_eq!(d, [("a-print-06.png", "denied", "liveness_unconfirmed"), ("c-turn-03.png", "granted", "")], "{log:?}");
+    let grant = log.iter().find(|e| e["decision"] == "granted").unwrap();
+    assert_eq!(grant["member"], "s1");
+    assert!(grant["detail"].as_str().unwrap().starts_with("liveness: 3-D face"), "{grant}");
+}

@@ -50,6 +50,10 @@ pub struct PadArgs {
     /// JSON only.
     #[arg(long)]
     pub json: bool,
+    /// Also write each person's first print attack and their head-turn frames as PNG here
+    /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
+    #[arg(long, value_name = "DIR")]
+    pub save_frames: Option<PathBuf>,
 }
 
 /// Settings frozen before any tuning: what the check needs to decide at all.
@@ -256,12 +260,17 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         // genuine: the person's photos by estimated yaw, four consecutive per appearance, each
         // shown frontal (the head itself turned), at the attack's size and on its background
         let mut posed = Vec::new();
+        let mut shown = Vec::new();
         for img in &imgs {
             let frame = render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut rng);
             if let Some(l) = landmarks(&finder, &frame)? {
                 posed.push((HeadPose::from_landmarks(&l).yaw, l));
+                if a.save_frames.is_some() {
+                    shown.push((HeadPose::from_landmarks(&l).yaw, frame));
+                }
             }
         }
+        shown.sort_by(|x, y| x.0.total_cmp(&y.0));
         posed.sort_by(|x, y| x.0.total_cmp(&y.0));
         for w in posed.windows(4) {
             out.push(Appearance {
@@ -280,6 +289,11 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                     frames: vec![first.1, mid, last.1],
                     rendered: 3,
                 });
+                if let Some(dir) = &a.save_frames {
+                    for (n, i) in [0, shown.len() / 2, shown.len() - 1].into_iter().enumerate() {
+                        save_png(&shown[i].1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
+                    }
+                }
             }
         }
         // attacks: one photo held and moved like a print or a phone
@@ -287,7 +301,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
             let photo = &imgs[k % imgs.len()];
             let (mut yaw, mut pitch) = (uniform(&mut rng, -30.0, 30.0), uniform(&mut rng, -20.0, 20.0));
             let mut frames = Vec::new();
-            for _ in 0..a.frames {
+            for i in 0..a.frames {
                 yaw = (yaw + uniform(&mut rng, -12.0, 12.0)).clamp(-30.0, 30.0);
                 pitch = (pitch + uniform(&mut rng, -8.0, 8.0)).clamp(-30.0, 30.0);
                 let (roll, scale, dx) =
@@ -296,6 +310,9 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                 if let Some(l) = landmarks(&finder, &frame)? {
                     frames.push(l);
                 }
+                if let (Some(dir), 0) = (&a.save_frames, k) {
+                    save_png(&frame, &dir.join(format!("{person}-print-{:02}.png", i + 1)))?;
+                }
             }
             out.push(Appearance { person: person.clone(), kind: "print", frames, rendered: a.frames });
         }
@@ -303,6 +320,13 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("folder {}", dir.display()))?;
+    }
+    img.save(path).with_context(|| format!("frame {}", path.display()))
 }
 
 /// Mean residual of an appearance under `check` with threshold 0 (for tuning).
