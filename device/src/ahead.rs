@@ -144,6 +144,9 @@ impl<S: FrameSource> FrameSource for AheadSource<S> {
                 }
                 let (frame, outcome) = self.done.remove(&seq).expect("just checked");
                 let mut h = self.handoff.lock().map_err(|_| SourceError::Fatal("handoff poisoned".into()))?;
+                // The door asks for the result of the frame just returned, or skips it (claim
+                // mode without a claim): older results are never asked for again.
+                h.clear();
                 h.push_back((frame.label.clone(), frame.at, outcome));
                 Ok(Some(frame))
             }
@@ -171,8 +174,8 @@ impl<S> Drop for AheadSource<S> {
 }
 
 impl FaceEmbedder for AheadEmbedder {
-    /// The result computed for `frame`; results of frames the door skipped (claim mode without
-    /// a claim) are dropped. A frame with no result is an error (the door logs it and resets
+    /// The result computed for `frame` (the frame the source returned last; the result of a
+    /// frame the door skipped, in claim mode without a claim, is replaced by the next one). A frame with no result is an error (the door logs it and resets
     /// its streak), never a face.
     fn embed(&mut self, frame: &Frame) -> Outcome {
         let mut h = self.handoff.lock().map_err(|_| FaceError::Inference("handoff poisoned".into()))?;

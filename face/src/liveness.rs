@@ -13,8 +13,6 @@
 //! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. The threshold
 //! comes from measured landmark noise (`facegate pad-eval`), not from this module.
 
-use crate::quality::HeadPose;
-
 /// Landmark indices (YuNet's order): right eye, left eye, nose tip, right and left mouth corner.
 const PLANE: [usize; 4] = [0, 1, 3, 4];
 const NOSE: usize = 2;
@@ -150,42 +148,93 @@ pub struct PassiveCheck {
     pub min_pairs: usize,
 }
 
+/// Frames of an appearance the check looks at (the newest): bounds its cost (the leave-one-out
+/// rule below is cubic in the frames).
+pub const MAX_FRAMES: usize = 16;
+
 impl PassiveCheck {
-    /// How different two views' landmark constellations are: the largest displacement of a
-    /// landmark relative to the eye midpoint, in IODs (scale-normalised). A photo moved without
-    /// tilting gives ~0; a tilt or a head turn gives more.
+    /// How different two views are: the largest displacement of an eye or mouth-corner landmark
+    /// relative to the eye midpoint, in IODs (scale-normalised). The nose is left out, so noise
+    /// on the nose alone never makes a pair count. A photo moved without tilting gives ~0; a
+    /// tilt or a head turn gives more.
     pub fn change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
         let norm = |l: &[[f32; 2]; 5]| {
             let m = [(l[0][0] + l[1][0]) / 2.0, (l[0][1] + l[1][1]) / 2.0];
             let s = iod(l).max(1e-3);
-            l.map(|p| [(p[0] - m[0]) / s, (p[1] - m[1]) / s])
+            PLANE.map(|i| [(l[i][0] - m[0]) / s, (l[i][1] - m[1]) / s])
         };
         let (a, b) = (norm(a), norm(b));
         a.iter().zip(&b).map(|(p, q)| (p[0] - q[0]).hypot(p[1] - q[1])).fold(0.0, f32::max)
     }
 
-    /// The verdict over `frames` (each face's five landmarks, in frame order): every pair of
-    /// usable frames that changed enough is measured.
+    /// The verdict over `frames` (each face's five landmarks, in frame order; the newest
+    /// [`MAX_FRAMES`] with a large enough face are used). Every pair of frames that changed
+    /// enough is measured (the symmetric nose residual); the appearance is live when the
+    /// **median** over at least `min_pairs` pairs reaches the threshold **and still does with
+    /// any one frame left out**, so that one frame with a misplaced landmark cannot make a photo
+    /// live.
     pub fn judge(&self, frames: &[[[f32; 2]; 5]]) -> Liveness {
+        self.judge_scored(frames).0
+    }
+
+    fn judge_scored(&self, frames: &[[[f32; 2]; 5]]) -> (Liveness, Option<f32>) {
         let usable: Vec<&[[f32; 2]; 5]> = frames.iter().filter(|l| iod(l) >= self.min_iod_px).collect();
-        let mut residuals = Vec::new();
+        let usable = &usable[usable.len().saturating_sub(MAX_FRAMES)..];
+        let mut pairs: Vec<(usize, usize, f32)> = Vec::new();
         for (i, a) in usable.iter().enumerate() {
-            for b in &usable[i + 1..] {
+            for (j, b) in usable.iter().enumerate().skip(i + 1) {
                 if Self::change(a, b) >= self.min_change {
                     // symmetric: the plane of either view predicting the other
                     if let (Some(x), Some(y)) = (nose_residual(a, b), nose_residual(b, a)) {
-                        residuals.push((x + y) / 2.0);
+                        pairs.push((i, j, (x + y) / 2.0));
                     }
                 }
             }
         }
-        let pairs = residuals.len();
-        let residual = if pairs == 0 { 0.0 } else { residuals.iter().sum::<f32>() / pairs as f32 };
-        if pairs >= self.min_pairs && residual >= self.threshold {
-            Liveness::Live { residual, pairs }
-        } else {
-            Liveness::Unconfirmed { residual, pairs }
-        }
+        let median_without = |skip: Option<usize>| -> (f32, usize) {
+            let mut r: Vec<f32> =
+                pairs.iter().filter(|(i, j, _)| Some(*i) != skip && Some(*j) != skip).map(|p| p.2).collect();
+            r.sort_by(f32::total_cmp);
+            let m = match r.len() {
+                0 => 0.0,
+                n if n % 2 == 1 => r[n / 2],
+                n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+            };
+            (m, r.len())
+        };
+        let (residual, n) = median_without(None);
+        // the largest threshold at which this is live: the full median and every leave-one-out
+        // median, each over enough pairs
+        let score = (n >= self.min_pairs)
+            .then(|| {
+                (0..usable.len())
+                    .map(|k| median_without(Some(k)))
+                    .try_fold(residual, |lo, (m, c)| (c >= self.min_pairs).then_some(lo.min(m)))
+            })
+            .flatten();
+        let verdict = match score {
+            Some(sc) if sc >= self.threshold => Liveness::Live { residual, pairs: n },
+            _ => Liveness::Unconfirmed { residual, pairs: n },
+        };
+        (verdict, score)
+    }
+
+    /// What the door does with an appearance: it judges again on every frame from the
+    /// `first`-th on (the frames of its decision streak), and grants on the first Live verdict.
+    /// True when some prefix of `frames` at least `first` long is Live.
+    pub fn live_at_some_frame(&self, frames: &[[[f32; 2]; 5]], first: usize) -> bool {
+        self.door_score(frames, first).is_some_and(|s| s >= self.threshold)
+    }
+
+    /// The largest threshold at which [`Self::live_at_some_frame`] would be true (`None`: never
+    /// enough evidence): what `facegate pad-eval` tunes the threshold on.
+    pub fn door_score(&self, frames: &[[[f32; 2]; 5]], first: usize) -> Option<f32> {
+        (first.max(1)..=frames.len()).filter_map(|k| self.score(&frames[..k])).reduce(f32::max)
+    }
+
+    /// The largest threshold at which [`Self::judge`] would say Live (`None`: too few pairs).
+    pub fn score(&self, frames: &[[[f32; 2]; 5]]) -> Option<f32> {
+        self.judge_scored(frames).1
     }
 }
 
@@ -203,12 +252,6 @@ pub fn model_landmarks(yaw_deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
         let f = 800.0 / (8.0 + z);
         [320.0 + x * f, 200.0 + y * f]
     })
-}
-
-/// Yaw and pitch change between two views (degrees), from [`HeadPose`]: for logs.
-pub fn pose_change(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
-    let (p, q) = (HeadPose::from_landmarks(a), HeadPose::from_landmarks(b));
-    (p.yaw - q.yaw).hypot(p.pitch - q.pitch)
 }
 
 #[cfg(test)]
@@ -248,16 +291,35 @@ mod tests {
     #[test]
     fn the_check_needs_enough_pairs_big_faces_and_change() {
         let check = PassiveCheck { min_iod_px: 30.0, min_change: 0.02, threshold: 0.05, min_pairs: 2 };
-        let live: Vec<_> = [0.0, 8.0, 16.0].iter().map(|&d| head(d, 0.5)).collect();
-        assert!(matches!(check.judge(&live), Liveness::Live { pairs: 3, .. }), "{:?}", check.judge(&live));
-        let photo: Vec<_> = [0.0, 15.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
-        assert!(matches!(check.judge(&photo), Liveness::Unconfirmed { pairs: 3, .. }), "{:?}", check.judge(&photo));
-        // one pair is not enough; identical frames are not evidence
-        assert!(matches!(check.judge(&live[..2]), Liveness::Unconfirmed { pairs: 1, .. }));
+        let live: Vec<_> = [0.0, 8.0, 16.0, 24.0].iter().map(|&d| head(d, 0.5)).collect();
+        assert!(matches!(check.judge(&live), Liveness::Live { pairs: 6, .. }), "{:?}", check.judge(&live));
+        let photo: Vec<_> = [0.0, 10.0, 20.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
+        assert!(matches!(check.judge(&photo), Liveness::Unconfirmed { pairs: 6, .. }), "{:?}", check.judge(&photo));
+        // three frames: with any one left out a single pair remains, fewer than 2
+        assert!(matches!(check.judge(&live[..3]), Liveness::Unconfirmed { pairs: 3, .. }));
+        // identical frames are not evidence
         let still = vec![head(5.0, 0.5); 4];
         assert!(matches!(check.judge(&still), Liveness::Unconfirmed { pairs: 0, .. }));
         // faces too small to trust
         let tiny = PassiveCheck { min_iod_px: 1000.0, ..check };
         assert!(matches!(tiny.judge(&live), Liveness::Unconfirmed { pairs: 0, .. }));
+    }
+
+    #[test]
+    fn one_frame_with_a_misplaced_nose_does_not_make_a_photo_live() {
+        let check = PassiveCheck { min_iod_px: 30.0, min_change: 0.02, threshold: 0.05, min_pairs: 2 };
+        for glitch in [0, 2, 4] {
+            let mut photo: Vec<_> = [0.0, 8.0, 16.0, 24.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
+            photo[glitch][2][0] += 30.0; // the nose 0.3 IOD off in one frame
+            assert!(!check.live_at_some_frame(&photo, 3), "glitch in frame {glitch}: {:?}", check.judge(&photo));
+        }
+        // noise on the nose alone does not make identical views count as changed
+        let mut still = vec![head(0.0, 0.0); 5];
+        still[1][2][1] += 20.0;
+        assert!(matches!(check.judge(&still), Liveness::Unconfirmed { pairs: 0, .. }));
+        // a head turning over the same frames is live from the fourth frame on
+        let head_turn: Vec<_> = [0.0, 8.0, 16.0, 24.0, 30.0].iter().map(|&d| head(d, 0.5)).collect();
+        assert!(check.live_at_some_frame(&head_turn, 3));
+        assert!(!check.live_at_some_frame(&head_turn[..3], 3));
     }
 }

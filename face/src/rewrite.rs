@@ -49,7 +49,7 @@ pub fn prelu_as_max(model: &mut pb::ModelProto) -> Rewritten {
             nodes.push(node);
             continue;
         };
-        if slopes.iter().any(|&a| a > 1.0) {
+        if slopes.iter().any(|&a| a.is_nan() || a > 1.0) {
             out.kept += 1;
             nodes.push(node);
             continue;
@@ -128,9 +128,11 @@ mod tests {
     }
 
     #[test]
-    fn a_slope_above_one_among_several_is_left_alone() {
-        let mut m = prelu_model(&[0.25, 1.5]);
-        assert_eq!(prelu_as_max(&mut m), Rewritten { prelu: 0, kept: 1 });
-        assert_eq!(m.graph.unwrap().node[0].op_type, "PRelu");
+    fn a_slope_above_one_or_nan_is_left_alone() {
+        for slopes in [[0.25, 1.5], [0.25, f32::NAN]] {
+            let mut m = prelu_model(&slopes);
+            assert_eq!(prelu_as_max(&mut m), Rewritten { prelu: 0, kept: 1 });
+            assert_eq!(m.graph.unwrap().node[0].op_type, "PRelu");
+        }
     }
 }

@@ -166,7 +166,7 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
 }
 
 /// The load-time PReLU rewrite (`facegate_face::rewrite`) against the graph as shipped: both
-/// encoders, the faces of ten ORL people, every embedding component within 1e-4.
+/// encoders, the faces of ten ORL people, every embedding component within 1e-6.
 #[test]
 fn prelu_rewrite_matches_the_graph_as_shipped() {
     use facegate_face::{card_path_for, rewrite, GraphPrep};
@@ -194,7 +194,9 @@ fn prelu_rewrite_matches_the_graph_as_shipped() {
             worst = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(worst, f32::max);
         }
         eprintln!("{model}: largest difference {worst:e}");
-        assert!(worst <= GOLDEN_EMBEDDING_TOLERANCE, "{model}: rewritten graph differs by {worst}");
+        // measured: 0 (max(x, a·x) and tract's select give the same floats); 1e-6 allows other
+        // CPUs' kernels to round differently
+        assert!(worst <= 1e-6, "{model}: rewritten graph differs by {worst}");
     }
 }
 

@@ -9,8 +9,11 @@
 //! - **genuine, natural**: the same person's own photos (ORL's ten include head turns), ordered
 //!   by their estimated yaw, four consecutive ones per appearance (small pose changes, like a
 //!   person standing at the door), at the same size, on the same background, with the same noise;
-//! - **genuine, turn**: the person's leftmost, middle and rightmost photos when they are at least
-//!   20° of estimated yaw apart (what a requested head turn gives).
+//! - **genuine, turn**: all the person's photos in yaw order when the leftmost and rightmost are
+//!   at least 20° of estimated yaw apart (a head turning from one side to the other).
+//!
+//! Each appearance is judged as the door judges it: again on every frame from the third on
+//! (the default `consecutive_frames`), accepted at the first Live verdict.
 //!
 //! Every frame goes through YuNet on the 640×480 canvas; the check sees only its landmarks. The
 //! threshold is tuned on the first half of the people (by person, never by photo) and the rates
@@ -19,7 +22,7 @@
 //! video of the member is not among them (passive geometry cannot tell it from a live face).
 
 use anyhow::{bail, Context, Result};
-use facegate_face::liveness::{iod, Liveness, PassiveCheck};
+use facegate_face::liveness::{iod, PassiveCheck};
 use facegate_face::{load_image, FaceDetector, FaceFinder, HeadPose, YuNet};
 use facegate_shared::synthetic::SplitMix64;
 use image::{Rgb, RgbImage};
@@ -50,6 +53,10 @@ pub struct PadArgs {
     /// JSON only.
     #[arg(long)]
     pub json: bool,
+    /// Minimum landmark change of a frame pair (eye distances), as the door's
+    /// `liveness.min_change`.
+    #[arg(long, default_value_t = MIN_CHANGE)]
+    pub min_change: f32,
     /// Also write each person's first print attack and their head-turn frames as PNG here
     /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
@@ -62,7 +69,8 @@ pub const MIN_IOD_PX: f32 = 30.0;
 pub const MIN_CHANGE: f32 = 0.03;
 /// Frame pairs needed for a verdict.
 pub const MIN_PAIRS: usize = 2;
-/// The threshold is the largest mean residual of a tuning attack times this.
+/// The threshold is the largest score of a tuning attack (the threshold at which the door would
+/// have let it in at some frame) times this.
 pub const THRESHOLD_MARGIN: f32 = 1.25;
 /// Estimated yaw spread of a `turn` appearance (degrees).
 pub const TURN_DEG: f32 = 20.0;
@@ -73,8 +81,7 @@ pub struct Appearance {
     /// Person folder name.
     pub person: String,
     /// `print` (attack), `natural` (genuine: four photos of neighbouring head poses) or `turn`
-    /// (genuine: the person's leftmost, middle and rightmost photos, at least
-    /// [`TURN_DEG`] apart, as a requested head turn would give).
+    /// (genuine: all the person's photos in yaw order, spanning at least [`TURN_DEG`]).
     pub kind: &'static str,
     /// Landmarks per frame with a face.
     pub frames: Vec<[[f32; 2]; 5]>,
@@ -282,16 +289,15 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         }
         if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
             if last.0 - first.0 >= TURN_DEG {
-                let mid = posed[posed.len() / 2].1;
                 out.push(Appearance {
                     person: person.clone(),
                     kind: "turn",
-                    frames: vec![first.1, mid, last.1],
-                    rendered: 3,
+                    frames: posed.iter().map(|p| p.1).collect(),
+                    rendered: posed.len(),
                 });
                 if let Some(dir) = &a.save_frames {
-                    for (n, i) in [0, shown.len() / 2, shown.len() - 1].into_iter().enumerate() {
-                        save_png(&shown[i].1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
+                    for (n, f) in shown.iter().enumerate() {
+                        save_png(&f.1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
                     }
                 }
             }
@@ -329,12 +335,12 @@ fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     img.save(path).with_context(|| format!("frame {}", path.display()))
 }
 
-/// Mean residual of an appearance under `check` with threshold 0 (for tuning).
-fn mean_residual(check: &PassiveCheck, ap: &Appearance) -> Option<f32> {
-    match (PassiveCheck { threshold: 0.0, ..*check }).judge(&ap.frames) {
-        Liveness::Live { residual, .. } => Some(residual),
-        Liveness::Unconfirmed { .. } => None,
-    }
+/// The door judges an appearance from this frame on (the default `consecutive_frames`).
+pub const FIRST_JUDGED_FRAME: usize = 3;
+
+/// The largest threshold at which the door would accept the appearance at some frame.
+fn door_score(check: &PassiveCheck, ap: &Appearance) -> Option<f32> {
+    check.door_score(&ap.frames, FIRST_JUDGED_FRAME)
 }
 
 /// The upper end of the two-sided 95 % Clopper–Pearson interval for `k` successes in `n`.
@@ -380,20 +386,20 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     let tune_people = &names[..names.len() / 2];
     let (tune, report): (Vec<&Appearance>, Vec<&Appearance>) =
         all.iter().partition(|ap| tune_people.contains(&ap.person));
-    let base = PassiveCheck { min_iod_px: MIN_IOD_PX, min_change: MIN_CHANGE, threshold: 0.0, min_pairs: MIN_PAIRS };
+    let base = PassiveCheck { min_iod_px: MIN_IOD_PX, min_change: a.min_change, threshold: 0.0, min_pairs: MIN_PAIRS };
     let worst_attack =
-        tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| mean_residual(&base, ap)).fold(0.0f32, f32::max);
+        tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| door_score(&base, ap)).fold(0.0f32, f32::max);
     let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ..base };
     let mut rows = serde_json::Map::new();
     for (label, set) in [("tune", &tune), ("report", &report)] {
-        let live = |ap: &Appearance| matches!(check.judge(&ap.frames), Liveness::Live { .. });
+        let live = |ap: &Appearance| check.live_at_some_frame(&ap.frames, FIRST_JUDGED_FRAME);
         let of = |k: &str| -> Vec<&&Appearance> { set.iter().filter(|ap| ap.kind == k).collect() };
         let (attacks, genuine, turns) = (of("print"), of("natural"), of("turn"));
         let accepted = attacks.iter().filter(|ap| live(ap)).count();
         let refused = genuine.iter().filter(|ap| !live(ap)).count();
         let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
         let residuals = |v: &[&&Appearance]| {
-            let mut r: Vec<f32> = v.iter().filter_map(|ap| mean_residual(&base, ap)).collect();
+            let mut r: Vec<f32> = v.iter().filter_map(|ap| door_score(&base, ap)).collect();
             r.sort_by(f32::total_cmp);
             r
         };
@@ -412,25 +418,25 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "flat_print_apcer": rate(accepted, attacks.len()),
                 "genuine_bpcer": rate(refused, genuine.len()),
                 "turn_bpcer": rate(turns_refused, turns.len()),
-                "turn_residual_median": pct(&rt, 0.5), "turn_residual_min": rt.first().copied().unwrap_or(0.0),
-                "attack_residual_median": pct(&ra, 0.5), "attack_residual_max": ra.last().copied().unwrap_or(0.0),
-                "genuine_residual_median": pct(&rg, 0.5), "genuine_residual_min": rg.first().copied().unwrap_or(0.0),
+                "turn_score_median": pct(&rt, 0.5), "turn_score_min": rt.first().copied().unwrap_or(0.0),
+                "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
+                "genuine_score_median": pct(&rg, 0.5), "genuine_score_min": rg.first().copied().unwrap_or(0.0),
                 "frames_without_face": set.iter().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
                 "faces_below_min_iod": small,
             }),
         );
     }
     let out = serde_json::json!({
-        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": MIN_CHANGE, "min_pairs": MIN_PAIRS,
+        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS,
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("passive 3-D check: threshold {:.4} IOD (largest tuning-attack mean residual {worst_attack:.4} × {THRESHOLD_MARGIN}), min IOD {MIN_IOD_PX} px, min change {MIN_CHANGE} IOD, {MIN_PAIRS} pairs", check.threshold);
+        println!("passive 3-D check: threshold {:.4} IOD (largest tuning-attack score {worst_attack:.4} × {THRESHOLD_MARGIN}), min IOD {MIN_IOD_PX} px, min change {} IOD, {MIN_PAIRS} pairs", check.threshold, a.min_change);
         println!(
-            "{:<8} {:>22} {:>22} {:>22}  residual print med/max, natural med/min, turn med/min",
+            "{:<8} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
             "half", "flat-print APCER", "natural BPCER", "20° turn BPCER"
         );
         for (label, r) in &rows {
@@ -442,12 +448,12 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 f(&r["flat_print_apcer"]),
                 f(&r["genuine_bpcer"]),
                 f(&r["turn_bpcer"]),
-                r["attack_residual_median"].as_f64().unwrap_or(0.0),
-                r["attack_residual_max"].as_f64().unwrap_or(0.0),
-                r["genuine_residual_median"].as_f64().unwrap_or(0.0),
-                r["genuine_residual_min"].as_f64().unwrap_or(0.0),
-                r["turn_residual_median"].as_f64().unwrap_or(0.0),
-                r["turn_residual_min"].as_f64().unwrap_or(0.0)
+                r["attack_score_median"].as_f64().unwrap_or(0.0),
+                r["attack_score_max"].as_f64().unwrap_or(0.0),
+                r["genuine_score_median"].as_f64().unwrap_or(0.0),
+                r["genuine_score_min"].as_f64().unwrap_or(0.0),
+                r["turn_score_median"].as_f64().unwrap_or(0.0),
+                r["turn_score_min"].as_f64().unwrap_or(0.0)
             );
         }
         println!("Simulated attacks on ORL photos through the real detector; not an ISO/IEC 30107-3 test. A video of the member on a screen is not simulated and would pass a passive geometric check.");
