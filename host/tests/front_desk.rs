@@ -30,12 +30,20 @@ fn ok(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn enrol_identify_remove_and_refuse_tampering() {
+/// A front desk in a temporary folder: a fresh key pair and the path of a gallery not yet made
+/// (secret key, public key, gallery).
+fn desk() -> (tempfile::TempDir, String, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let d = |f: &str| dir.path().join(f).display().to_string();
     let (secret, public, gallery) = (d("k.secret"), d("k.pub"), d("gym.fg"));
     ok(&fg(&["keys", "init", "--secret", &secret, "--public", &public]));
+    (dir, secret, public, gallery)
+}
+
+#[test]
+fn enrol_identify_remove_and_refuse_tampering() {
+    let (dir, secret, public, gallery) = desk();
+    let d = |f: &str| dir.path().join(f).display().to_string();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -233,10 +241,8 @@ fn import_dir_skips_bad_input_and_verify_checks_signature_and_encoder() {
 /// with `camera:`): three shots that pass the gate and differ in pose, nothing written otherwise.
 #[test]
 fn enrol_from_a_frame_source_keeps_posed_shots_and_writes_nothing_on_failure() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, secret, public, gallery) = desk();
     let d = |f: &str| dir.path().join(f).display().to_string();
-    let (secret, public, gallery) = (d("k.secret"), d("k.pub"), d("gym.fg"));
-    ok(&fg(&["keys", "init", "--secret", &secret, "--public", &public]));
     let enrol = |gallery: &str, source: &str| {
         fg(&["enroll", "--gallery", gallery, "--key", &secret, "--id", "1", "--name", "Ann", "--source", source])
     };
