@@ -280,6 +280,11 @@ fn enrol_from_a_frame_source_keeps_posed_shots_and_writes_nothing_on_failure() {
     };
     assert_eq!(identify(&photo(1, 7)).as_deref(), Some("1"));
     assert_eq!(identify(&photo(2, 1)), None);
+    // enrolling the same id again is refused before any frame is captured
+    let o = enrol(&gallery, &format!("dir:{s1}"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("member #1 is already in"), "{}", err(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("capturing"));
 
     // one pose only (the same frame five times): one shot, nothing written
     std::fs::create_dir(d("still")).unwrap();

@@ -176,6 +176,14 @@ pub fn enroll(a: &EnrollArgs) -> Result<ExitCode> {
     };
     let key = keys::read_signing_key(&a.key).with_context(|| "no signing key: run `facegate keys init` first")?;
     let (mut gallery, p) = open_or_new_gallery(&a.gallery, &key, &a.model)?;
+    // before any photo is looked at or any frame captured
+    if gallery.member(&id).is_some() {
+        bail!(
+            "member #{id} is already in {} (`facegate members --gallery {} remove {id}` first to enrol them again)",
+            a.gallery.display(),
+            a.gallery.display()
+        );
+    }
     let mut shots = Vec::new();
     let embeddings = match a.source()? {
         Some(uri) => {
