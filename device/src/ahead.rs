@@ -74,8 +74,10 @@ where
                         Err(_) => return,
                     };
                     let Ok((seq, frame)) = job else { return };
+                    let started = std::time::Instant::now();
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embed(&frame)))
-                        .unwrap_or_else(|_| Err(FaceError::Inference("the face pipeline panicked".into())));
+                        .unwrap_or_else(|_| Err(FaceError::Inference("the face pipeline panicked".into())))
+                        .map(|o| o.map(|o| Observation { embed_time: Some(started.elapsed()), ..o }));
                     if result_tx.send((seq, frame, outcome)).is_err() {
                         return;
                     }
@@ -212,6 +214,7 @@ mod tests {
                 embedding: Embedding::new(vec![(i as f32).cos(), (i as f32).sin()]).unwrap(),
                 face_px: i as f32,
                 landmarks: facegate_face::liveness::model_landmarks(0.0, 0.5),
+                embed_time: None,
             })),
         }
     }
@@ -270,7 +273,10 @@ mod tests {
         let (mut src, mut emb) = embed_ahead(inner, 2, slow_embed);
         let _skipped = src.next_frame().unwrap().unwrap();
         let f1 = src.next_frame().unwrap().unwrap();
-        assert_eq!(emb.embed(&f1).unwrap().unwrap().face_px, 1.0);
+        let o = emb.embed(&f1).unwrap().unwrap();
+        assert_eq!(o.face_px, 1.0);
+        // slow_embed sleeps (20 − 1) · 2 ms for f1: the worker's time travels with the result
+        assert!(o.embed_time.unwrap() >= Duration::from_millis(38), "{:?}", o.embed_time);
         // a frame the source never delivered has no result
         assert!(emb.embed(&frame(7)).is_err());
         let f2 = src.next_frame().unwrap().unwrap();

@@ -40,6 +40,9 @@ pub struct Observation {
     pub face_px: f32,
     /// The face's five landmarks (right eye, left eye, nose, right and left mouth corner).
     pub landmarks: [[f32; 2]; 5],
+    /// Time spent embedding on another thread ([`crate::ahead`]); `None` when the embedder
+    /// ran on the door's thread (the door then times it itself).
+    pub embed_time: Option<Duration>,
 }
 
 /// The face-pipeline seam: largest usable face of a frame → embedding.
@@ -58,6 +61,7 @@ pub fn observe<D: FaceDetector, E: Encoder>(
         embedding: f.embedding,
         face_px: f.detection.bbox[2],
         landmarks: f.detection.landmarks,
+        embed_time: None,
     }))
 }
 
@@ -91,7 +95,9 @@ impl FaceEmbedder for LabelEmbedder {
             _ => return Err(FaceError::NoFace),
         };
         match self.0.get(key) {
-            Some(e) => Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0, landmarks })),
+            Some(e) => {
+                Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0, landmarks, embed_time: None }))
+            }
             None => Err(FaceError::NoFace),
         }
     }
@@ -520,7 +526,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 return;
             }
         };
-        let latency_ms = t0.elapsed().as_secs_f64() * 1e3;
+        // frame processing: detection to decision, wherever the embedding ran
+        let latency_ms = (t0.elapsed() + obs.embed_time.unwrap_or_default()).as_secs_f64() * 1e3;
         self.summary.latencies.record(latency_ms);
         let outcome = match &decision {
             Decision::Granted { member, .. } => Outcome::Granted(member.clone()),

@@ -375,6 +375,10 @@ fn decisions_with(u: &Unit, name: &str, edit: impl Fn(String) -> String) -> Vec<
     let start = events(Path::new(&log)).into_iter().next().unwrap();
     assert_eq!(start["event"], "start");
     assert_eq!(start["detail"].as_str().unwrap().contains("embedded ahead on 2 threads"), threads, "{start}");
+    // the frame's processing time wherever the embedding ran (detection alone takes several ms)
+    for e in events(Path::new(&log)).iter().filter(|e| e["event"] == "decision") {
+        assert!(e["latency_ms"].as_f64().unwrap() >= 1.0, "{e}");
+    }
     decisions(&log)
 }
 
