@@ -186,7 +186,12 @@ fn add_noise(img: &mut RgbImage, amp: u64, rng: &mut SplitMix64) {
     }
 }
 
-/// A frame: `photo` enlarged 3× and held as a plane at the given pose, on the background.
+/// How tall a photo is drawn at rest (pixels of the 640×480 frame): an ORL photo (112 px) enlarged
+/// 3×, the size the benches use; any other photo is scaled to the same height.
+const DRAWN_HEIGHT: f64 = 336.0;
+
+/// A frame: `photo` scaled to [`DRAWN_HEIGHT`] and held as a plane at the given pose, on the
+/// background.
 #[allow(clippy::too_many_arguments)]
 fn render(
     photo: &RgbImage,
@@ -199,8 +204,16 @@ fn render(
     rng: &mut SplitMix64,
 ) -> RgbImage {
     let mut frame = bg.clone();
-    let h =
-        plane_homography(photo.width() as f64, photo.height() as f64, yaw, pitch, roll, 3.0 * scale, 320.0 + dx, 240.0);
+    let h = plane_homography(
+        photo.width() as f64,
+        photo.height() as f64,
+        yaw,
+        pitch,
+        roll,
+        DRAWN_HEIGHT / photo.height() as f64 * scale,
+        320.0 + dx,
+        240.0,
+    );
     draw_warped(&mut frame, photo, &h);
     add_noise(&mut frame, 3, rng);
     frame
@@ -456,7 +469,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 r["turn_score_min"].as_f64().unwrap_or(0.0)
             );
         }
-        println!("Simulated attacks on ORL photos through the real detector; not an ISO/IEC 30107-3 test. A video of the member on a screen is not simulated and would pass a passive geometric check.");
+        println!("Simulated attacks on the photos of {} through the real detector; not an ISO/IEC 30107-3 test. A video of the member on a screen is not simulated and would pass a passive geometric check.", a.data.display());
     }
     Ok(ExitCode::SUCCESS)
 }
