@@ -5,7 +5,7 @@
 //! Exit codes: 0 success or granted, 1 denied or no match, 2 usage or input error.
 
 use clap::{Parser, Subcommand};
-use facegate_host::commands::{self as cmd, bench, enrol, eval, gallery, members, pad, query};
+use facegate_host::commands::{self as cmd, bench, enrol, eval, gallery, members, pad, query, serve};
 use facegate_host::eval::PeopleArgs;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -124,6 +124,10 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         top: usize,
     },
+    /// Matching as a service: HTTP/JSON search, verify, identify and member look-up over a signed
+    /// gallery kept in memory and hot-reloaded (see docs/openapi.yaml). Loopback and bearer
+    /// tokens by default.
+    Serve(serve::ServeArgs),
     /// Benchmarks that print JSON.
     Bench {
         #[command(subcommand)]
@@ -242,6 +246,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Identify { q } => query::identify(&q),
         Command::Rank { q, top } => query::rank(&q, top),
+        Command::Serve(a) => serve::serve(&a),
         Command::Bench { cmd: BenchCmd::Search { members, queries, dim, index, k } } => {
             bench::bench_search(members, queries, dim, &index, k)
         }

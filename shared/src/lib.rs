@@ -30,6 +30,7 @@ pub mod install;
 pub mod keys;
 mod member;
 mod memory;
+pub mod prometheus;
 mod stats;
 pub mod synthetic;
 mod threshold;

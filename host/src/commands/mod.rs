@@ -10,6 +10,7 @@ pub mod gallery;
 pub mod members;
 pub mod pad;
 pub mod query;
+pub mod serve;
 
 use anyhow::{Context, Result};
 use facegate_face::{card_path_for, load_image, Encoder, FacePipeline, TractEncoder, YuNet};
