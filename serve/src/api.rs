@@ -255,10 +255,11 @@ async fn search(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
 fn search_in(g: &Loaded, q: &Embedding, k: usize, active_only: bool) -> Result<Vec<Value>, ApiError> {
     let gal = g.matcher.gallery();
     let today = Date::today();
+    let members = gal.members().len();
     let mut want = k;
     loop {
         let ranked = g.matcher.rank(q, want).map_err(|e| ApiError::internal("index", e))?;
-        let exhausted = ranked.len() < want;
+        let exhausted = ranked.len() < want || want >= members;
         let hits: Vec<Value> = ranked
             .iter()
             .filter_map(|r| {
@@ -274,7 +275,7 @@ fn search_in(g: &Loaded, q: &Embedding, k: usize, active_only: bool) -> Result<V
         if hits.len() == k || exhausted {
             return Ok(hits);
         }
-        want = want.saturating_mul(4).min(gal.members().len().max(k));
+        want = want.saturating_mul(4).min(members);
     }
 }
 
