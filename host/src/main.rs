@@ -5,7 +5,7 @@
 //! Exit codes: 0 success or granted, 1 denied or no match, 2 usage or input error.
 
 use clap::{Parser, Subcommand};
-use facegate_host::commands::{self as cmd, bench, enrol, eval, gallery, members, pad, query, serve};
+use facegate_host::commands::{self as cmd, bench, db, enrol, eval, gallery, members, pad, query, serve};
 use facegate_host::eval::PeopleArgs;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -116,13 +116,36 @@ enum Command {
     },
     /// The K members who look most like the face in a photo, best first (also `search`: the
     /// gallery's nearest-neighbour index, exact, scales to 100,000+ members; see `bench search`).
+    ///
+    /// With --backend postgres://…, the index is PostgreSQL + pgvector loaded by `facegate
+    /// gallery sync-db` (no gallery file needed): --mode exact, or hnsw:EF (approximate).
     #[command(visible_alias = "search")]
     Rank {
+        /// The photo (exactly one face).
+        photo: PathBuf,
+        /// Gallery file (not with --backend).
+        #[arg(long, required_unless_present = "backend", conflicts_with = "backend")]
+        gallery: Option<PathBuf>,
+        /// Public key the gallery must be signed with.
+        #[arg(long, default_value = cmd::DEFAULT_PUBLIC_KEY)]
+        trust: PathBuf,
         #[command(flatten)]
-        q: query::QueryArgs,
+        model: cmd::ModelArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         /// How many members to list.
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// PostgreSQL URL of an index loaded by `facegate gallery sync-db`.
+        #[arg(long)]
+        backend: Option<String>,
+        /// With --backend: exact (sequential scan, the exact answer; the default) or hnsw:EF.
+        #[arg(long, requires = "backend")]
+        mode: Option<String>,
+        /// With --backend: only members admitted today.
+        #[arg(long, requires = "backend")]
+        active_only: bool,
     },
     /// Matching as a service: HTTP/JSON search, verify, identify and member look-up over a signed
     /// gallery kept in memory and hot-reloaded (see docs/openapi.yaml). Loopback and bearer
@@ -183,6 +206,10 @@ enum GalleryCmd {
     /// Bulk-enrol DIR/<member id>/<photos> in parallel; bad photos and members are skipped and
     /// listed (exit 1 if anything was skipped).
     ImportDir(enrol::ImportArgs),
+    /// Load the signed gallery into PostgreSQL + pgvector (binary COPY, HNSW index), replacing an
+    /// older revision in one transaction; the file stays the authority. A revision already
+    /// loaded is a no-op; an older one is refused.
+    SyncDb(db::SyncDbArgs),
     /// Measure the threshold on the gallery's own members (impostors: other members' enrolment
     /// photos) for a target FAR; report it, and with --write store it in the gallery.
     Calibrate(gallery::CalibrateGalleryArgs),
@@ -241,11 +268,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Gallery { cmd: GalleryCmd::ImportDir(a) } => enrol::import_dir(&a),
         Command::Gallery { cmd: GalleryCmd::Calibrate(a) } => gallery::calibrate_gallery(&a),
+        Command::Gallery { cmd: GalleryCmd::SyncDb(a) } => db::sync_db(&a),
         Command::Verify { photo_a, photo_b, model, threshold, json } => {
             query::verify_photos(&model, &photo_a, &photo_b, threshold, json)
         }
         Command::Identify { q } => query::identify(&q),
-        Command::Rank { q, top } => query::rank(&q, top),
+        Command::Rank { photo, gallery, trust, model, json, top, backend, mode, active_only } => {
+            match (gallery, backend) {
+                (_, Some(url)) => {
+                    db::search_db(&photo, &url, &model, top, mode.as_deref().unwrap_or("exact"), active_only, json)
+                }
+                (Some(_), None) if mode.is_some() || active_only => {
+                    anyhow::bail!("--mode and --active-only are for --backend (a gallery file is searched exactly)")
+                }
+                (Some(gallery), None) => query::rank(&query::QueryArgs { photo, gallery, trust, model, json }, top),
+                (None, None) => anyhow::bail!("give --gallery or --backend"),
+            }
+        }
         Command::Serve(a) => serve::serve(&a),
         Command::Bench { cmd: BenchCmd::Search { members, queries, dim, index, k } } => {
             bench::bench_search(members, queries, dim, &index, k)
@@ -374,6 +413,23 @@ mod cli_tests {
         assert!(Cli::try_parse_from(["facegate", "gallery", "import-dir", "d"]).is_err(), "--gallery is required");
         let c = Cli::try_parse_from(["facegate", "search", "q.jpg", "--gallery", "g", "--top", "3"]).unwrap();
         assert!(matches!(c.command, Command::Rank { top: 3, .. }));
+        let c = Cli::try_parse_from([
+            "facegate",
+            "search",
+            "q.jpg",
+            "--backend",
+            "postgres://x/db",
+            "--mode",
+            "hnsw:40",
+            "--active-only",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Rank { backend: Some(_), active_only: true, gallery: None, .. }));
+        assert!(Cli::try_parse_from(["facegate", "search", "q.jpg", "--gallery", "g", "--backend", "postgres://x"])
+            .is_err());
+        assert!(Cli::try_parse_from(["facegate", "search", "q.jpg"]).is_err(), "a gallery or a backend");
+        let c = Cli::try_parse_from(["facegate", "gallery", "sync-db", "g", "--db", "postgres://x/db"]).unwrap();
+        assert!(matches!(c.command, Command::Gallery { cmd: GalleryCmd::SyncDb(_) }));
         let c = Cli::try_parse_from(["facegate", "keys", "init", "--secret", "s", "--public", "p"]).unwrap();
         assert!(matches!(c.command, Command::Keys { .. }));
         let c = Cli::try_parse_from([

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod gallery;
 pub mod metrics;
+pub mod pg;
 
 use facegate_face::{decode_image, Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::Embedding;

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: the real `facegate` and `facegate-door` binaries, the
 //! repository's data and models.
 
+pub mod pg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

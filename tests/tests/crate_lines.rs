@@ -35,6 +35,7 @@ fn facegate_and_the_door_never_link_libtorch() {
     }
     // ...while the training tool does (so the check above can see it when it is there).
     assert!(crates(&tree("facegate-train", &[])).contains(&"tch"));
+    assert!(crates(&tree("facegate-host", &[])).contains(&"facegate-serve"), "facegate serve is in facegate");
 }
 
 #[test]
@@ -52,9 +53,9 @@ fn the_camera_reaches_facegate_and_the_door_but_never_the_trainer() {
 }
 
 #[test]
-fn the_door_links_neither_the_comparator_indexes_nor_the_test_fakes() {
+fn the_door_links_neither_the_comparator_indexes_nor_the_service_nor_the_test_fakes() {
     let t = tree("facegate-device", &[]);
-    for banned in ["linfa-nn", "linfa", "ndarray-stats"] {
+    for banned in ["linfa-nn", "linfa", "ndarray-stats", "facegate-serve", "axum", "hyper"] {
         assert!(!crates(&t).contains(&banned), "the door depends on {banned}:\n{t}");
     }
     // The package's own enabled features, as the door binary is built (`-p facegate-device`).

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod capture;
+pub mod db;
 pub mod enrol;
 pub mod eval;
 pub mod gallery;

@@ -1,0 +1,149 @@
+//! `facegate gallery sync-db` and `facegate search --backend postgres://…`: PostgreSQL + pgvector
+//! as a derived index of the signed gallery (see `facegate_serve::pg`).
+
+use anyhow::{Context, Result};
+use facegate_serve::pg::{self, HnswBuild, SearchMode};
+use facegate_shared::{gallery_file, keys, Date, Fingerprint};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::*;
+
+/// Flags of `facegate gallery sync-db`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncDbArgs {
+    /// The signed gallery (the authority; the database is an index derived from it).
+    pub gallery: PathBuf,
+    /// PostgreSQL URL, e.g. postgres://facegate@127.0.0.1:5432/facegate (pgvector installed).
+    #[arg(long)]
+    pub db: String,
+    /// Public key the gallery must be signed with.
+    #[arg(long, default_value = DEFAULT_PUBLIC_KEY)]
+    pub trust: PathBuf,
+    /// HNSW graph degree.
+    #[arg(long, default_value_t = 16)]
+    pub hnsw_m: u32,
+    /// HNSW candidate list while building.
+    #[arg(long, default_value_t = 64)]
+    pub ef_construction: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `facegate gallery sync-db G --db URL`.
+pub fn sync_db(a: &SyncDbArgs) -> Result<ExitCode> {
+    let key = keys::read_verifying_key(&a.trust)?;
+    let bytes = gallery_file::read_capped(&a.gallery).with_context(|| format!("gallery {}", a.gallery.display()))?;
+    let g = gallery_file::decode_trusted(&bytes, &[key]).with_context(|| format!("gallery {}", a.gallery.display()))?;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    let hnsw = HnswBuild { m: a.hnsw_m, ef_construction: a.ef_construction };
+    let r = pg::block_on(async {
+        let mut c = pg::connect(&a.db).await?;
+        pg::sync(&mut c, &g, sha, hnsw).await
+    })
+    .with_context(|| format!("loading {} into {}", a.gallery.display(), redact(&a.db)))?;
+    let v = match r {
+        pg::Synced::AlreadyLoaded { revision } => {
+            serde_json::json!({"status": "already_loaded", "revision": revision})
+        }
+        pg::Synced::Loaded { revision, rows, members, replaced, copy_ms, index_ms, total_ms } => serde_json::json!({
+            "status": "loaded", "revision": revision, "rows": rows, "members": members, "replaced": replaced,
+            "id_checksum": pg::id_checksum(&g), "copy_ms": copy_ms, "index_ms": index_ms, "total_ms": total_ms,
+        }),
+    };
+    if a.json {
+        println!("{v}");
+    } else if v["status"] == "already_loaded" {
+        println!("revision {} is already loaded: nothing to do", v["revision"]);
+    } else {
+        println!(
+            "loaded revision {} ({} members, {} embeddings{}) in {:.0} ms (COPY {:.0} ms, HNSW index {:.0} ms)",
+            v["revision"],
+            v["members"],
+            v["rows"],
+            v["replaced"].as_u64().map(|r| format!(", replacing revision {r}")).unwrap_or_default(),
+            v["total_ms"].as_f64().unwrap_or(0.0),
+            v["copy_ms"].as_f64().unwrap_or(0.0),
+            v["index_ms"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            let user = cred.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `facegate search PHOTO --backend URL`: the K closest members from PostgreSQL.
+#[allow(clippy::too_many_arguments)]
+pub fn search_db(
+    photo: &Path,
+    url: &str,
+    model: &ModelArgs,
+    top: usize,
+    mode: &str,
+    active_only: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let mode = SearchMode::parse(mode).with_context(|| format!("--mode {mode:?}: give exact or hnsw:EF (1..=1000)"))?;
+    let (meta, mut c) = pg::block_on(async {
+        let c = pg::connect(url).await?;
+        let meta = pg::loaded(&c).await?.ok_or(pg::PgError::Empty)?;
+        Ok::<_, pg::PgError>((meta, c))
+    })
+    .with_context(|| redact(url))?;
+    let fp = Fingerprint::from_hex(&meta.encoder)?;
+    let model_path = match &model.model {
+        Some(m) => m.clone(),
+        None => model_cards(Path::new(MODELS_DIR))
+            .into_iter()
+            .find(|(_, c)| c.binding().onnx == fp)
+            .map(|(p, _)| p)
+            .with_context(|| {
+                format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
+            })?,
+    };
+    let m = ModelArgs { model: Some(model_path), detector: model.detector.clone() };
+    let p = m.pipeline()?;
+    anyhow::ensure!(
+        p.encoder.card().binding().onnx == fp,
+        "--model is not the encoder the database was loaded for ({})",
+        fp.short()
+    );
+    let e = embed_photo(&p, photo)?;
+    let (revision, hits) = pg::block_on(pg::search(&mut c, &meta, &e, top, active_only, Date::today(), mode))?;
+    if json {
+        let v: Vec<_> = hits
+            .iter()
+            .map(
+                |h| serde_json::json!({"member": h.member, "name": h.name, "distance": h.distance, "active": h.active}),
+            )
+            .collect();
+        println!("{}", serde_json::json!({"revision": revision, "results": v}));
+    } else {
+        for (i, h) in hits.iter().enumerate() {
+            println!("{:>3}. #{:<12} {:<28} {:.4}", i + 1, h.member, h.name, h.distance);
+        }
+    }
+    Ok(if hits.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redact("postgres://u:secret@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("host=h"), "host=h");
+    }
+}
