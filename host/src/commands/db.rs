@@ -96,32 +96,31 @@ pub fn search_db(
     json: bool,
 ) -> Result<ExitCode> {
     let mode = SearchMode::parse(mode).with_context(|| format!("--mode {mode:?}: give exact or hnsw:EF (1..=1000)"))?;
-    let (meta, mut c) = pg::block_on(async {
-        let c = pg::connect(url).await?;
+    // one runtime for the connection's whole life (its I/O task runs on it)
+    let (revision, hits) = pg::block_on(async {
+        let mut c = pg::connect(url).await.with_context(|| redact(url))?;
         let meta = pg::loaded(&c).await?.ok_or(pg::PgError::Empty)?;
-        Ok::<_, pg::PgError>((meta, c))
-    })
-    .with_context(|| redact(url))?;
-    let fp = Fingerprint::from_hex(&meta.encoder)?;
-    let model_path = match &model.model {
-        Some(m) => m.clone(),
-        None => model_cards(Path::new(MODELS_DIR))
-            .into_iter()
-            .find(|(_, c)| c.binding().onnx == fp)
-            .map(|(p, _)| p)
-            .with_context(|| {
-                format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
-            })?,
-    };
-    let m = ModelArgs { model: Some(model_path), detector: model.detector.clone() };
-    let p = m.pipeline()?;
-    anyhow::ensure!(
-        p.encoder.card().binding().onnx == fp,
-        "--model is not the encoder the database was loaded for ({})",
-        fp.short()
-    );
-    let e = embed_photo(&p, photo)?;
-    let (revision, hits) = pg::block_on(pg::search(&mut c, &meta, &e, top, active_only, Date::today(), mode))?;
+        let fp = Fingerprint::from_hex(&meta.encoder)?;
+        let model_path = match &model.model {
+            Some(m) => m.clone(),
+            None => model_cards(Path::new(MODELS_DIR))
+                .into_iter()
+                .find(|(_, c)| c.binding().onnx == fp)
+                .map(|(p, _)| p)
+                .with_context(|| {
+                    format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
+                })?,
+        };
+        let m = ModelArgs { model: Some(model_path), detector: model.detector.clone() };
+        let p = m.pipeline()?;
+        anyhow::ensure!(
+            p.encoder.card().binding().onnx == fp,
+            "--model is not the encoder the database was loaded for ({})",
+            fp.short()
+        );
+        let e = embed_photo(&p, photo)?;
+        Ok::<_, anyhow::Error>(pg::search(&mut c, &meta, &e, top, active_only, Date::today(), mode).await?)
+    })?;
     if json {
         let v: Vec<_> = hits
             .iter()
