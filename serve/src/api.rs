@@ -11,7 +11,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use facegate_shared::{
-    verify as verify_pair, Date, Decision, DecisionPolicy, DenialReason, Embedding, MemberId, DEFAULT_AMBIGUITY_MARGIN,
+    decide, verify as verify_pair, Date, Decision, DecisionPolicy, DenialReason, Embedding, MemberId,
+    DEFAULT_AMBIGUITY_MARGIN,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -22,8 +23,10 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Tokens;
 use crate::error::ApiError;
-use crate::gallery::{Loaded, ServedGallery};
+use crate::gallery::Loaded;
+use crate::index::{Hit, Index, Info};
 use crate::metrics::Metrics;
+use crate::pg::SearchMode;
 use crate::FaceEmbedder;
 
 /// Most results one search returns.
@@ -41,8 +44,8 @@ pub const ROUTES: &[(&str, &str, bool)] = &[
 
 /// What every request can reach.
 pub struct App {
-    /// The installed gallery.
-    pub gallery: ServedGallery,
+    /// The index: the signed gallery in memory, or PostgreSQL.
+    pub index: Index,
     /// Photo → embedding (the gallery's encoder).
     pub embedder: Arc<dyn FaceEmbedder>,
     /// Accepted bearer tokens; `None` only when the operator chose `--no-auth`.
@@ -185,7 +188,7 @@ async fn embed_photo(app: &Arc<App>, b64: &str, field: &str) -> Result<Embedding
         .map_err(ApiError::from)
 }
 
-async fn probe_embedding(app: &Arc<App>, g: &Loaded, p: Probe) -> Result<Embedding, ApiError> {
+async fn probe_embedding(app: &Arc<App>, info: &Info, p: Probe) -> Result<Embedding, ApiError> {
     match (p.photo, p.embedding) {
         (Some(photo), None) => embed_photo(app, &photo, "photo").await,
         (None, Some(v)) => {
@@ -195,15 +198,15 @@ async fn probe_embedding(app: &Arc<App>, g: &Loaded, p: Probe) -> Result<Embeddi
                     "an embedding needs \"encoder\": the SHA-256 fingerprint of the ONNX that made it",
                 ));
             };
-            let ours = g.matcher.gallery().encoder.onnx.to_string();
-            if !fp.eq_ignore_ascii_case(&ours) {
+            let ours = &info.encoder;
+            if !fp.eq_ignore_ascii_case(ours) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "wrong_encoder",
                     format!("the embedding comes from encoder {fp}; this gallery was enrolled with {ours}"),
                 ));
             }
-            let dim = g.matcher.gallery().dim.get();
+            let dim = info.dim;
             if v.len() != dim {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -231,6 +234,22 @@ struct SearchReq {
     top_k: Option<usize>,
     #[serde(default)]
     active_only: bool,
+    mode: Option<String>,
+}
+
+fn search_mode(app: &App, mode: Option<&str>) -> Result<Option<SearchMode>, ApiError> {
+    let Some(m) = mode else { return Ok(None) };
+    let parsed = SearchMode::parse(m).ok_or_else(|| {
+        ApiError::bad_request("bad_mode", format!("mode {m:?}: give \"exact\" or \"hnsw:EF\" (1..=1000)"))
+    })?;
+    if matches!(app.index, Index::Memory(_)) && parsed != SearchMode::Exact {
+        return Err(ApiError::bad_request("bad_mode", "the in-memory index is exact; hnsw needs --backend postgres"));
+    }
+    Ok(Some(parsed))
+}
+
+fn hit_json(h: &Hit) -> Value {
+    json!({"member": h.member, "name": h.name, "distance": h.distance, "similarity": similarity(h.distance), "active": h.active})
 }
 
 async fn search(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
@@ -239,20 +258,19 @@ async fn search(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
     if k == 0 || k > MAX_TOP_K {
         return Err(ApiError::bad_request("bad_top_k", format!("top_k must be 1..={MAX_TOP_K}")));
     }
-    let g = app.gallery.snapshot();
-    let q = probe_embedding(&app, &g, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
-    let (active_only, g2) = (r.active_only, g.clone());
-    let results = tokio::task::spawn_blocking(move || search_in(&g2, &q, k, active_only))
-        .await
-        .map_err(|e| ApiError::internal("search", e))??;
+    let mode = search_mode(&app, r.mode.as_deref())?;
+    let info = app.index.info();
+    let q = probe_embedding(&app, &info, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
+    let (revision, hits) = app.index.search(q, k, r.active_only, mode).await?;
     Ok(Json(json!({
-        "revision": g.floor.revision,
-        "threshold": g.matcher.gallery().threshold.get(),
-        "results": results,
+        "revision": revision,
+        "threshold": info.threshold.get(),
+        "results": hits.iter().map(hit_json).collect::<Vec<_>>(),
     })))
 }
 
-fn search_in(g: &Loaded, q: &Embedding, k: usize, active_only: bool) -> Result<Vec<Value>, ApiError> {
+/// The in-memory search: `k` members, optionally only those admitted today.
+pub(crate) fn search_in(g: &Loaded, q: &Embedding, k: usize, active_only: bool) -> Result<Vec<Hit>, ApiError> {
     let gal = g.matcher.gallery();
     let today = Date::today();
     let members = gal.members().len();
@@ -260,14 +278,16 @@ fn search_in(g: &Loaded, q: &Embedding, k: usize, active_only: bool) -> Result<V
     loop {
         let ranked = g.matcher.rank(q, want).map_err(|e| ApiError::internal("index", e))?;
         let exhausted = ranked.len() < want || want >= members;
-        let hits: Vec<Value> = ranked
+        let hits: Vec<Hit> = ranked
             .iter()
             .filter_map(|r| {
                 let m = &gal.members()[r.index];
                 let active = m.validity.admits(today);
-                (!active_only || active).then(|| {
-                    json!({"member": r.member.as_str(), "name": m.name, "distance": r.distance,
-                           "similarity": similarity(r.distance), "active": active})
+                (!active_only || active).then(|| Hit {
+                    member: r.member.as_str().to_owned(),
+                    name: m.name.clone(),
+                    distance: r.distance,
+                    active,
                 })
             })
             .take(k)
@@ -289,14 +309,18 @@ struct IdentifyReq {
 
 async fn identify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let r: IdentifyReq = parse(body)?;
-    let g = app.gallery.snapshot();
-    let q = probe_embedding(&app, &g, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
-    let gal = g.matcher.gallery();
+    let info = app.index.info();
+    let q = probe_embedding(&app, &info, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
     let policy =
-        DecisionPolicy::new(gal.threshold, DEFAULT_AMBIGUITY_MARGIN).map_err(|e| ApiError::internal("policy", e))?;
-    let d = g.matcher.identify(&q, &policy, Date::today()).map_err(|e| ApiError::internal("index", e))?;
-    let name = |id: &MemberId| gal.member(id).map(|m| m.name.clone()).unwrap_or_default();
-    let v = match d {
+        DecisionPolicy::new(info.threshold, DEFAULT_AMBIGUITY_MARGIN).map_err(|e| ApiError::internal("policy", e))?;
+    let (revision, hits) = app.index.search(q, 2, false, None).await?;
+    let top: Vec<(MemberId, f32, bool)> = hits
+        .iter()
+        .map(|h| Ok((MemberId::new(&h.member).map_err(|e| ApiError::internal("index", e))?, h.distance, h.active)))
+        .collect::<Result<_, ApiError>>()?;
+    let name =
+        |id: &MemberId| hits.iter().find(|h| h.member == id.as_str()).map(|h| h.name.clone()).unwrap_or_default();
+    let mut v = match decide(&top, &policy) {
         Decision::Granted { member, distance } => json!({
             "decision": "granted", "member": member.as_str(), "name": name(&member), "distance": distance,
         }),
@@ -314,9 +338,8 @@ async fn identify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
             json!({"decision": "denied", "reason": reason.code(), "detail": detail})
         }
     };
-    let mut v = v;
-    v["revision"] = json!(g.floor.revision);
-    v["threshold"] = json!(gal.threshold.get());
+    v["revision"] = json!(revision);
+    v["threshold"] = json!(info.threshold.get());
     Ok(Json(v))
 }
 
@@ -331,8 +354,8 @@ struct VerifyReq {
 
 async fn verify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let r: VerifyReq = parse(body)?;
-    let g = app.gallery.snapshot();
-    let threshold = g.matcher.gallery().threshold;
+    let info = app.index.info();
+    let threshold = info.threshold;
     match (r.photo_a, r.photo_b, r.photo, r.member) {
         (Some(a), Some(b), None, None) => {
             let (ea, eb) = (embed_photo(&app, &a, "photo_a").await?, embed_photo(&app, &b, "photo_b").await?);
@@ -342,13 +365,14 @@ async fn verify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
         }
         (None, None, Some(photo), Some(id)) => {
             let id = member_id(&id)?;
-            let gal = g.matcher.gallery();
-            let m = gal.member(&id).ok_or_else(|| unknown_member(&id))?;
+            if app.index.member(&id).await?.is_none() {
+                return Err(unknown_member(&id));
+            }
             let e = embed_photo(&app, &photo, "photo").await?;
-            let d = m.embeddings.iter().filter_map(|x| x.distance(&e).ok()).fold(f32::INFINITY, f32::min);
+            let d = app.index.member_distance(&id, &e).await?.ok_or_else(|| unknown_member(&id))?;
             Ok(Json(json!({"member": id.as_str(), "distance": d, "similarity": similarity(d),
                            "threshold": threshold.get(), "same_person": threshold.accepts(d),
-                           "revision": g.floor.revision})))
+                           "revision": info.revision})))
         }
         _ => Err(ApiError::bad_request(
             "bad_query",
@@ -371,28 +395,24 @@ fn unknown_member(id: &MemberId) -> ApiError {
 
 async fn member(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = member_id(&id)?;
-    let g = app.gallery.snapshot();
-    let m = g.matcher.gallery().member(&id).ok_or_else(|| unknown_member(&id))?;
-    let v = m.validity;
+    let revision = app.index.info().revision;
+    let m = app.index.member(&id).await?.ok_or_else(|| unknown_member(&id))?;
     Ok(Json(json!({
-        "member": m.id.as_str(), "name": m.name, "active": v.active,
-        "valid_from": v.from.map(|d| d.to_string()), "valid_until": v.until.map(|d| d.to_string()),
-        "admitted_today": v.admits(Date::today()), "embeddings": m.embeddings.len(),
-        "enrolled_at": m.enrolled_at, "revision": g.floor.revision,
+        "member": id.as_str(), "name": m.name, "active": m.active,
+        "valid_from": m.valid_from.map(|d| d.to_string()), "valid_until": m.valid_until.map(|d| d.to_string()),
+        "admitted_today": m.admitted_today, "embeddings": m.embeddings, "revision": revision,
     })))
 }
 
 async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
-    let g = app.gallery.snapshot();
-    let gal = g.matcher.gallery();
+    let i = app.index.info();
     Json(json!({
-        "status": "ok", "revision": g.floor.revision, "members": gal.members().len(),
-        "embeddings": gal.embedding_count(), "encoder": gal.encoder.onnx.to_string(),
-        "installed_at": g.installed_at,
+        "status": "ok", "backend": i.backend, "revision": i.revision, "members": i.members,
+        "embeddings": i.embeddings, "encoder": i.encoder, "installed_at": i.installed_at,
     }))
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.metrics.render(&app.gallery.snapshot());
+    let text = app.metrics.render(&app.index.info());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod gallery;
+pub mod index;
 pub mod metrics;
 pub mod pg;
 
@@ -87,11 +88,19 @@ impl Default for ServeOptions {
     }
 }
 
+/// Where the service's index lives.
+pub enum IndexSpec {
+    /// The signed gallery file, in memory.
+    Memory(Box<ServedGallery>),
+    /// PostgreSQL + pgvector at this URL, loaded by `facegate gallery sync-db`.
+    Postgres { url: String, default_mode: pg::SearchMode },
+}
+
 /// Runs the service until SIGINT or SIGTERM, then finishes the requests in flight and returns.
 /// Prints `listening on http://ADDR` on stderr once the socket is bound (port 0 picks a free one).
 pub fn serve(
     opts: &ServeOptions,
-    gallery: ServedGallery,
+    index: IndexSpec,
     embedder: Arc<dyn FaceEmbedder>,
     tokens: Option<Tokens>,
 ) -> Result<(), ServeError> {
@@ -99,23 +108,33 @@ pub fn serve(
         .enable_all()
         .max_blocking_threads(opts.max_concurrent.max(1) * 2)
         .build()?;
-    let app = Arc::new(App {
-        gallery,
-        embedder,
-        tokens,
-        permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent.max(1))),
-        metrics: metrics::Metrics::default(),
-        request_timeout: opts.request_timeout,
-        access_log: opts.access_log,
-    });
     rt.block_on(async {
+        let index = match index {
+            IndexSpec::Memory(g) => index::Index::Memory(*g),
+            IndexSpec::Postgres { url, default_mode } => {
+                index::Index::Postgres(index::PgIndex::connect(&url, opts.max_concurrent.max(1), default_mode).await?)
+            }
+        };
+        let app = Arc::new(App {
+            index,
+            embedder,
+            tokens,
+            permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent.max(1))),
+            metrics: metrics::Metrics::default(),
+            request_timeout: opts.request_timeout,
+            access_log: opts.access_log,
+        });
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
-        let g = app.gallery.snapshot();
+        let i = app.index.info();
+        let source = match &app.index {
+            index::Index::Memory(_) => "the gallery file in memory".to_owned(),
+            index::Index::Postgres(p) => format!("PostgreSQL {}", p.url()),
+        };
         eprintln!(
-            "facegate serve: gallery revision {} ({} members), encoder {}, auth {}",
-            g.floor.revision,
-            g.matcher.gallery().members().len(),
-            g.matcher.gallery().encoder.onnx.short(),
+            "facegate serve: {source}: revision {} ({} members), encoder {}, auth {}",
+            i.revision,
+            i.members,
+            &i.encoder[..12],
             if app.tokens.is_some() { "bearer tokens" } else { "OFF (--no-auth)" },
         );
         eprintln!("facegate serve: listening on http://{}", listener.local_addr()?);
@@ -134,9 +153,7 @@ async fn reload_loop(app: Arc<App>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let a = app.clone();
-        let Ok(outcome) = tokio::task::spawn_blocking(move || a.gallery.check()).await else { continue };
-        match outcome {
+        match app.index.check().await {
             Reload::Unchanged | Reload::Current => {}
             Reload::Installed { revision, members } => {
                 app.metrics.reload("installed");

@@ -5,7 +5,7 @@ use facegate_shared::LatencyHistogram;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::gallery::Loaded;
+use crate::index::Info;
 
 /// Requests by route and status, latency by route, reloads by outcome.
 #[derive(Default)]
@@ -40,7 +40,7 @@ impl Metrics {
     }
 
     /// The Prometheus text for these counters and the installed gallery.
-    pub fn render(&self, g: &Loaded) -> String {
+    pub fn render(&self, g: &Info) -> String {
         let m = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut e = Exposition::new();
         e.family("facegate_serve_requests_total", Kind::Counter, "HTTP requests by route and status.");
@@ -57,10 +57,9 @@ impl Metrics {
             let n = m.reloads.get(outcome).copied().unwrap_or(0);
             e.sample("facegate_serve_gallery_reloads_total", &[("outcome", outcome)], n as f64);
         }
-        let gal = g.matcher.gallery();
-        e.gauge("facegate_gallery_revision", "Signed revision of the installed gallery.", g.floor.revision as f64);
-        e.gauge("facegate_gallery_members", "Members in the installed gallery.", gal.members().len() as f64);
-        e.gauge("facegate_gallery_embeddings", "Embeddings in the installed gallery.", gal.embedding_count() as f64);
+        e.gauge("facegate_gallery_revision", "Signed revision of the installed gallery.", g.revision as f64);
+        e.gauge("facegate_gallery_members", "Members in the installed gallery.", g.members as f64);
+        e.gauge("facegate_gallery_embeddings", "Embeddings in the installed gallery.", g.embeddings as f64);
         e.gauge(
             "facegate_gallery_installed_timestamp_seconds",
             "When the gallery was installed.",

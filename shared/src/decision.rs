@@ -60,6 +60,35 @@ pub enum Decision {
     Denied(DenialReason),
 }
 
+/// The door's 1:N rules on the closest members, best first (only the first two are read), each
+/// with its distance and whether its membership admits its holder today. In order: none within
+/// the threshold → `Unknown`; a different member within the ambiguity margin of the best →
+/// `Ambiguous`; the best not admitted today → `Expired`; otherwise `Granted`. One copy for every
+/// index (in process, PostgreSQL).
+pub fn decide(top: &[(MemberId, f32, bool)], policy: &DecisionPolicy) -> Decision {
+    let Some((best, best_d, admitted)) = top.first() else {
+        return Decision::Denied(DenialReason::Unknown { nearest: None });
+    };
+    if !policy.threshold().accepts(*best_d) {
+        return Decision::Denied(DenialReason::Unknown { nearest: Some(*best_d) });
+    }
+    if let Some((second, second_d, _)) = top.get(1) {
+        if second_d - best_d < policy.ambiguity_margin() {
+            return Decision::Denied(DenialReason::Ambiguous {
+                first: best.clone(),
+                first_distance: *best_d,
+                second: second.clone(),
+                second_distance: *second_d,
+            });
+        }
+    }
+    if *admitted {
+        Decision::Granted { member: best.clone(), distance: *best_d }
+    } else {
+        Decision::Denied(DenialReason::Expired { member: best.clone(), distance: *best_d })
+    }
+}
+
 /// A member and their best distance to the query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
@@ -134,24 +163,15 @@ impl Matcher {
     /// `ambiguity_margin` of the best → `Ambiguous`; best member not valid today → `Expired`;
     /// otherwise `Granted`.
     pub fn identify(&self, query: &Embedding, policy: &DecisionPolicy, today: Date) -> Result<Decision, IndexError> {
-        let top = self.rank(query, 2)?;
-        let Some(best) = top.first() else {
-            return Ok(Decision::Denied(DenialReason::Unknown { nearest: None }));
-        };
-        if !policy.threshold().accepts(best.distance) {
-            return Ok(Decision::Denied(DenialReason::Unknown { nearest: Some(best.distance) }));
-        }
-        if let Some(second) = top.get(1) {
-            if second.distance - best.distance < policy.ambiguity_margin() {
-                return Ok(Decision::Denied(DenialReason::Ambiguous {
-                    first: best.member.clone(),
-                    first_distance: best.distance,
-                    second: second.member.clone(),
-                    second_distance: second.distance,
-                }));
-            }
-        }
-        Ok(self.admit(best.index, best.distance, policy.threshold(), today))
+        let top: Vec<(MemberId, f32, bool)> = self
+            .rank(query, 2)?
+            .into_iter()
+            .map(|r| {
+                let admitted = self.gallery.members()[r.index].validity.admits(today);
+                (r.member, r.distance, admitted)
+            })
+            .collect();
+        Ok(decide(&top, policy))
     }
 
     /// Claim-then-verify: the visitor claims to be `id`; compare with that member only.

@@ -41,7 +41,7 @@ pub use card::{
     CalibratedThreshold, CardError, CardMetrics, ChannelOrder, ConstInput, InputSpec, ModelCard, ALIGNMENT_ARCFACE_5PT,
     CARD_VERSION, METRIC_UNIT_SPHERE,
 };
-pub use decision::{verify, Decision, DenialReason, Matcher, Ranked, Verification};
+pub use decision::{decide, verify, Decision, DenialReason, Matcher, Ranked, Verification};
 pub use embedding::{
     cosine_from_distance, distance_from_cosine, Embedding, EmbeddingDim, EmbeddingError, MAX_EMBEDDING_DIM,
 };

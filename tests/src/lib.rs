@@ -2,6 +2,7 @@
 //! repository's data and models.
 
 pub mod pg;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

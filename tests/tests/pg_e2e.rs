@@ -4,10 +4,12 @@
 //! by `facegate search --backend`. The synthetic galleries are clustered identities with held-out
 //! queries (`facegate_shared::synthetic::clustered_gallery`).
 
+use base64::Engine;
 use facegate_serve::pg::{self, SearchMode};
 use facegate_shared::synthetic::clustered_gallery;
 use facegate_shared::{gallery_file, keys, Date, EmbeddingDim, Gallery, IndexKind, Matcher, MemberId, SigningKey};
 use facegate_tests::pg::PgServer;
+use facegate_tests::serve::{call, Server};
 use facegate_tests::{ok, orl_photo, run};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -291,4 +293,41 @@ fn search_backend_finds_the_person_in_a_photo() {
     ));
     let v: serde_json::Value = serde_json::from_str(&file).unwrap();
     assert_eq!(v[0]["member"], "s2");
+
+    // `facegate serve --backend`: the service answering from PostgreSQL, picking up a newer sync
+    let srv = Server::start(&["--backend", &url, "--no-auth", "--reload-ms", "200"]);
+    let b64 =
+        |id: &str, n: u32| base64::engine::general_purpose::STANDARD.encode(std::fs::read(orl_photo(id, n)).unwrap());
+    let post = |path: &str, body: serde_json::Value| {
+        let (st, b) = call("POST", &srv.url(path), None, Some(&body.to_string()));
+        (st, serde_json::from_str::<serde_json::Value>(&b).unwrap())
+    };
+    let health =
+        || serde_json::from_str::<serde_json::Value>(&call("GET", &srv.url("/healthz"), None, None).1).unwrap();
+    assert_eq!((health()["backend"].as_str(), health()["revision"].as_u64()), (Some("postgres"), Some(3)));
+    for mode in ["exact", "hnsw:40"] {
+        let (st, v) = post("/v1/search", serde_json::json!({"photo": b64("s2", 5), "top_k": 2, "mode": mode}));
+        assert_eq!((st, v["results"][0]["member"].as_str()), (200, Some("s2")), "{v}");
+    }
+    let (_, v) = post("/v1/identify", serde_json::json!({"photo": b64("s4", 5)}));
+    assert_eq!(v["reason"], "unknown", "{v}");
+    let (_, v) = post("/v1/verify", serde_json::json!({"photo": b64("s3", 7), "member": "s3"}));
+    assert_eq!(v["same_person"], true, "{v}");
+    let (st, _) = call("GET", &srv.url("/v1/members/s1"), None, None);
+    assert_eq!(st, 200);
+    let args = ["enroll", "--gallery", &s(&g), "--key", &secret, "--id", "s4", "--name", "s4"];
+    ok(&run("facegate", &[&args[..], &[&s(&orl_photo("s4", 1)), &s(&orl_photo("s4", 2))]].concat()));
+    sync_json(&g, &url, &k);
+    let t = std::time::Instant::now();
+    while health()["revision"].as_u64() != Some(4) {
+        assert!(t.elapsed().as_secs() < 20, "{}", srv.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_, v) = post("/v1/identify", serde_json::json!({"photo": b64("s4", 5)}));
+    assert_eq!(
+        (v["decision"].as_str(), v["member"].as_str(), v["revision"].as_u64()),
+        (Some("granted"), Some("s4"), Some(4)),
+        "{v}"
+    );
+    srv.stop();
 }

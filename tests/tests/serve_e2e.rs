@@ -4,11 +4,11 @@
 use base64::Engine;
 use facegate_face::{load_image, paths, FacePipeline, TractEncoder, YuNet};
 use facegate_shared::{prometheus, Fingerprint};
-use facegate_tests::{bin, ok, orl_photo, root, run};
-use std::io::{BufRead, BufReader, Read, Write};
+use facegate_tests::serve::{call, Server};
+use facegate_tests::{ok, orl_photo, root, run};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "front-desk-token-0123456789";
@@ -53,85 +53,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// A running `facegate serve`; killed on drop if a test failed before stopping it.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(gallery: &Path, extra: &[&str]) -> Server {
-        let f = fixture();
-        let mut child = Command::new(bin("facegate"))
-            .current_dir(root())
-            .args(["serve", "--gallery", &s(gallery), "--trust", &s(&f.path("k.pub"))])
-            .args(["--tokens", &s(&f.path("tokens")), "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stderr, l) = (child.stderr.take().unwrap(), log.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(addr.to_owned());
-                }
-                l.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        let base = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("facegate serve did not start:\n{}", log.lock().unwrap())
-        });
-        Server { child, base, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Stops with SIGTERM and checks the clean exit.
-    fn stop(mut self) -> String {
-        let st = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(st.success());
-        let code = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let log = self.log();
-        assert!(code.success(), "exit {code:?}\n{log}");
-        assert!(log.contains("facegate serve: stopped"), "{log}");
-        log
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status and body of a request; `token` None sends no Authorization header.
-fn call(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let mut r = ureq::request(method, url).timeout(Duration::from_secs(60));
-    if let Some(t) = token {
-        r = r.set("Authorization", &format!("Bearer {t}"));
-    }
-    let res = match body {
-        Some(b) => r.set("Content-Type", "application/json").send_string(b),
-        None => r.call(),
-    };
-    match res {
-        Ok(resp) => (resp.status(), resp.into_string().unwrap()),
-        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap()),
-        Err(e) => panic!("{method} {url}: {e}"),
-    }
+fn start(gallery: &Path, extra: &[&str]) -> Server {
+    let f = fixture();
+    let (g, k, t) = (s(gallery), s(&f.path("k.pub")), s(&f.path("tokens")));
+    let args = ["--gallery", g.as_str(), "--trust", k.as_str(), "--tokens", t.as_str()];
+    Server::start(&[&args[..], extra].concat())
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -177,7 +103,7 @@ fn openapi_routes() -> Vec<(String, String)> {
 #[test]
 fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
     let f = fixture();
-    let srv = Server::start(&f.path("g.fgg"), &["--max-body-bytes", "200000"]);
+    let srv = start(&f.path("g.fgg"), &["--max-body-bytes", "200000"]);
 
     // the routes the server declares are exactly the documented ones
     let mut documented = openapi_routes();
@@ -239,6 +165,8 @@ fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
     assert_eq!(error_code(st, &v), (422, "bad_embedding"));
     let (st, v) = post(&srv, "/v1/search", serde_json::json!({"photo": photo("s2", 5), "top_k": 0}));
     assert_eq!(error_code(st, &v), (400, "bad_top_k"));
+    let (st, v) = post(&srv, "/v1/search", serde_json::json!({"photo": photo("s2", 5), "mode": "hnsw:40"}));
+    assert_eq!(error_code(st, &v), (400, "bad_mode"), "the in-memory index is exact");
 
     // active_only leaves out s4, whose membership ended
     let (_, v) = post(&srv, "/v1/search", serde_json::json!({"photo": photo("s4", 6), "top_k": 4}));
@@ -340,7 +268,7 @@ fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
         .map(|x| x.value)
         .sum();
     assert_eq!(count, Some(all_search));
-    assert_eq!(all_search, 11.0, "4 found, 2 unauthorised, 2 bad query, 1 wrong encoder, 1 bad embedding, 1 GET");
+    assert_eq!(all_search, 12.0, "4 found, 2 unauthorised, 3 bad query, 1 wrong encoder, 1 bad embedding, 1 GET");
 
     let log = srv.stop();
     assert!(!log.contains(TOKEN), "a token was logged");
@@ -377,7 +305,7 @@ fn slow_request(base: &str) -> std::net::TcpStream {
 #[test]
 fn a_saturated_service_answers_503_keeps_health_up_times_out_slow_bodies_and_recovers() {
     let f = fixture();
-    let srv = Server::start(&f.path("g.fgg"), &["--max-concurrent", "1", "--timeout-ms", "1500"]);
+    let srv = start(&f.path("g.fgg"), &["--max-concurrent", "1", "--timeout-ms", "1500"]);
     let mut slow = slow_request(&srv.base);
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
@@ -418,7 +346,7 @@ fn a_newer_gallery_is_hot_reloaded_and_a_tampered_or_older_one_is_refused_while_
     let g = dir.path().join("g.fgg");
     std::fs::copy(f.path("g.fgg"), &g).unwrap();
     let old = std::fs::read(&g).unwrap();
-    let srv = Server::start(&g, &["--reload-ms", "100"]);
+    let srv = start(&g, &["--reload-ms", "100"]);
     let (_, v) = post(&srv, "/v1/identify", serde_json::json!({"photo": photo("s5", 5)}));
     assert_eq!(v["reason"], "unknown", "{v}");
 

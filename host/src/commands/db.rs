@@ -72,6 +72,30 @@ pub fn sync_db(a: &SyncDbArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The encoder whose ONNX has the fingerprint `hex` (what a database was loaded for): --model if
+/// given (checked), else the one in models/ with a card.
+pub fn model_for_fingerprint(model: &ModelArgs, hex: &str) -> Result<PathBuf> {
+    let fp = Fingerprint::from_hex(hex)?;
+    let path = match &model.model {
+        Some(m) => m.clone(),
+        None => model_cards(Path::new(MODELS_DIR))
+            .into_iter()
+            .find(|(_, c)| c.binding().onnx == fp)
+            .map(|(p, _)| p)
+            .with_context(|| {
+                format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
+            })?,
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("encoder {}", path.display()))?;
+    anyhow::ensure!(
+        Fingerprint::of_bytes(&bytes) == fp,
+        "{} is not the encoder the database was loaded for ({})",
+        path.display(),
+        fp.short()
+    );
+    Ok(path)
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -100,24 +124,9 @@ pub fn search_db(
     let (revision, hits) = pg::block_on(async {
         let mut c = pg::connect(url).await.with_context(|| redact(url))?;
         let meta = pg::loaded(&c).await?.ok_or(pg::PgError::Empty)?;
-        let fp = Fingerprint::from_hex(&meta.encoder)?;
-        let model_path = match &model.model {
-            Some(m) => m.clone(),
-            None => model_cards(Path::new(MODELS_DIR))
-                .into_iter()
-                .find(|(_, c)| c.binding().onnx == fp)
-                .map(|(p, _)| p)
-                .with_context(|| {
-                    format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
-                })?,
-        };
-        let m = ModelArgs { model: Some(model_path), detector: model.detector.clone() };
+        let m =
+            ModelArgs { model: Some(model_for_fingerprint(model, &meta.encoder)?), detector: model.detector.clone() };
         let p = m.pipeline()?;
-        anyhow::ensure!(
-            p.encoder.card().binding().onnx == fp,
-            "--model is not the encoder the database was loaded for ({})",
-            fp.short()
-        );
         let e = embed_photo(&p, photo)?;
         Ok::<_, anyhow::Error>(pg::search(&mut c, &meta, &e, top, active_only, Date::today(), mode).await?)
     })?;

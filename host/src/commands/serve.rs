@@ -1,7 +1,8 @@
 //! `facegate serve`: the matching service (facegate-serve) over a signed gallery.
 
 use anyhow::{bail, Context, Result};
-use facegate_serve::{ServeOptions, ServedGallery, Tokens};
+use facegate_serve::pg::{self, SearchMode};
+use facegate_serve::{IndexSpec, ServeOptions, ServedGallery, Tokens};
 use facegate_shared::install::InstallRules;
 use facegate_shared::{gallery_file, keys};
 use std::net::SocketAddr;
@@ -18,8 +19,15 @@ pub struct ServeArgs {
     /// The signed gallery to answer from. Replacing the file (write a temporary, then rename)
     /// installs a newer revision without a restart, under the door's rules: trusted signature,
     /// the same encoder, a higher revision.
+    #[arg(long, required_unless_present = "backend", conflicts_with = "backend")]
+    pub gallery: Option<PathBuf>,
+    /// Answer from PostgreSQL + pgvector instead (postgres://…), loaded by `facegate gallery
+    /// sync-db`; a newer revision loaded there is picked up at the next check.
     #[arg(long)]
-    pub gallery: PathBuf,
+    pub backend: Option<String>,
+    /// With --backend: the search mode when a request names none: exact, or hnsw:EF.
+    #[arg(long, default_value = "exact")]
+    pub pg_mode: String,
     /// Public key the gallery must be signed with.
     #[arg(long, default_value = DEFAULT_PUBLIC_KEY)]
     pub trust: PathBuf,
@@ -63,13 +71,27 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
     if a.max_body_bytes < 1024 || a.timeout_ms == 0 || a.reload_ms == 0 || a.max_concurrent == Some(0) {
         bail!("--max-body-bytes must be at least 1024, and --timeout-ms, --reload-ms and --max-concurrent above 0");
     }
-    let key = keys::read_verifying_key(&a.trust)?;
-    // the encoder the gallery was enrolled with (or --model), checked against it by the rules
-    let g =
-        gallery_file::load_trusted(&a.gallery, &[key]).with_context(|| format!("gallery {}", a.gallery.display()))?;
-    let pipeline = a.model.pipeline_for(Some(&g.encoder))?;
-    let rules = InstallRules::new(vec![key], pipeline.encoder.card().binding());
-    let served = ServedGallery::open(&a.gallery, rules)?;
+    let (index, pipeline) = match (&a.gallery, &a.backend) {
+        (Some(path), _) => {
+            let key = keys::read_verifying_key(&a.trust)?;
+            // the encoder the gallery was enrolled with (or --model), checked against it by the rules
+            let g = gallery_file::load_trusted(path, &[key]).with_context(|| format!("gallery {}", path.display()))?;
+            let pipeline = a.model.pipeline_for(Some(&g.encoder))?;
+            let rules = InstallRules::new(vec![key], pipeline.encoder.card().binding());
+            (IndexSpec::Memory(Box::new(ServedGallery::open(path, rules)?)), pipeline)
+        }
+        (None, Some(url)) => {
+            let default_mode = SearchMode::parse(&a.pg_mode)
+                .with_context(|| format!("--pg-mode {:?}: give exact or hnsw:EF (1..=1000)", a.pg_mode))?;
+            let meta = pg::block_on(async { pg::loaded(&pg::connect(url).await?).await })
+                .with_context(|| super::db::redact(url))?
+                .ok_or(pg::PgError::Empty)?;
+            let model = super::db::model_for_fingerprint(&a.model, &meta.encoder)?;
+            let pipeline = ModelArgs { model: Some(model), detector: a.model.detector.clone() }.pipeline()?;
+            (IndexSpec::Postgres { url: url.clone(), default_mode }, pipeline)
+        }
+        (None, None) => bail!("give --gallery FILE or --backend postgres://…"),
+    };
     let defaults = ServeOptions::default();
     let opts = ServeOptions {
         listen: a.listen,
@@ -79,6 +101,6 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
         reload_interval: Duration::from_millis(a.reload_ms),
         access_log: !a.quiet,
     };
-    facegate_serve::serve(&opts, served, Arc::new(pipeline), tokens)?;
+    facegate_serve::serve(&opts, index, Arc::new(pipeline), tokens)?;
     Ok(ExitCode::SUCCESS)
 }
