@@ -21,7 +21,7 @@
 //! # url = "https://..."                          # reserved for pulling galleries (not in this version)
 //!
 //! [source]
-//! uri = "camera:0"         # camera:INDEX | camera:NAME | dir:PATH | image:PATH
+//! uri = "camera:0"         # camera:INDEX | camera:NAME | dir:PATH | image:PATH | pipe:COMMAND ARGS... (MJPEG on stdout)
 //! width = 640              # 16 to 8192
 //! height = 480             # 16 to 8192
 //! fps = 15                 # 0.1 to 240: camera rate, and the replay rate of dir:/image: sources

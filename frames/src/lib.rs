@@ -1,11 +1,15 @@
 //! # facegate-frames
 //!
 //! Frame sources, shared by the door (`facegate-door`) and front-desk camera enrolment
-//! (`facegate enroll --camera`): one trait, a camera (nokhwa, feature `camera`), image folders and
-//! single images replayed at a set rate, and a scripted fake for tests (feature `testing`).
+//! (`facegate enroll --camera`): one trait, a camera (nokhwa, feature `camera`), a command's
+//! Motion-JPEG output ([`pipe`]: the Raspberry Pi camera through rpicam-vid, RTSP cameras through
+//! ffmpeg), image folders and single images replayed at a set rate, and a scripted fake for tests
+//! (feature `testing`).
 //!
 //! nokhwa stays out of anything that links libtorch: `facegate-train` depends on neither this
 //! crate nor `facegate`.
+
+pub mod pipe;
 
 use image::RgbImage;
 use std::path::{Path, PathBuf};
@@ -22,11 +26,13 @@ pub enum SourceUri {
     Dir(PathBuf),
     /// One image, repeated (`image:PATH`).
     Image(PathBuf),
+    /// A command's Motion-JPEG output (`pipe:COMMAND ARGS...`, split into words, no shell).
+    Pipe(String),
 }
 
 /// A source URI that is none of the four forms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not camera:INDEX, camera:NAME, dir:PATH or image:PATH")]
+#[error("{0:?} is not camera:INDEX, camera:NAME, dir:PATH, image:PATH or pipe:COMMAND ARGS...")]
 pub struct BadSourceUri(pub String);
 
 impl std::str::FromStr for SourceUri {
@@ -44,6 +50,10 @@ impl std::str::FromStr for SourceUri {
             },
             "dir" => SourceUri::Dir(rest.into()),
             "image" => SourceUri::Image(rest.into()),
+            "pipe" => match pipe::split_words(rest) {
+                Some(w) if !w.is_empty() => SourceUri::Pipe(rest.to_owned()),
+                _ => return Err(bad()),
+            },
             _ => return Err(bad()),
         })
     }
@@ -56,6 +66,7 @@ impl std::fmt::Display for SourceUri {
             SourceUri::CameraName(n) => write!(f, "camera:{n}"),
             SourceUri::Dir(p) => write!(f, "dir:{}", p.display()),
             SourceUri::Image(p) => write!(f, "image:{}", p.display()),
+            SourceUri::Pipe(c) => write!(f, "pipe:{c}"),
         }
     }
 }
@@ -217,6 +228,11 @@ pub fn open(settings: &SourceSettings) -> Result<Box<dyn FrameSource>, SourceErr
     match &settings.uri {
         SourceUri::Dir(d) => Ok(Box::new(ReplaySource::dir(d, settings.fps, settings.pace)?)),
         SourceUri::Image(p) => Ok(Box::new(ReplaySource::image(p, settings.repeat, settings.fps, settings.pace)?)),
+        SourceUri::Pipe(cmd) => {
+            let argv =
+                pipe::split_words(cmd).ok_or_else(|| SourceError::Fatal(format!("pipe:{cmd}: unterminated quote")))?;
+            Ok(Box::new(pipe::PipeSource::new(argv)?))
+        }
         SourceUri::CameraIndex(_) | SourceUri::CameraName(_) => open_camera(settings),
     }
 }

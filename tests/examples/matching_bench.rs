@@ -70,7 +70,10 @@ fn main() {
     }
     g.revision = 1;
     let queries: Vec<Embedding> = queries.into_iter().take(nq).collect();
-    eprintln!("{identities} identities x {samples} = {embeddings} embeddings generated in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{identities} identities x {samples} = {embeddings} embeddings generated in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     let mut out = json!({"embeddings": embeddings, "identities": identities, "samples": samples, "queries": queries.len(),
                          "dim": 128, "threshold": threshold.get()});
 
@@ -107,7 +110,7 @@ fn main() {
     let meta = rt.block_on(pg::loaded(&c)).unwrap().unwrap();
     let today = Date::today();
     let mut modes = vec![("exact".to_owned(), SearchMode::Exact)];
-    for ef in [20, 40, 100] {
+    for ef in [20, 40, 100, 200] {
         modes.push((format!("hnsw_ef{ef}"), SearchMode::Hnsw { ef_search: ef }));
     }
     for (name, mode) in modes {
@@ -124,15 +127,19 @@ fn main() {
             r1 += usize::from(h.first().map(|x| &x.member) == e.first().map(|x| &x.0));
             r10 += h.iter().filter(|x| e.iter().any(|(m, _)| m == &x.member)).count();
             let dec = |m: Option<(&String, f32)>| m.filter(|(_, d)| threshold.accepts(*d)).map(|(m, _)| m.clone());
-            agree += usize::from(dec(h.first().map(|x| (&x.member, x.distance))) == dec(e.first().map(|x| (&x.0, x.1))));
+            agree +=
+                usize::from(dec(h.first().map(|x| (&x.member, x.distance))) == dec(e.first().map(|x| (&x.0, x.1))));
         }
         // two clients, each on its own connection
         let url2 = url.clone();
         let (mut l2, qps2) = {
-            let conns: Vec<_> = (0..2).map(|_| std::sync::Mutex::new(rt.block_on(pg::connect(&url2)).unwrap())).collect();
+            let conns: Vec<_> =
+                (0..2).map(|_| std::sync::Mutex::new(rt.block_on(pg::connect(&url2)).unwrap())).collect();
             concurrent(2, qn, |cl, i| {
                 let mut cc = conns[cl].lock().unwrap();
-                std::hint::black_box(rt.block_on(pg::search(&mut cc, &meta, &queries[i], 10, false, today, mode)).unwrap());
+                std::hint::black_box(
+                    rt.block_on(pg::search(&mut cc, &meta, &queries[i], 10, false, today, mode)).unwrap(),
+                );
             })
         };
         out[format!("pg_{name}")] = json!({
@@ -161,7 +168,10 @@ fn main() {
         ]);
         let fp = sface.card().binding().onnx.to_string();
         let bodies: Arc<Vec<String>> = Arc::new(
-            queries.iter().map(|q| json!({"embedding": q.as_slice(), "encoder": fp, "top_k": 10}).to_string()).collect(),
+            queries
+                .iter()
+                .map(|q| json!({"embedding": q.as_slice(), "encoder": fp, "top_k": 10}).to_string())
+                .collect(),
         );
         let photo = json!({"photo": base64_photo(), "top_k": 5}).to_string();
         let url = srv.url("/v1/search");
