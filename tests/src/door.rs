@@ -1,0 +1,95 @@
+//! The door unit's end-to-end fixture: a unit folder with an enrolled gallery, a replay folder and
+//! a config, and the event log reader.
+
+use std::path::Path;
+
+use crate::{ok, orl_photo, run};
+
+/// A door unit's folder: keys, an inbox with a signed gallery, a replay folder, a config.
+pub struct Unit {
+    /// The temporary folder.
+    pub dir: tempfile::TempDir,
+    /// Enrolled people.
+    pub members: Vec<String>,
+    /// People never enrolled.
+    pub strangers: Vec<String>,
+}
+
+impl Unit {
+    /// A path inside the unit's folder.
+    pub fn path(&self, f: &str) -> String {
+        self.dir.path().join(f).display().to_string()
+    }
+}
+
+/// Keys, a gallery of `members` (photos 1–3, the ORL-trained encoder), a replay folder `frames/`
+/// of their photos 4–10 and all photos of `strangers`, alternating, and a door config `door.toml`
+/// (dir: source at 5 frames/s, 2 consecutive frames, 3 s cooldown, dry-run lock, `events.jsonl`).
+pub fn set_up_people(members: &[String], strangers: &[String]) -> Unit {
+    let u = Unit { dir: tempfile::tempdir().unwrap(), members: members.to_vec(), strangers: strangers.to_vec() };
+    // The front desk drops galleries into the inbox; the door keeps its state apart.
+    std::fs::create_dir(u.dir.path().join("inbox")).unwrap();
+    let (secret, public, gallery) = (u.path("k.secret"), u.path("k.pub"), u.path("inbox/gym.fgg"));
+    ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
+    for p in &u.members {
+        let photos: Vec<String> = (1..=3).map(|n| orl_photo(p, n).display().to_string()).collect();
+        // The ORL-trained encoder (SFace is the default for new galleries); its threshold cannot
+        // confirm that every ORL member's photos match each other, hence --allow-low-quality.
+        let mut args = vec![
+            "enroll",
+            "--model",
+            "models/facegate-default.onnx",
+            "--allow-low-quality",
+            "--gallery",
+            &gallery,
+            "--key",
+            &secret,
+            "--id",
+            p,
+            "--name",
+            p,
+        ];
+        args.extend(photos.iter().map(String::as_str));
+        ok(&run("facegate", &args));
+    }
+    let frames = u.dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    let mut seq = 0;
+    let mut add = |person: &str, photos: std::ops::RangeInclusive<u32>| {
+        for n in photos {
+            seq += 1;
+            std::fs::copy(orl_photo(person, n), frames.join(format!("{seq:04}-{person}-{n}.pgm"))).unwrap();
+        }
+    };
+    // Alternate members and strangers so every appearance follows a different person.
+    let longest = u.members.len().max(u.strangers.len());
+    for i in 0..longest {
+        if let Some(m) = u.members.get(i) {
+            add(m, 4..=10);
+        }
+        if let Some(s) = u.strangers.get(i) {
+            add(s, 1..=10);
+        }
+    }
+    let config = format!(
+        "[model]\nencoder = \"models/facegate-default.onnx\"\n[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
+         [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
+         [decision]\nconsecutive_frames = 2\ncooldown_ms = 3000\n\
+         [lock]\nkind = \"dry-run\"\n\
+         [log]\npath = {:?}\n",
+        u.path("state"),
+        frames.display(),
+        u.path("events.jsonl"),
+    );
+    std::fs::write(u.path("door.toml"), config).unwrap();
+    u
+}
+
+/// The event log's lines.
+pub fn events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
+        .collect()
+}
