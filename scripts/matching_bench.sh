@@ -10,6 +10,6 @@ cargo build --release -q -p facegate-host --bin facegate
 cargo build --release -q -p facegate-tests --example matching_bench
 for n in "${@:-100000}"; do
   extra=()
-  [ "$n" -gt 200000 ] && extra=(--no-http)
+  [ "$n" -gt 200000 ] && extra=(--no-http --no-resync)
   target/release/examples/matching_bench "$n" 5 1000 "${extra[@]}"
 done

@@ -66,7 +66,7 @@ impl std::fmt::Display for SourceUri {
             SourceUri::CameraName(n) => write!(f, "camera:{n}"),
             SourceUri::Dir(p) => write!(f, "dir:{}", p.display()),
             SourceUri::Image(p) => write!(f, "image:{}", p.display()),
-            SourceUri::Pipe(c) => write!(f, "pipe:{c}"),
+            SourceUri::Pipe(c) => write!(f, "pipe:{}", pipe::redact_credentials(c)),
         }
     }
 }

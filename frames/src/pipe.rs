@@ -221,16 +221,38 @@ struct Running {
     stderr_tail: Arc<Mutex<String>>,
 }
 
+/// SIGKILL to the child's whole process group: `sh -c 'a | b'` and whatever the command started.
+fn kill_group(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        // the whole process group: `sh -c 'a | b'` and whatever the command started
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
-        }
+        kill_group(&self.child);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `scheme://user:password@host` → `scheme://***@host` in every URL of `s` (RTSP camera URLs
+/// carry credentials; logs must not).
+pub fn redact_credentials(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        let end = rest.find(|c: char| c == '/' || c.is_whitespace()).unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            out.push_str("***");
+            rest = &rest[at..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Frames from a command's Motion-JPEG output.
@@ -278,12 +300,26 @@ impl PipeSource {
         let stderr_tail = Arc::new(Mutex::new(String::new()));
         let tail = stderr_tail.clone();
         std::thread::spawn(move || {
-            let mut r = std::io::BufReader::new(stderr);
-            let mut line = String::new();
-            while std::io::BufRead::read_line(&mut r, &mut line).is_ok_and(|n| n > 0) {
-                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                *t = line.trim_end().chars().take(300).collect();
-                line.clear();
+            // fixed-size reads, lines split on \n or \r (ffmpeg's progress line never ends):
+            // only the last 300 bytes of the last non-empty line are kept
+            let mut r = stderr;
+            let mut chunk = [0u8; 4096];
+            let mut line: Vec<u8> = Vec::with_capacity(300);
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                for &b in &chunk[..n] {
+                    if b == b'\n' || b == b'\r' {
+                        if !line.is_empty() {
+                            *tail.lock().unwrap_or_else(|p| p.into_inner()) =
+                                redact_credentials(&String::from_utf8_lossy(&line));
+                            line.clear();
+                        }
+                    } else if line.len() < 300 {
+                        line.push(b);
+                    }
+                }
             }
         });
         let (tx, rx) = sync_channel(2);
@@ -305,7 +341,20 @@ impl PipeSource {
         let Some(mut r) = self.running.take() else {
             return Err(SourceError::Unavailable("pipe command not running".into()));
         };
-        let status = r.child.wait();
+        // its output ended: give it a moment to exit, then kill its group (a child that closed
+        // stdout and kept running must not block the door in wait)
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let status = loop {
+            match r.child.try_wait() {
+                Ok(Some(s)) => break Ok(s),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    kill_group(&r.child);
+                    break r.child.wait();
+                }
+                Err(e) => break Err(e),
+            }
+        };
         let tail = r.stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let said = if tail.is_empty() { String::new() } else { format!(" (it said: {tail})") };
         match (read, status) {
@@ -357,7 +406,7 @@ impl FrameSource for PipeSource {
 
     fn describe(&self) -> String {
         let pid = self.running.as_ref().map(|r| format!(" (pid {})", r.child.id())).unwrap_or_default();
-        format!("pipe:{}{pid}", self.argv.join(" "))
+        format!("pipe:{}{pid}", redact_credentials(&self.argv.join(" ")))
     }
 }
 
@@ -379,6 +428,11 @@ mod tests {
             assert!(bad.parse::<crate::SourceUri>().is_err(), "{bad}");
         }
         assert!(matches!(PipeSource::new(vec!["no-such-program-xyz".into()]), Err(SourceError::Fatal(_))));
+        assert_eq!(
+            redact_credentials("ffmpeg -i rtsp://admin:s3cret@10.0.0.5:554/s1 -f mjpeg - (x://a@b c://d)"),
+            "ffmpeg -i rtsp://***@10.0.0.5:554/s1 -f mjpeg - (x://***@b c://d)"
+        );
+        assert_eq!(redact_credentials("no urls here"), "no urls here");
     }
 
     fn jpeg(w: u32, h: u32, v: u8) -> Vec<u8> {

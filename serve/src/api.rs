@@ -52,6 +52,9 @@ pub struct App {
     pub tokens: Option<Tokens>,
     /// Requests answered at once; more get 503.
     pub permits: Arc<Semaphore>,
+    /// Photo decodings and embeddings running at once: held by the blocking job itself, so a
+    /// request that timed out (408) still counts until its work has finished.
+    pub cpu: Arc<Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// A request (body read included) that takes longer gets 408.
@@ -182,10 +185,14 @@ async fn embed_photo(app: &Arc<App>, b64: &str, field: &str) -> Result<Embedding
         .decode(b64.as_bytes())
         .map_err(|e| ApiError::bad_request("bad_base64", format!("{field}: {e}")))?;
     let embedder = app.embedder.clone();
-    tokio::task::spawn_blocking(move || embedder.embed_photo(&bytes))
-        .await
-        .map_err(|e| ApiError::internal("photo embedding", e))?
-        .map_err(ApiError::from)
+    let slot = app.cpu.clone().acquire_owned().await.map_err(|e| ApiError::internal("cpu slots", e))?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        embedder.embed_photo(&bytes)
+    })
+    .await
+    .map_err(|e| ApiError::internal("photo embedding", e))?
+    .map_err(ApiError::from)
 }
 
 async fn probe_embedding(app: &Arc<App>, info: &Info, p: Probe) -> Result<Embedding, ApiError> {
@@ -261,10 +268,10 @@ async fn search(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
     let mode = search_mode(&app, r.mode.as_deref())?;
     let info = app.index.info();
     let q = probe_embedding(&app, &info, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
-    let (revision, hits) = app.index.search(q, k, r.active_only, mode).await?;
+    let (revision, threshold, hits) = app.index.search(q, k, r.active_only, mode).await?;
     Ok(Json(json!({
         "revision": revision,
-        "threshold": info.threshold.get(),
+        "threshold": threshold.get(),
         "results": hits.iter().map(hit_json).collect::<Vec<_>>(),
     })))
 }
@@ -311,9 +318,10 @@ async fn identify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
     let r: IdentifyReq = parse(body)?;
     let info = app.index.info();
     let q = probe_embedding(&app, &info, Probe { photo: r.photo, embedding: r.embedding, encoder: r.encoder }).await?;
+    // the threshold of the very gallery revision searched
+    let (revision, threshold, hits) = app.index.search(q, 2, false, None).await?;
     let policy =
-        DecisionPolicy::new(info.threshold, DEFAULT_AMBIGUITY_MARGIN).map_err(|e| ApiError::internal("policy", e))?;
-    let (revision, hits) = app.index.search(q, 2, false, None).await?;
+        DecisionPolicy::new(threshold, DEFAULT_AMBIGUITY_MARGIN).map_err(|e| ApiError::internal("policy", e))?;
     let top: Vec<(MemberId, f32, bool)> = hits
         .iter()
         .map(|h| Ok((MemberId::new(&h.member).map_err(|e| ApiError::internal("index", e))?, h.distance, h.active)))
@@ -339,7 +347,7 @@ async fn identify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejectio
         }
     };
     v["revision"] = json!(revision);
-    v["threshold"] = json!(info.threshold.get());
+    v["threshold"] = json!(threshold.get());
     Ok(Json(v))
 }
 

@@ -47,13 +47,24 @@ pub struct ServedGallery {
     rules: InstallRules,
     current: RwLock<Arc<Loaded>>,
     seen: std::sync::Mutex<Option<Stamp>>,
+    /// Where the replay floor survives a restart (`None`: memory only).
+    state: Option<PathBuf>,
 }
 
 impl ServedGallery {
-    /// Loads `path` under `rules` (trusted key, encoder binding); the first load sets the floor.
-    pub fn open(path: &Path, rules: InstallRules) -> Result<Self, ServeError> {
-        let st = stamp(path).map_err(|e| ServeError::Gallery(format!("{}: {e}", path.display())))?;
-        let c = rules.verify_file(path).map_err(|e| ServeError::Gallery(format!("{}: {e}", path.display())))?;
+    /// Loads `path` under `rules` (trusted key, encoder binding). With `state`, the replay floor
+    /// is read from that file first (an older gallery than the last one served is refused, also
+    /// after a restart) and written at every install; without it the first load sets the floor.
+    pub fn open(path: &Path, rules: InstallRules, state: Option<&Path>) -> Result<Self, ServeError> {
+        let err = |e: &dyn std::fmt::Display| ServeError::Gallery(format!("{}: {e}", path.display()));
+        let st = stamp(path).map_err(|e| err(&e))?;
+        let c = rules.verify_file(path).map_err(|e| err(&e))?;
+        if let Some(state) = state {
+            let floor = Floor::read(state).map_err(|e| err(&e))?;
+            if InstallRules::judge(&c, floor.as_ref()).map_err(|e| err(&e))? == Verdict::Newer {
+                c.floor().write(state).map_err(|e| err(&e))?;
+            }
+        }
         let floor = c.floor();
         let matcher = Matcher::fastest(c.gallery).map_err(|e| ServeError::Gallery(e.to_string()))?;
         Ok(Self {
@@ -61,6 +72,7 @@ impl ServedGallery {
             rules,
             current: RwLock::new(Arc::new(Loaded { matcher, floor, installed_at: now() })),
             seen: std::sync::Mutex::new(Some(st)),
+            state: state.map(Path::to_owned),
         })
     }
 
@@ -102,6 +114,15 @@ impl ServedGallery {
                     match Matcher::fastest(c.gallery) {
                         Err(e) => Reload::Refused(e.to_string()),
                         Ok(matcher) => {
+                            // the floor first: a crash after it can only make a restart stricter
+                            if let Some(state) = &self.state {
+                                if let Err(e) = floor.write(state) {
+                                    return self.judged(
+                                        Some(st),
+                                        Reload::Refused(format!("cannot record the replay floor: {e}")),
+                                    );
+                                }
+                            }
                             *self.current.write().unwrap_or_else(|p| p.into_inner()) =
                                 Arc::new(Loaded { matcher, floor, installed_at: now() });
                             Reload::Installed { revision: floor.revision, members }

@@ -69,13 +69,22 @@ pub struct PgIndex {
     clients: Vec<Mutex<tokio_postgres::Client>>,
     next: AtomicUsize,
     meta: RwLock<(DbGallery, Threshold, u64)>,
+    /// [`pg::binding_digest`] of the encoder this service runs.
+    binding: String,
+    /// The last row refused, so that a refusal is logged once.
+    refused: std::sync::Mutex<Option<DbGallery>>,
     /// Search mode when a request names none.
     pub default_mode: SearchMode,
 }
 
 impl PgIndex {
     /// Opens `connections` connections and reads what is loaded (an empty database is an error).
-    pub async fn connect(url: &str, connections: usize, default_mode: SearchMode) -> Result<Self, ServeError> {
+    pub async fn connect(
+        url: &str,
+        connections: usize,
+        default_mode: SearchMode,
+        binding: String,
+    ) -> Result<Self, ServeError> {
         let mut clients = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
             clients.push(Mutex::new(pg::connect(url).await.map_err(|e| ServeError::Gallery(e.to_string()))?));
@@ -86,11 +95,18 @@ impl PgIndex {
             .ok_or_else(|| ServeError::Gallery(pg::PgError::Empty.to_string()))?;
         let t = Threshold::new(meta.threshold)
             .map_err(|e| ServeError::Gallery(format!("the database's threshold: {e}")))?;
+        if meta.binding != binding {
+            return Err(ServeError::Gallery(
+                "the database's gallery was enrolled with another encoder or card preprocessing".into(),
+            ));
+        }
         Ok(Self {
             url: url.to_owned(),
             clients,
             next: AtomicUsize::new(0),
             meta: RwLock::new((meta, t, now())),
+            binding,
+            refused: std::sync::Mutex::new(None),
             default_mode,
         })
     }
@@ -104,8 +120,16 @@ impl PgIndex {
         self.meta.read().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
 
-    /// Looks for a newer revision loaded by `sync-db` (the encoder must stay the service's).
+    /// Looks for a newer revision loaded by `sync-db` (the encoder must stay the service's). A
+    /// refusal is reported once per database row.
     pub async fn check(&self) -> Reload {
+        self.look(true).await
+    }
+
+    /// `remember`: whether a refusal is recorded (and so not reported again). A search that finds
+    /// rows of an unaccepted revision looks without recording, leaving the report to the reload
+    /// loop.
+    async fn look(&self, remember: bool) -> Reload {
         let row = match pg::loaded(&*self.client().lock().await).await {
             Ok(Some(r)) => r,
             Ok(None) => return Reload::Refused("the database holds no gallery any more".into()),
@@ -115,15 +139,31 @@ impl PgIndex {
         if row == m.0 {
             return Reload::Unchanged;
         }
-        if row.encoder != m.0.encoder {
-            return Reload::Refused(format!(
-                "the database now holds encoder {}, this service runs {}",
-                row.encoder, m.0.encoder
-            ));
-        }
-        let Ok(t) = Threshold::new(row.threshold) else {
-            return Reload::Refused(format!("the database's threshold {} is not a valid distance", row.threshold));
+        let why = if row.binding != self.binding {
+            Some(format!(
+                "the database now holds revision {} of encoder {} (or other card preprocessing); this service runs \
+                 another: searches answer 503 until it is restarted with that encoder",
+                row.revision,
+                &row.encoder[..row.encoder.len().min(12)]
+            ))
+        } else if row.revision < m.0.revision {
+            Some(format!("the database went back to revision {} from {}", row.revision, m.0.revision))
+        } else {
+            Threshold::new(row.threshold)
+                .err()
+                .map(|_| format!("the database's threshold {} is not a valid distance", row.threshold))
         };
+        if let Some(why) = why {
+            let mut last = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref() == Some(&row) {
+                return Reload::Unchanged; // refused once already
+            }
+            if remember {
+                *last = Some(row);
+            }
+            return Reload::Refused(why);
+        }
+        let t = Threshold::new(row.threshold).expect("checked above");
         let (revision, members) = (row.revision, row.members as usize);
         *m = (row, t, now());
         Reload::Installed { revision, members }
@@ -207,28 +247,43 @@ impl Index {
         k: usize,
         active_only: bool,
         mode: Option<SearchMode>,
-    ) -> Result<(u64, Vec<Hit>), ApiError> {
+    ) -> Result<(u64, Threshold, Vec<Hit>), ApiError> {
         let today = Date::today();
         match self {
             Index::Memory(g) => {
                 let l = g.snapshot();
                 tokio::task::spawn_blocking(move || {
                     let hits = crate::api::search_in(&l, &q, k, active_only)?;
-                    Ok((l.floor.revision, hits))
+                    Ok((l.floor.revision, l.matcher.gallery().threshold, hits))
                 })
                 .await
                 .map_err(|e| ApiError::internal("search", e))?
             }
             Index::Postgres(p) => {
-                let meta = p.meta();
                 let mode = mode.unwrap_or(p.default_mode);
-                let mut c = p.client().lock().await;
-                let (rev, hits) = pg::search(&mut c, &meta, &q, k, active_only, today, mode).await.map_err(db_error)?;
-                Ok((
-                    rev,
-                    hits.into_iter()
-                        .map(|h| Hit { member: h.member, name: h.name, distance: h.distance, active: h.active })
-                        .collect(),
+                // the rows must come from the revision this service accepted (a sync may have
+                // swapped the table since the last check): look again once, then refuse
+                for attempt in 0..2 {
+                    let (meta, threshold, _) = p.meta.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let (rev, hits) = {
+                        let mut c = p.client().lock().await;
+                        pg::search(&mut c, &meta, &q, k, active_only, today, mode).await.map_err(db_error)?
+                    };
+                    if rev == meta.revision {
+                        let hits = hits
+                            .into_iter()
+                            .map(|h| Hit { member: h.member, name: h.name, distance: h.distance, active: h.active })
+                            .collect();
+                        return Ok((rev, threshold, hits));
+                    }
+                    if attempt == 0 {
+                        p.look(false).await;
+                    }
+                }
+                Err(ApiError::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "index_changed",
+                    "the database holds a gallery revision this service has not accepted (see its log)",
                 ))
             }
         }
@@ -247,15 +302,17 @@ impl Index {
                 embeddings: m.embeddings.len() as u64,
             })),
             Index::Postgres(p) => {
+                let revision = p.meta().revision as i64;
                 let c = p.client().lock().await;
+                // only rows of the accepted revision (a newer, unaccepted table answers nothing)
                 let row = c
                     .query_opt(
                         &format!(
                             "SELECT name, active, valid_from, valid_until, count(*) FROM {} WHERE member_id = $1 \
-                             GROUP BY name, active, valid_from, valid_until",
+                             AND revision = $2 GROUP BY name, active, valid_from, valid_until",
                             pg::TABLE
                         ),
-                        &[&id.as_str()],
+                        &[&id.as_str(), &revision],
                     )
                     .await
                     .map_err(db_error)?;
@@ -286,12 +343,16 @@ impl Index {
                 .member(id)
                 .map(|m| m.embeddings.iter().filter_map(|x| x.distance(q).ok()).fold(f32::INFINITY, f32::min))),
             Index::Postgres(p) => {
+                let revision = p.meta().revision as i64;
                 let c = p.client().lock().await;
                 let v = pgvector::Vector::from(q.as_slice().to_vec());
                 let row = c
                     .query_one(
-                        &format!("SELECT min((embedding <-> $1)::real) FROM {} WHERE member_id = $2", pg::TABLE),
-                        &[&v, &id.as_str()],
+                        &format!(
+                            "SELECT min((embedding <-> $1)::real) FROM {} WHERE member_id = $2 AND revision = $3",
+                            pg::TABLE
+                        ),
+                        &[&v, &id.as_str(), &revision],
                     )
                     .await
                     .map_err(db_error)?;

@@ -93,7 +93,14 @@ pub enum IndexSpec {
     /// The signed gallery file, in memory.
     Memory(Box<ServedGallery>),
     /// PostgreSQL + pgvector at this URL, loaded by `facegate gallery sync-db`.
-    Postgres { url: String, default_mode: pg::SearchMode },
+    Postgres {
+        /// Connection URL.
+        url: String,
+        /// Search mode when a request names none.
+        default_mode: pg::SearchMode,
+        /// [`pg::binding_digest`] of the encoder the service runs.
+        binding: String,
+    },
 }
 
 /// Runs the service until SIGINT or SIGTERM, then finishes the requests in flight and returns.
@@ -111,15 +118,16 @@ pub fn serve(
     rt.block_on(async {
         let index = match index {
             IndexSpec::Memory(g) => index::Index::Memory(*g),
-            IndexSpec::Postgres { url, default_mode } => {
-                index::Index::Postgres(index::PgIndex::connect(&url, opts.max_concurrent.max(1), default_mode).await?)
-            }
+            IndexSpec::Postgres { url, default_mode, binding } => index::Index::Postgres(
+                index::PgIndex::connect(&url, opts.max_concurrent.max(1), default_mode, binding).await?,
+            ),
         };
         let app = Arc::new(App {
             index,
             embedder,
             tokens,
             permits: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent.max(1))),
+            cpu: Arc::new(tokio::sync::Semaphore::new(opts.max_concurrent.max(1))),
             metrics: metrics::Metrics::default(),
             request_timeout: opts.request_timeout,
             access_log: opts.access_log,

@@ -67,6 +67,8 @@ pub struct DbGallery {
     pub max_per_member: usize,
     /// SHA-256 (hex) of the sorted member ids, one per line.
     pub id_checksum: String,
+    /// [`binding_digest`] of the gallery's encoder binding.
+    pub binding: String,
 }
 
 /// How HNSW is built.
@@ -104,6 +106,13 @@ pub async fn connect(url: &str) -> Result<Client, PgError> {
     Ok(client)
 }
 
+/// SHA-256 (hex) of an encoder binding: the ONNX fingerprint and every preprocessing field of its
+/// card (what `facegate_gallery.binding` holds; a service refuses a database whose encoder or
+/// card preprocessing differs from the one it runs).
+pub fn binding_digest(b: &facegate_shared::EncoderBinding) -> String {
+    hex::encode(Sha256::digest(format!("{b:?}").as_bytes()))
+}
+
 /// SHA-256 of the sorted member ids, one per line (what `facegate_gallery.id_checksum` holds).
 pub fn id_checksum(gallery: &Gallery) -> String {
     let mut ids: Vec<&str> = gallery.members().iter().map(|m| m.id.as_str()).collect();
@@ -123,7 +132,8 @@ async fn ensure_schema(c: &Client) -> Result<(), PgError> {
              singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
              revision bigint NOT NULL, encoder text NOT NULL, dim int NOT NULL, threshold real NOT NULL,
              sha256 text NOT NULL, rows bigint NOT NULL, members bigint NOT NULL, max_per_member int NOT NULL,
-             id_checksum text NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now());",
+             id_checksum text NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now());
+         ALTER TABLE facegate_gallery ADD COLUMN IF NOT EXISTS binding text NOT NULL DEFAULT '';",
     )
     .await?;
     Ok(())
@@ -137,7 +147,8 @@ pub async fn loaded(c: &Client) -> Result<Option<DbGallery>, PgError> {
     }
     let row = c
         .query_opt(
-            "SELECT revision, encoder, dim, threshold, sha256, rows, members, max_per_member, id_checksum FROM facegate_gallery",
+            "SELECT revision, encoder, dim, threshold, sha256, rows, members, max_per_member, id_checksum, binding \
+             FROM facegate_gallery",
             &[],
         )
         .await?;
@@ -151,19 +162,29 @@ pub async fn loaded(c: &Client) -> Result<Option<DbGallery>, PgError> {
         members: r.get::<_, i64>(6) as u64,
         max_per_member: r.get::<_, i32>(7) as usize,
         id_checksum: r.get(8),
+        binding: r.get(9),
     }))
 }
 
-/// Loads `gallery` (whose file bytes hash to `sha256`) as the index; see the module docs.
-pub async fn sync(c: &mut Client, gallery: &Gallery, sha256: [u8; 32], hnsw: HnswBuild) -> Result<Synced, PgError> {
+/// Loads `gallery` (whose file bytes hash to `sha256`) as the index; see the module docs. A
+/// gallery of another encoder (or card preprocessing) than the loaded one is refused unless
+/// `replace_encoder`: services running the old encoder would compare across encoders.
+pub async fn sync(
+    c: &mut Client,
+    gallery: &Gallery,
+    sha256: [u8; 32],
+    hnsw: HnswBuild,
+    replace_encoder: bool,
+) -> Result<Synced, PgError> {
     let t0 = std::time::Instant::now();
     ensure_schema(c).await?;
     c.execute("SELECT pg_advisory_lock($1)", &[&SYNC_LOCK]).await?;
-    let r = sync_locked(c, gallery, hex::encode(sha256), hnsw, t0).await;
-    let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&SYNC_LOCK]).await;
+    let r = sync_locked(c, gallery, hex::encode(sha256), hnsw, replace_encoder, t0).await;
     if r.is_err() {
+        // before unlocking: another sync may take the lock and build its own staging table
         let _ = c.batch_execute(&format!("DROP TABLE IF EXISTS {STAGING}")).await;
     }
+    let _ = c.execute("SELECT pg_advisory_unlock($1)", &[&SYNC_LOCK]).await;
     r
 }
 
@@ -172,10 +193,21 @@ async fn sync_locked(
     g: &Gallery,
     sha: String,
     hnsw: HnswBuild,
+    replace_encoder: bool,
     t0: std::time::Instant,
 ) -> Result<Synced, PgError> {
     let before = loaded(c).await?;
+    let binding = binding_digest(&g.encoder);
     if let Some(b) = &before {
+        if b.binding != binding && !replace_encoder {
+            return Err(PgError::Refused(format!(
+                "the database holds galleries of encoder {} (or other card preprocessing); this gallery was \
+                 enrolled with {}: services running the old encoder would compare across encoders. Give \
+                 --replace-encoder to switch, and restart the services with the new encoder",
+                &b.encoder[..12],
+                g.encoder.onnx.short()
+            )));
+        }
         if g.revision < b.revision {
             return Err(PgError::Refused(format!(
                 "gallery revision {} is older than the loaded revision {} (replayed file?)",
@@ -250,10 +282,10 @@ async fn sync_locked(
     ))
     .await?;
     tx.execute(
-        "INSERT INTO facegate_gallery (singleton, revision, encoder, dim, threshold, sha256, rows, members, max_per_member, id_checksum, loaded_at)
-         VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+        "INSERT INTO facegate_gallery (singleton, revision, encoder, dim, threshold, sha256, rows, members, max_per_member, id_checksum, binding, loaded_at)
+         VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now())
          ON CONFLICT (singleton) DO UPDATE SET revision = $1, encoder = $2, dim = $3, threshold = $4, sha256 = $5,
-             rows = $6, members = $7, max_per_member = $8, id_checksum = $9, loaded_at = now()",
+             rows = $6, members = $7, max_per_member = $8, id_checksum = $9, binding = $10, loaded_at = now()",
         &[
             &revision,
             &g.encoder.onnx.to_string(),
@@ -264,6 +296,7 @@ async fn sync_locked(
             &(g.members().len() as i64),
             &(g.max_embeddings_per_member() as i32),
             &id_checksum(g),
+            &binding,
         ],
     )
     .await?;

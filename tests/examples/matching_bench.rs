@@ -4,7 +4,7 @@
 //! second on loopback. Prints one JSON object. Run through `scripts/matching_bench.sh` (release
 //! build); PostgreSQL 16 + pgvector is started by the tests' harness as an unprivileged user.
 //!
-//! `matching_bench [EMBEDDINGS] [SAMPLES_PER_IDENTITY] [QUERIES] [--no-http]`
+//! `matching_bench [EMBEDDINGS] [SAMPLES_PER_IDENTITY] [QUERIES] [--no-http] [--no-resync]`
 
 use facegate_face::{paths, Encoder, TractEncoder};
 use facegate_serve::pg::{self, HnswBuild, SearchMode};
@@ -55,6 +55,7 @@ fn concurrent<F: Fn(usize, usize) + Sync>(clients: usize, n: usize, work: F) -> 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let http = !std::env::args().any(|a| a == "--no-http");
+    let resync = !std::env::args().any(|a| a == "--no-resync");
     let embeddings: usize = args.first().map_or(100_000, |a| a.parse().unwrap());
     let samples: usize = args.get(1).map_or(5, |a| a.parse().unwrap());
     let nq: usize = args.get(2).map_or(1000, |a| a.parse().unwrap());
@@ -100,13 +101,16 @@ fn main() {
     let bytes = gallery_file::encode(&g, Some(&key)).unwrap();
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     let mut c = rt.block_on(pg::connect(&url)).unwrap();
-    let r = rt.block_on(pg::sync(&mut c, &g, sha, HnswBuild::default())).unwrap();
+    let r = rt.block_on(pg::sync(&mut c, &g, sha, HnswBuild::default(), false)).unwrap();
     out["pg_sync"] = json!(format!("{r:?}"));
-    let mut g2 = g.clone();
-    g2.revision = 2;
-    let bytes2 = gallery_file::encode(&g2, Some(&key)).unwrap();
-    let r2 = rt.block_on(pg::sync(&mut c, &g2, Sha256::digest(&bytes2).into(), HnswBuild::default())).unwrap();
-    out["pg_resync"] = json!(format!("{r2:?}"));
+    if resync {
+        let mut g2 = g.clone();
+        g2.revision = 2;
+        let bytes2 = gallery_file::encode(&g2, Some(&key)).unwrap();
+        let r2 =
+            rt.block_on(pg::sync(&mut c, &g2, Sha256::digest(&bytes2).into(), HnswBuild::default(), false)).unwrap();
+        out["pg_resync"] = json!(format!("{r2:?}"));
+    }
     let meta = rt.block_on(pg::loaded(&c)).unwrap().unwrap();
     let today = Date::today();
     let mut modes = vec![("exact".to_owned(), SearchMode::Exact)];

@@ -137,6 +137,19 @@ fn sync_is_idempotent_refuses_replays_and_exact_search_equals_the_in_process_ind
             let act_ids: Vec<&str> = act.iter().map(|h| h.member.as_str()).collect();
             assert_eq!(act_ids, want_act, "active-only query {i}");
             assert!(act.iter().all(|h| h.active));
+            // HNSW with the filter (iterative scan, relaxed order): every member at its closest
+            // embedding, best first
+            let (_, ha) =
+                rt.block_on(pg::search(&mut c, &meta, q, 10, true, today, SearchMode::Hnsw { ef_search: 40 })).unwrap();
+            for h in &ha {
+                let m = g1.member(&MemberId::new(&h.member).unwrap()).unwrap();
+                // approximate: maybe not the member's closest embedding, but one of theirs
+                let d: Vec<f32> = m.embeddings.iter().map(|e| e.distance(q).unwrap()).collect();
+                let best = d.iter().copied().fold(f32::INFINITY, f32::min);
+                assert!(d.iter().any(|x| (h.distance - x).abs() < 1e-5), "query {i}: {h:?} vs {d:?}");
+                assert!(h.distance >= best - 1e-5 && h.active, "query {i}: {h:?} vs {best}");
+            }
+            assert!(ha.windows(2).all(|w| w[0].distance <= w[1].distance), "query {i}: {ha:?}");
         }
         // HNSW at ef_search 40 against the exact answer
         let (_, h) =
@@ -153,6 +166,23 @@ fn sync_is_idempotent_refuses_replays_and_exact_search_equals_the_in_process_ind
     // measured 1.0 and 1.0 here; the bounds allow 2 queries' worth of noise
     assert!(r1 + 2 >= n && agree + 2 >= n, "recall@1 {recall1}, agreement {agreement}");
     assert!(recall10 >= RECALL10_FLOOR, "recall@10 {recall10}");
+
+    // another encoder's gallery is refused unless the switch is asked for
+    let mut other_enc = Gallery::new(facegate_shared::synthetic::binding(b"another encoder"), g1.dim, g1.threshold);
+    for m in g1.members().iter().take(10) {
+        other_enc.add(m.clone()).unwrap();
+    }
+    other_enc.revision = 2;
+    let f = k.save(&other_enc, "other-encoder.fgg");
+    let o = sync_cli(&f, &url, &k);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replace-encoder"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(server.psql("SELECT revision FROM facegate_gallery"), "1");
+    let out = ok(&run(
+        "facegate",
+        &["gallery", "sync-db", &s(&f), "--db", &url, "--trust", &k.public(), "--json", "--replace-encoder"],
+    ));
+    assert!(out.contains("\"loaded\""), "{out}");
 }
 
 /// Recall@10 at ef_search 40 on this data: measured 0.933 here; the floor allows for HNSW's
@@ -329,5 +359,28 @@ fn search_backend_finds_the_person_in_a_photo() {
         (Some("granted"), Some("s4"), Some(4)),
         "{v}"
     );
-    srv.stop();
+
+    // the database switched to another encoder's gallery behind the service's back: it refuses
+    // that revision and answers 503 rather than compare SFace embeddings with other vectors
+    let (mut other, _) = gallery(20, 9);
+    other.revision = 9;
+    let f = k.save(&other, "switched.fgg");
+    ok(&run("facegate", &["gallery", "sync-db", &s(&f), "--db", &url, "--trust", &k.public(), "--replace-encoder"]));
+    let t = std::time::Instant::now();
+    loop {
+        let (st, v) = post("/v1/identify", serde_json::json!({"photo": b64("s4", 5)}));
+        if st == 503 {
+            assert_eq!(v["error"]["code"], "index_changed", "{v}");
+            break;
+        }
+        assert_eq!(v["member"], "s4", "until the switch is seen, revision 4 answers: {v}");
+        assert!(t.elapsed().as_secs() < 20, "{}", srv.log());
+    }
+    assert_eq!(health()["revision"].as_u64(), Some(4));
+    let (st, _) = call("GET", &srv.url("/v1/members/s4"), None, None);
+    assert_eq!(st, 404, "no member answers from an unaccepted revision");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let log = srv.stop();
+    let refusals: Vec<&str> = log.lines().filter(|l| l.contains("refused")).collect();
+    assert_eq!(log.matches("now holds revision 9").count(), 1, "refused once: {refusals:?}");
 }

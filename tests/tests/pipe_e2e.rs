@@ -100,9 +100,12 @@ fn a_real_ffmpeg_stream_is_decided_exactly_like_the_same_files_from_a_folder() {
     let path = config(&u, "dir", &format!("dir:{}", jdir.display()));
     ok(&run("facegate-door", &["run", "--config", &path]));
     let from_dir = events(Path::new(&u.path("dir.jsonl")));
+    // the door restarts the command after it exits: the restarted one stays silent
     let cmd = format!(
-        "pipe:ffmpeg -nostdin -loglevel error -framerate 5 -i '{}/%04d.jpg' -c:v copy -f mjpeg -",
-        jdir.display()
+        "pipe:sh -c 'if [ -e {m} ]; then exec sleep 1000; fi; touch {m}; \
+         exec ffmpeg -nostdin -loglevel error -framerate 5 -i {d}/%04d.jpg -c:v copy -f mjpeg -'",
+        m = u.path("ffmpeg-started"),
+        d = jdir.display()
     );
     // ffmpeg exits after the last frame: an outage, logged once every frame is decided
     let from_pipe = run_door(&u, "pipe", &cmd, "exited: exit status: 0");
@@ -135,8 +138,10 @@ fn a_child_killed_mid_stream_a_truncated_jpeg_and_a_100_mb_frame_are_survived_wi
     std::fs::write(u.path("first.mjpg"), first).unwrap();
     std::fs::write(u.path("second.mjpg"), mjpeg(b)).unwrap();
     let script = format!(
-        "if [ -e {m} ]; then cat {s}; sleep 30; else touch {m}; cat {f}; head -c 104857600 /dev/zero; kill -9 $$; fi",
+        "if [ -e {m2} ]; then exec sleep 1000; elif [ -e {m} ]; then touch {m2}; cat {s}; exec sleep 1000; \
+         else touch {m}; cat {f}; head -c 104857600 /dev/zero; kill -9 $$; fi",
         m = u.path("started"),
+        m2 = u.path("restarted"),
         s = u.path("second.mjpg"),
         f = u.path("first.mjpg"),
     );

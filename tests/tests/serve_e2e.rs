@@ -177,6 +177,13 @@ fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
         v["results"].as_array().unwrap().iter().map(|r| r["member"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 3);
     assert!(!ids.contains(&"s4".to_owned()), "{v}");
+    // fewer active members among the first top_k than asked for: the search widens
+    let (_, v) =
+        post(&srv, "/v1/search", serde_json::json!({"photo": photo("s4", 6), "top_k": 2, "active_only": true}));
+    let ids: Vec<_> =
+        v["results"].as_array().unwrap().iter().map(|r| r["member"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 2, "{v}");
+    assert!(!ids.contains(&"s4".to_owned()), "{v}");
 
     // identify: the door's decisions and reasons
     let (st, v) = post(&srv, "/v1/identify", serde_json::json!({"photo": photo("s2", 5)}));
@@ -253,7 +260,7 @@ fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
         prometheus::value_of(&m, "facegate_serve_requests_total", &[("route", route), ("status", status)])
             .unwrap_or(0.0)
     };
-    assert_eq!(n("/v1/search", "200"), 4.0);
+    assert_eq!(n("/v1/search", "200"), 5.0);
     assert_eq!(n("/v1/identify", "200"), 3.0);
     assert_eq!((n("/v1/identify", "422"), n("/v1/identify", "400"), n("/v1/identify", "413")), (2.0, 3.0, 1.0));
     assert_eq!(n("/v1/search", "401"), 2.0);
@@ -268,10 +275,10 @@ fn every_route_answers_and_every_error_is_json_with_a_stable_code() {
         .map(|x| x.value)
         .sum();
     assert_eq!(count, Some(all_search));
-    assert_eq!(all_search, 12.0, "4 found, 2 unauthorised, 3 bad query, 1 wrong encoder, 1 bad embedding, 1 GET");
+    assert_eq!(all_search, 13.0, "5 found, 2 unauthorised, 3 bad query, 1 wrong encoder, 1 bad embedding, 1 GET");
 
     let log = srv.stop();
-    assert!(!log.contains(TOKEN), "a token was logged");
+    assert!(!log.contains(TOKEN) && !log.contains("not-the-token-0123456789"), "a token was logged");
 }
 
 #[test]
@@ -307,7 +314,17 @@ fn a_saturated_service_answers_503_keeps_health_up_times_out_slow_bodies_and_rec
     let f = fixture();
     let srv = start(&f.path("g.fgg"), &["--max-concurrent", "1", "--timeout-ms", "1500"]);
     let mut slow = slow_request(&srv.base);
-    std::thread::sleep(Duration::from_millis(300));
+    // wait until the slow request holds the slot (metrics answer while saturated; it counts itself)
+    let t = Instant::now();
+    loop {
+        let (_, text) = call("GET", &srv.url("/metrics"), Some(TOKEN), None);
+        let m = prometheus::parse(&text).unwrap();
+        if prometheus::value_of(&m, "facegate_serve_in_flight_requests", &[]).unwrap() >= 2.0 {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the slow request never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let t = Instant::now();
     // a small body: the 503 comes before the server reads any of it
     let (st, v) = post(&srv, "/v1/identify", serde_json::json!({"photo": "AAAA"}));
@@ -346,7 +363,8 @@ fn a_newer_gallery_is_hot_reloaded_and_a_tampered_or_older_one_is_refused_while_
     let g = dir.path().join("g.fgg");
     std::fs::copy(f.path("g.fgg"), &g).unwrap();
     let old = std::fs::read(&g).unwrap();
-    let srv = start(&g, &["--reload-ms", "100"]);
+    let state = dir.path().join("served.floor");
+    let srv = start(&g, &["--reload-ms", "100", "--state", &s(&state)]);
     let (_, v) = post(&srv, "/v1/identify", serde_json::json!({"photo": photo("s5", 5)}));
     assert_eq!(v["reason"], "unknown", "{v}");
 
@@ -376,4 +394,27 @@ fn a_newer_gallery_is_hot_reloaded_and_a_tampered_or_older_one_is_refused_while_
     let reloads = |o: &str| prometheus::value_of(&m, "facegate_serve_gallery_reloads_total", &[("outcome", o)]);
     assert_eq!((reloads("installed"), reloads("refused")), (Some(1.0), Some(2.0)));
     srv.stop();
+    // restarted on the older file (revision 5, left there above): the recorded floor refuses it
+    let f = fixture();
+    let o = run(
+        "facegate",
+        &[
+            "serve",
+            "--gallery",
+            &s(&g),
+            "--trust",
+            &s(&f.path("k.pub")),
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            &s(&state),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("older than the installed revision 6"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -27,6 +27,9 @@ pub struct SyncDbArgs {
     /// HNSW candidate list while building.
     #[arg(long, default_value_t = 64)]
     pub ef_construction: u32,
+    /// Allow a gallery of another encoder than the loaded one (restart the services after).
+    #[arg(long)]
+    pub replace_encoder: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -41,7 +44,7 @@ pub fn sync_db(a: &SyncDbArgs) -> Result<ExitCode> {
     let hnsw = HnswBuild { m: a.hnsw_m, ef_construction: a.ef_construction };
     let r = pg::block_on(async {
         let mut c = pg::connect(&a.db).await?;
-        pg::sync(&mut c, &g, sha, hnsw).await
+        pg::sync(&mut c, &g, sha, hnsw, a.replace_encoder).await
     })
     .with_context(|| format!("loading {} into {}", a.gallery.display(), redact(&a.db)))?;
     let v = match r {
@@ -96,6 +99,19 @@ pub fn model_for_fingerprint(model: &ModelArgs, hex: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Refuses an encoder whose card preprocessing differs from the one the database was loaded with
+/// (same ONNX, edited card: embeddings would silently stop matching).
+pub fn check_binding(ours: &facegate_shared::EncoderBinding, meta: &pg::DbGallery) -> Result<()> {
+    anyhow::ensure!(
+        pg::binding_digest(ours) == meta.binding,
+        "the encoder's card (preprocessing) is not the one the database's gallery was enrolled with \
+         (binding {} vs {}); use the enrolment encoder and card",
+        &pg::binding_digest(ours)[..12],
+        meta.binding.get(..12).unwrap_or("none")
+    );
+    Ok(())
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -127,6 +143,7 @@ pub fn search_db(
         let m =
             ModelArgs { model: Some(model_for_fingerprint(model, &meta.encoder)?), detector: model.detector.clone() };
         let p = m.pipeline()?;
+        check_binding(&p.encoder.card().binding(), &meta)?;
         let e = embed_photo(&p, photo)?;
         Ok::<_, anyhow::Error>(pg::search(&mut c, &meta, &e, top, active_only, Date::today(), mode).await?)
     })?;

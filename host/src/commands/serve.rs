@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// the same encoder, a higher revision.
     #[arg(long, required_unless_present = "backend", conflicts_with = "backend")]
     pub gallery: Option<PathBuf>,
+    /// File keeping the highest gallery revision served, so that an older (replayed) gallery is
+    /// refused after a restart too. Without it the floor lives in memory only.
+    #[arg(long, conflicts_with = "backend")]
+    pub state: Option<PathBuf>,
     /// Answer from PostgreSQL + pgvector instead (postgres://…), loaded by `facegate gallery
     /// sync-db`; a newer revision loaded there is picked up at the next check.
     #[arg(long)]
@@ -78,7 +82,13 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
             let g = gallery_file::load_trusted(path, &[key]).with_context(|| format!("gallery {}", path.display()))?;
             let pipeline = a.model.pipeline_for(Some(&g.encoder))?;
             let rules = InstallRules::new(vec![key], pipeline.encoder.card().binding());
-            (IndexSpec::Memory(Box::new(ServedGallery::open(path, rules)?)), pipeline)
+            if a.state.is_none() {
+                eprintln!(
+                    "facegate serve: no --state: the replay floor is kept in memory only (after a restart \
+                     the gallery file present is trusted as the newest)"
+                );
+            }
+            (IndexSpec::Memory(Box::new(ServedGallery::open(path, rules, a.state.as_deref())?)), pipeline)
         }
         (None, Some(url)) => {
             let default_mode = SearchMode::parse(&a.pg_mode)
@@ -88,7 +98,9 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
                 .ok_or(pg::PgError::Empty)?;
             let model = super::db::model_for_fingerprint(&a.model, &meta.encoder)?;
             let pipeline = ModelArgs { model: Some(model), detector: a.model.detector.clone() }.pipeline()?;
-            (IndexSpec::Postgres { url: url.clone(), default_mode }, pipeline)
+            super::db::check_binding(&pipeline.encoder.card().binding(), &meta)?;
+            let binding = pg::binding_digest(&pipeline.encoder.card().binding());
+            (IndexSpec::Postgres { url: url.clone(), default_mode, binding }, pipeline)
         }
         (None, None) => bail!("give --gallery FILE or --backend postgres://…"),
     };
