@@ -93,3 +93,13 @@ pub fn events(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad log line {l:?}: {e}")))
         .collect()
 }
+
+/// Starts `facegate-door run --config CONFIG` from the repository root (stderr piped).
+pub fn spawn_door(config: &str) -> std::process::Child {
+    std::process::Command::new(crate::bin("facegate-door"))
+        .current_dir(crate::root())
+        .args(["run", "--config", config])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("facegate-door starts")
+}

@@ -88,12 +88,7 @@ fn sigterm_secures_the_lock_flushes_the_log_and_exits_cleanly() {
     let config = u.path("door.toml");
     let paced = std::fs::read_to_string(&config).unwrap().replace("pace = false", "pace = true");
     std::fs::write(&config, paced).unwrap();
-    let child = std::process::Command::new(facegate_tests::bin("facegate-door"))
-        .current_dir(facegate_tests::root())
-        .args(["run", "--config", &config])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = facegate_tests::door::spawn_door(&config);
     std::thread::sleep(std::time::Duration::from_secs(3));
     let started = std::time::Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());

@@ -4,8 +4,8 @@
 //! a truncated JPEG, a 100 MB "frame" and a child that never writes are bad frames or outages,
 //! never a crash, a grant or unbounded memory; the child is killed when the door stops.
 
-use facegate_tests::door::{events, set_up_people, Unit};
-use facegate_tests::{bin, ok, root, run, split};
+use facegate_tests::door::{events, set_up_people, spawn_door, Unit};
+use facegate_tests::{ok, run, split};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -62,12 +62,7 @@ fn decisions(log: &[serde_json::Value]) -> Vec<(String, String)> {
 /// command exiting is an outage), then stops it with SIGTERM; its event log.
 fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Value> {
     let path = config(u, name, uri);
-    let child = std::process::Command::new(bin("facegate-door"))
-        .current_dir(root())
-        .args(["run", "--config", &path])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_door(&path);
     let log = u.path(&format!("{name}.jsonl"));
     let t = Instant::now();
     loop {
@@ -182,12 +177,7 @@ const PEAK_MB: f64 = 120.0;
 fn a_child_that_never_writes_is_an_outage_and_is_killed_when_the_door_stops() {
     let u = unit();
     let path = config(&u, "silent", "pipe:sleep 61.25");
-    let child = std::process::Command::new(bin("facegate-door"))
-        .current_dir(root())
-        .args(["run", "--config", &path])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_door(&path);
     let log = u.path("silent.jsonl");
     let t = Instant::now();
     let outage = loop {
