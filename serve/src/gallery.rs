@@ -2,7 +2,7 @@
 //! signed revision appears at the same path, and kept when the new file is refused.
 
 use facegate_shared::install::{Floor, InstallRules, Verdict};
-use facegate_shared::{Matcher, VerifyingKey};
+use facegate_shared::Matcher;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -82,11 +82,6 @@ impl ServedGallery {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The trusted keys' rules this gallery installs under.
-    pub fn rules(&self) -> &InstallRules {
-        &self.rules
-    }
-
     /// Looks at the file; when it changed, verifies it (signature, encoder, replay guard) and
     /// installs a newer revision. A refused or unreadable file leaves the installed gallery as it
     /// is; the same changed file is judged once (until it changes again).
@@ -148,6 +143,3 @@ impl ServedGallery {
 pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
-
-/// Keys a server trusts (re-exported for the binary).
-pub type TrustedKeys = Vec<VerifyingKey>;

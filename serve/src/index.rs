@@ -4,7 +4,7 @@
 
 use facegate_shared::{Date, Embedding, MemberId, Threshold};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use tokio::sync::Mutex;
 
 use crate::error::ApiError;
@@ -171,13 +171,7 @@ impl PgIndex {
 
     /// The redacted URL.
     pub fn url(&self) -> String {
-        match (self.url.find("://"), self.url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => {
-                let user = self.url[s + 3..at].split(':').next().unwrap_or("");
-                format!("{}{user}{}", &self.url[..s + 3], &self.url[at..])
-            }
-            _ => self.url.clone(),
-        }
+        pg::redact_url(&self.url)
     }
 }
 
@@ -361,6 +355,3 @@ impl Index {
         }
     }
 }
-
-/// Shared handle.
-pub type SharedIndex = Arc<Index>;

@@ -95,6 +95,17 @@ pub enum Synced {
     Loaded { revision: u64, rows: u64, members: u64, replaced: Option<u64>, copy_ms: f64, index_ms: f64, total_ms: f64 },
 }
 
+/// The URL without its password, for messages (`postgres://user:secret@h/db` → `postgres://user@h/db`).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = url[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Connects (no TLS: loopback or a private network; put TLS in front for anything else).
 pub async fn connect(url: &str) -> Result<Client, PgError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;

@@ -46,7 +46,7 @@ pub fn sync_db(a: &SyncDbArgs) -> Result<ExitCode> {
         let mut c = pg::connect(&a.db).await?;
         pg::sync(&mut c, &g, sha, hnsw, a.replace_encoder).await
     })
-    .with_context(|| format!("loading {} into {}", a.gallery.display(), redact(&a.db)))?;
+    .with_context(|| format!("loading {} into {}", a.gallery.display(), pg::redact_url(&a.db)))?;
     let v = match r {
         pg::Synced::AlreadyLoaded { revision } => {
             serde_json::json!({"status": "already_loaded", "revision": revision})
@@ -112,18 +112,6 @@ pub fn check_binding(ours: &facegate_shared::EncoderBinding, meta: &pg::DbGaller
     Ok(())
 }
 
-/// The URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let cred = &url[s + 3..at];
-            let user = cred.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..s + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// `facegate search PHOTO --backend URL`: the K closest members from PostgreSQL.
 #[allow(clippy::too_many_arguments)]
 pub fn search_db(
@@ -138,7 +126,7 @@ pub fn search_db(
     let mode = SearchMode::parse(mode).with_context(|| format!("--mode {mode:?}: give exact or hnsw:EF (1..=1000)"))?;
     // one runtime for the connection's whole life (its I/O task runs on it)
     let (revision, hits) = pg::block_on(async {
-        let mut c = pg::connect(url).await.with_context(|| redact(url))?;
+        let mut c = pg::connect(url).await.with_context(|| pg::redact_url(url))?;
         let meta = pg::loaded(&c).await?.ok_or(pg::PgError::Empty)?;
         let m =
             ModelArgs { model: Some(model_for_fingerprint(model, &meta.encoder)?), detector: model.detector.clone() };
@@ -165,10 +153,12 @@ pub fn search_db(
 
 #[cfg(test)]
 mod tests {
+    use facegate_serve::pg;
+
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(super::redact("postgres://u:secret@h:5/db"), "postgres://u@h:5/db");
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("host=h"), "host=h");
+        assert_eq!(pg::redact_url("postgres://u:secret@h:5/db"), "postgres://u@h:5/db");
+        assert_eq!(pg::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(pg::redact_url("host=h"), "host=h");
     }
 }

@@ -94,7 +94,7 @@ pub fn serve(a: &ServeArgs) -> Result<ExitCode> {
             let default_mode = SearchMode::parse(&a.pg_mode)
                 .with_context(|| format!("--pg-mode {:?}: give exact or hnsw:EF (1..=1000)", a.pg_mode))?;
             let meta = pg::block_on(async { pg::loaded(&pg::connect(url).await?).await })
-                .with_context(|| super::db::redact(url))?
+                .with_context(|| pg::redact_url(url))?
                 .ok_or(pg::PgError::Empty)?;
             let model = super::db::model_for_fingerprint(&a.model, &meta.encoder)?;
             let pipeline = ModelArgs { model: Some(model), detector: a.model.detector.clone() }.pipeline()?;
