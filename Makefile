@@ -8,7 +8,7 @@ export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 AARCH64 := aarch64-unknown-linux-gnu
 
-.PHONY: setup setup-frontdesk frontdesk demo test test-host test-aarch64 cross bench lint
+.PHONY: setup setup-frontdesk frontdesk demo test test-host test-aarch64 cross package bench lint
 
 setup:
 	@scripts/setup.sh
@@ -42,6 +42,14 @@ cross: setup
 	cargo build --release --target $(AARCH64) -p facegate-device --bin facegate-door
 	aarch64-linux-gnu-strip -o target/$(AARCH64)/release/facegate-door.stripped target/$(AARCH64)/release/facegate-door
 	@ls -l target/$(AARCH64)/release/facegate-door target/$(AARCH64)/release/facegate-door.stripped
+
+# Debian packages of the door unit (release builds, stripped, camera included) for a Raspberry Pi
+# (arm64) and a PC (amd64), checked by lintian. Install: device/deploy/README.md.
+package: setup
+	cargo deb -p facegate-device -o target/debian/
+	cargo deb -p facegate-device --target $(AARCH64) -o target/debian/
+	lintian --fail-on error target/debian/facegate-door_*_amd64.deb target/debian/facegate-door_*_arm64.deb
+	@ls -l target/debian/*.deb
 
 bench: setup
 	cargo bench --workspace

