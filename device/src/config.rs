@@ -18,7 +18,10 @@
 //! trusted_keys = ["/etc/facegate/facegate.pub"]  # 1 to 16 public key files
 //! reload_interval_ms = 2000                      # 100 ms to 1 hour: how often the inbox is checked
 //! max_bytes = 67108864                           # 4 KiB to 1 GiB: larger gallery files are refused unread
-//! # url = "https://..."                          # reserved for pulling galleries (not in this version)
+//! # url = "https://gym.example/doors/gallery.fgg" # pull signed galleries (http:// or https://) into the inbox
+//! fetch_interval_ms = 30000                      # 1 s to 1 hour between fetches (conditional GET)
+//! fetch_timeout_ms = 20000                       # 500 ms to 10 min for one fetch, connection to last byte
+//! # ca_file = "/etc/facegate/ca.pem"             # https: trust only this CA (default: the web PKI roots)
 //!
 //! [source]
 //! uri = "camera:0"         # camera:INDEX | camera:NAME | dir:PATH | image:PATH | pipe:COMMAND ARGS... (MJPEG on stdout)
@@ -59,6 +62,10 @@
 //! max_bytes = 10485760     # 4 KiB to 1 GiB: rotate when the file would grow beyond this
 //! keep = 5                 # 0 to 1000 rotated files kept: events.jsonl.1 .. .5
 //! store_faces = false      # save the deciding frame beside the log (off: no images stored)
+//!
+//! [metrics]                # optional: health in the Prometheus text format, for people and monitoring
+//! path = "/var/lib/prometheus/node-exporter/facegate.prom"  # rewritten atomically; `facegate-door status` reads it
+//! interval_ms = 10000      # 500 ms to 1 hour
 //! ```
 
 use serde::Deserialize;
@@ -122,6 +129,19 @@ struct RawConfig {
     #[serde(default)]
     liveness: RawLiveness,
     log: RawLog,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    path: PathBuf,
+    #[serde(default = "default_metrics_ms")]
+    interval_ms: u64,
+}
+
+fn default_metrics_ms() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,8 +227,13 @@ struct RawGallery {
     reload_interval_ms: u64,
     #[serde(default = "default_gallery_max_bytes")]
     max_bytes: u64,
-    /// Reserved for pulling signed galleries from a URL (the several-doors issue).
+    /// Pull signed galleries from this URL into the inbox.
     url: Option<String>,
+    #[serde(default = "default_fetch_ms")]
+    fetch_interval_ms: u64,
+    #[serde(default = "default_fetch_timeout_ms")]
+    fetch_timeout_ms: u64,
+    ca_file: Option<PathBuf>,
     /// Replaced by `inbox` + `state_dir`: named in a clear error.
     path: Option<PathBuf>,
     /// Replaced by `state_dir`: named in a clear error.
@@ -217,6 +242,12 @@ struct RawGallery {
 
 fn default_reload_ms() -> u64 {
     2000
+}
+fn default_fetch_ms() -> u64 {
+    30_000
+}
+fn default_fetch_timeout_ms() -> u64 {
+    20_000
 }
 /// 64 MiB: about 120,000 members with one 128-d photo each; a larger file is refused before it
 /// is read (a Pi-class board must not run out of memory on a dropped file).
@@ -338,6 +369,17 @@ pub struct GallerySettings {
     pub reload_interval: Duration,
     /// Gallery files larger than this are refused before reading.
     pub max_bytes: u64,
+    /// Pulling from `gallery.url` (off without it).
+    pub pull: Option<crate::pull::PullSettings>,
+}
+
+/// Where and how often the metrics file is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsSettings {
+    /// The file (Prometheus text format).
+    pub path: PathBuf,
+    /// Rewrite interval.
+    pub interval: Duration,
 }
 
 /// Decision settings.
@@ -409,6 +451,8 @@ pub struct DoorConfig {
     pub liveness: LivenessSettings,
     /// Event log.
     pub log: LogSettings,
+    /// Metrics file (off without `[metrics]`).
+    pub metrics: Option<MetricsSettings>,
 }
 
 /// Largest config file read (a real one is about 1 KiB).
@@ -462,9 +506,32 @@ impl DoorConfig {
                  (the door's own directory for the installed copy and the replay guard): see device/deploy/README.md",
             ));
         }
-        if g.url.is_some() {
-            return Err(invalid("gallery.url", "is reserved for pulling galleries from a URL, not in this version"));
-        }
+        within("gallery.fetch_interval_ms", g.fetch_interval_ms, 1000, 3_600_000, "ms")?;
+        within("gallery.fetch_timeout_ms", g.fetch_timeout_ms, 500, 600_000, "ms")?;
+        let pull = match &g.url {
+            None => {
+                if g.ca_file.is_some() {
+                    return Err(invalid("gallery.ca_file", "is only used with gallery.url"));
+                }
+                None
+            }
+            Some(url) => {
+                let lower = url.to_ascii_lowercase();
+                if !(lower.starts_with("https://") || lower.starts_with("http://")) || url.len() > 2048 {
+                    return Err(invalid("gallery.url", "must be an http:// or https:// URL (at most 2048 characters)"));
+                }
+                if g.ca_file.is_some() && !lower.starts_with("https://") {
+                    return Err(invalid("gallery.ca_file", "pins the CA of an https:// URL; gallery.url is http://"));
+                }
+                Some(crate::pull::PullSettings {
+                    url: url.clone(),
+                    interval: Duration::from_millis(g.fetch_interval_ms),
+                    timeout: Duration::from_millis(g.fetch_timeout_ms),
+                    max_bytes: g.max_bytes,
+                    ca_file: g.ca_file.clone(),
+                })
+            }
+        };
         let inbox = g.inbox.clone().ok_or_else(|| invalid("gallery.inbox", "is required"))?;
         let state_dir = g.state_dir.clone().ok_or_else(|| invalid("gallery.state_dir", "is required"))?;
         if inbox.file_name().is_none() {
@@ -545,6 +612,13 @@ impl DoorConfig {
             timeout: Duration::from_millis(lv.timeout_ms),
         };
         within("log.keep", r.log.keep, 0, 1000, "files")?;
+        let metrics = match r.metrics {
+            None => None,
+            Some(m) => {
+                within("metrics.interval_ms", m.interval_ms, 500, 3_600_000, "ms")?;
+                Some(MetricsSettings { path: m.path, interval: Duration::from_millis(m.interval_ms) })
+            }
+        };
         Ok(DoorConfig {
             model: ModelSettings {
                 encoder: r.model.encoder,
@@ -558,6 +632,7 @@ impl DoorConfig {
                 trusted_keys: r.gallery.trusted_keys,
                 reload_interval: Duration::from_millis(r.gallery.reload_interval_ms),
                 max_bytes: r.gallery.max_bytes,
+                pull,
             },
             source: SourceSettings {
                 uri,
@@ -592,6 +667,7 @@ impl DoorConfig {
                 keep: r.log.keep,
                 store_faces: r.log.store_faces,
             },
+            metrics,
         })
     }
 }
@@ -777,8 +853,14 @@ mod tests {
         let e = DoorConfig::parse("[gallery]\npath = \"g.fgg\"\ntrusted_keys = [\"k\"]\n[log]\npath = \"l\"\n")
             .unwrap_err();
         assert!(e.to_string().contains("gallery.inbox") && e.to_string().contains("state_dir"), "{e}");
-        let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"https://x/g.fgg\"\n[log]")).unwrap_err();
+        let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"ftp://x/g.fgg\"\n[log]")).unwrap_err();
         assert!(e.to_string().contains("gallery.url"), "{e}");
+        let e = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"http://x/g.fgg\"\nca_file = \"ca.pem\"\n[log]"))
+            .unwrap_err();
+        assert!(e.to_string().contains("gallery.ca_file"), "{e}");
+        let c = DoorConfig::parse(&MINIMAL.replace("[log]", "url = \"https://x/g.fgg\"\n[log]")).unwrap();
+        let p = c.gallery.pull.unwrap();
+        assert_eq!((p.url.as_str(), p.interval, p.max_bytes), ("https://x/g.fgg", Duration::from_secs(30), 64 << 20));
     }
 
     /// Every numeric setting with its documented range (inclusive).
@@ -787,6 +869,8 @@ mod tests {
         ("model", "threads", 1.0, 16.0),
         ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
         ("gallery", "max_bytes", 4096.0, 1_073_741_824.0),
+        ("gallery", "fetch_interval_ms", 1000.0, 3_600_000.0),
+        ("gallery", "fetch_timeout_ms", 500.0, 600_000.0),
         ("source", "width", 16.0, 8192.0),
         ("source", "height", 16.0, 8192.0),
         ("source", "fps", 0.1, 240.0),
@@ -811,6 +895,10 @@ mod tests {
     fn with_value(section: &str, key: &str, value: &str) -> String {
         let line = format!("{key} = {value}\n");
         match section {
+            // fetch settings are read with a URL (checked with or without one)
+            "gallery" if key.starts_with("fetch_") => {
+                MINIMAL.replace("[log]", &format!("url = \"http://x/g.fgg\"\n{line}[log]"))
+            }
             "gallery" => MINIMAL.replace("[log]", &format!("{line}[log]")),
             "log" => format!("{MINIMAL}{line}"),
             _ => format!("{MINIMAL}[{section}]\n{line}"),
@@ -823,6 +911,8 @@ mod tests {
             (_, "threads") => c.model.threads as f64,
             (_, "reload_interval_ms") => c.gallery.reload_interval.as_millis() as f64,
             ("gallery", "max_bytes") => c.gallery.max_bytes as f64,
+            (_, "fetch_interval_ms") => c.gallery.pull.as_ref().unwrap().interval.as_millis() as f64,
+            (_, "fetch_timeout_ms") => c.gallery.pull.as_ref().unwrap().timeout.as_millis() as f64,
             (_, "width") => c.source.width.into(),
             (_, "height") => c.source.height.into(),
             (_, "fps") => c.source.fps.into(),

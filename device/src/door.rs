@@ -19,14 +19,16 @@ use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Mode;
 use crate::events::{Event, EventKind, EventSink};
+use crate::health::{DoorState, MetricsFile};
 use crate::lock::Lock;
+use crate::pull::{PullNotice, Puller};
 use crate::source::{Frame, FrameSource, SourceError};
 use crate::store::{GalleryStore, Reload};
 use crate::supervisor::{LockSupervisor, Notice};
@@ -232,6 +234,10 @@ pub struct RunSummary {
     pub gallery_rejections: u64,
     /// Times the supervisor relocked at the end of an unlock period.
     pub relocks: u64,
+    /// Grants written to the event log (a grant the lock then failed to carry out included).
+    pub grants_logged: u64,
+    /// Denials written to the event log, by reason code.
+    pub denials: BTreeMap<String, u64>,
     /// Per-frame processing times (ms) of frames with a face: a fixed-size histogram, so a door
     /// that runs for months does not grow.
     #[serde(skip)]
@@ -318,6 +324,13 @@ pub struct Door<S, E, K> {
     pub sleep: Box<dyn FnMut(Duration)>,
     /// What happened so far.
     pub summary: RunSummary,
+    /// Pulls galleries from `gallery.url` into the inbox (its notices are logged here).
+    pub puller: Option<Puller>,
+    /// The metrics file, rewritten every interval and at stop.
+    pub metrics: Option<MetricsFile>,
+    /// Gallery, source and last decision, for the metrics file.
+    pub state: DoorState,
+    poll_now: bool,
     policy: DecisionPolicy,
     streak: Streak,
     cooldown_until: HashMap<MemberId, Duration>,
@@ -340,6 +353,15 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     ) -> Result<Self, DoorError> {
         let lock = LockSupervisor::start(lock);
         let policy = settings.policy(store.matcher().gallery().threshold)?;
+        let now = crate::health::unix_now();
+        let state = DoorState {
+            started: now,
+            source_up: true,
+            revision: store.revision(),
+            members: store.matcher().gallery().members().len(),
+            installed: now,
+            last_decision: None,
+        };
         Ok(Self {
             source,
             embedder,
@@ -351,6 +373,10 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             claims: None,
             sleep: Box::new(std::thread::sleep),
             summary: RunSummary::default(),
+            puller: None,
+            metrics: None,
+            state,
+            poll_now: false,
             streak: Streak::default(),
             cooldown_until: HashMap::new(),
             claim: None,
@@ -386,6 +412,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let result = self.run_frames(stop);
         self.secure();
         self.drain_lock_notices();
+        self.drain_pull_notices();
         let why = match &result {
             Ok(()) if stop.load(Ordering::SeqCst) => "stop requested".to_owned(),
             Ok(()) => "end of frames".to_owned(),
@@ -400,6 +427,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             crate::mb(facegate_shared::peak_rss_bytes())
         );
         self.log(Event::now(EventKind::Stop).detail(why));
+        self.write_metrics();
         if let Err(e) = self.sink.sync() {
             eprintln!("facegate-door: event log sync failed: {e}");
         }
@@ -411,7 +439,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let mut down = false;
         while !stop.load(Ordering::SeqCst) {
             self.drain_lock_notices();
+            self.drain_pull_notices();
             self.poll_gallery();
+            self.state.source_up = !down;
+            if self.metrics.as_ref().is_some_and(MetricsFile::due) {
+                self.write_metrics();
+            }
             match self.source.next_frame() {
                 Ok(None) => return Ok(()),
                 Ok(Some(frame)) => {
@@ -454,14 +487,17 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     }
 
     fn poll_gallery(&mut self) {
-        if self.last_poll.elapsed() < self.settings.reload_interval {
+        if !self.poll_now && self.last_poll.elapsed() < self.settings.reload_interval {
             return;
         }
+        self.poll_now = false;
         self.last_poll = Instant::now();
         match self.store.poll() {
             Reload::Unchanged => {}
             Reload::Installed { revision, members } => {
                 self.summary.gallery_reloads += 1;
+                (self.state.revision, self.state.members) = (revision, members);
+                self.state.installed = crate::health::unix_now();
                 self.streak.reset();
                 let signed = self.store.matcher().gallery().threshold;
                 let mut detail = format!("installed revision {revision} ({members} members)");
@@ -676,6 +712,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                     eprintln!("facegate-door: cannot record grant of {member}, door stays locked: {e}");
                     return;
                 }
+                self.count_decision(&ev);
                 match self.lock.unlock(self.settings.unlock) {
                     Ok(()) => {
                         self.summary.granted += 1;
@@ -761,12 +798,68 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     }
 
     fn log(&mut self, ev: Event) {
-        if let Err(e) = self.sink.record(&ev) {
-            self.summary.log_failures += 1;
-            eprintln!(
-                "facegate-door: event log write failed ({e}): {}",
-                serde_json::to_string(&ev).unwrap_or_default()
-            );
+        match self.sink.record(&ev) {
+            Ok(()) => self.count_decision(&ev),
+            Err(e) => {
+                self.summary.log_failures += 1;
+                eprintln!(
+                    "facegate-door: event log write failed ({e}): {}",
+                    serde_json::to_string(&ev).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    /// Decisions are counted where they are logged, so the metrics agree with the event log.
+    fn count_decision(&mut self, ev: &Event) {
+        if ev.event != EventKind::Decision {
+            return;
+        }
+        match ev.decision {
+            Some("granted") => self.summary.grants_logged += 1,
+            Some(_) => *self.summary.denials.entry(ev.reason.clone().unwrap_or_default()).or_default() += 1,
+            None => return,
+        }
+        self.state.last_decision =
+            Some((crate::health::unix_now(), ev.decision.unwrap_or_default().to_owned(), ev.member.clone()));
+    }
+
+    /// Logs what the gallery puller reported; a new download is installed at the next poll.
+    fn drain_pull_notices(&mut self) {
+        let Some(p) = &self.puller else { return };
+        for n in p.notices() {
+            let revision = self.store.revision();
+            let (reason, detail) = match n {
+                PullNotice::Downloaded { bytes, ms } => {
+                    self.poll_now = true;
+                    ("downloaded", format!("{bytes} bytes from gallery.url in {ms:.0} ms, written to the inbox"))
+                }
+                PullNotice::Outage { error } => (
+                    "fetch_failed",
+                    format!("gallery.url: {error}; keeping revision {revision}, retrying with back-off"),
+                ),
+                PullNotice::Recovered { failures, down } => (
+                    "fetch_recovered",
+                    format!("gallery.url answers again after {:.1} s ({failures} failed fetches)", down.as_secs_f64()),
+                ),
+                PullNotice::Refused { reason } => {
+                    ("fetch_refused", format!("download refused, keeping revision {revision}: {reason}"))
+                }
+            };
+            let mut ev = Event::now(EventKind::Gallery).detail(detail);
+            ev.reason = Some(reason.into());
+            self.log(ev);
+        }
+    }
+
+    /// Rewrites the metrics file (a failure is logged once; the door goes on).
+    fn write_metrics(&mut self) {
+        let Some(m) = &mut self.metrics else { return };
+        let text = crate::health::render(&self.summary, &self.state, self.puller.as_ref().map(Puller::counts));
+        if let Some(problem) = m.write(&text) {
+            let mut ev = Event::now(EventKind::Source).detail(problem);
+            ev.reason = Some("metrics_failed".into());
+            self.log(ev);
         }
     }
 

@@ -14,7 +14,9 @@ pub mod ahead;
 pub mod config;
 pub mod door;
 pub mod events;
+pub mod health;
 pub mod lock;
+pub mod pull;
 pub mod store;
 pub mod supervisor;
 

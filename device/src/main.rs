@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 use facegate_device::ahead::embed_ahead;
 use facegate_device::config::{LockKind, Mode, SourceUri};
 use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims};
-use facegate_device::events::{EventSink, JsonlLog, StdoutSink, Tee};
+use facegate_device::events::{Event, EventKind, EventSink, JsonlLog, StdoutSink, Tee};
+use facegate_device::health::MetricsFile;
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
+use facegate_device::pull::{PullNotice, Puller};
 use facegate_device::source::{self, FrameSource};
-use facegate_device::store::{Access, GalleryStore};
+use facegate_device::store::{Access, GalleryStore, StoreError};
 use facegate_device::{Door, DoorConfig, DoorSettings};
 use facegate_face::{Encoder, FaceError, FacePipeline, TractEncoder, YuNet};
 use facegate_shared::install::InstallRules;
@@ -51,6 +53,13 @@ enum Cmd {
     Secure {
         #[command(flatten)]
         common: Common,
+    },
+    /// What the running door is doing, for a person: gallery revision, camera, decisions, uptime,
+    /// from the metrics file it writes (`[metrics] path`). Exit 0 running, 1 not running or stuck.
+    Status {
+        /// The unit's configuration (TOML).
+        #[arg(long, short, default_value = "/etc/facegate/door.toml")]
+        config: PathBuf,
     },
     /// Measure detection, alignment, encoding, matching and end-to-end frame latency.
     Bench {
@@ -101,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Run { common, json } => run(&common, json),
         Cmd::Check { common } => check(&common),
         Cmd::Secure { common } => secure(&common),
+        Cmd::Status { config } => status(&config),
         Cmd::Bench { common, frames, threads, json } => bench(&common, frames, threads.into(), json),
     };
     match r {
@@ -132,10 +142,104 @@ fn trusted_keys(c: &DoorConfig) -> Result<Vec<VerifyingKey>> {
         .collect()
 }
 
+fn rules(c: &DoorConfig, p: &Pipeline) -> Result<InstallRules> {
+    Ok(InstallRules::new(trusted_keys(c)?, p.encoder.card().binding()).with_max_file_bytes(c.gallery.max_bytes))
+}
+
 fn store(c: &DoorConfig, p: &Pipeline, access: Access) -> Result<GalleryStore> {
-    let rules =
-        InstallRules::new(trusted_keys(c)?, p.encoder.card().binding()).with_max_file_bytes(c.gallery.max_bytes);
-    Ok(GalleryStore::open(&c.gallery.paths, rules, access)?)
+    Ok(GalleryStore::open(&c.gallery.paths, rules(c, p)?, access)?)
+}
+
+/// The store, once there is a gallery: a door without one (a new unit, or one pulling from
+/// `gallery.url` for the first time) starts with the lock secured, logs that it waits, and checks
+/// the inbox every `reload_interval_ms` (logging what the puller reports) until a valid gallery
+/// arrives. A SIGTERM while waiting ends the process; the lock was secured first.
+fn first_gallery(
+    c: &DoorConfig,
+    p: &Pipeline,
+    lock: &mut dyn Lock,
+    sinks: &mut Vec<Box<dyn EventSink>>,
+    puller: Option<&Puller>,
+) -> Result<GalleryStore> {
+    let mut waiting = false;
+    loop {
+        match GalleryStore::open(&c.gallery.paths, rules(c, p)?, Access::ReadWrite) {
+            Ok(s) => {
+                if waiting {
+                    let g = s.matcher().gallery();
+                    record(
+                        sinks,
+                        Event::now(EventKind::Gallery).detail(format!(
+                            "installed revision {} ({} members)",
+                            g.revision,
+                            g.members().len()
+                        )),
+                    );
+                }
+                return Ok(s);
+            }
+            Err(StoreError::NoGallery(why)) => {
+                if !waiting {
+                    waiting = true;
+                    lock.secure().context("securing the lock while waiting for a gallery")?;
+                    let mut ev = Event::now(EventKind::Gallery).detail(format!(
+                        "no gallery yet, door locked, waiting for one{}: {why}",
+                        if puller.is_some() { " (pulling from gallery.url)" } else { "" }
+                    ));
+                    ev.reason = Some("waiting".into());
+                    record(sinks, ev);
+                    eprintln!("facegate-door: waiting for a first gallery: {why}");
+                }
+            }
+            Err(e) if waiting => {
+                // A refused or half-written file while waiting: logged, still waiting.
+                let mut ev = Event::now(EventKind::Gallery).detail(format!("still waiting: {e}"));
+                ev.reason = Some("rejected".into());
+                record(sinks, ev);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        for n in puller.map(Puller::notices).unwrap_or_default() {
+            let mut ev = Event::now(EventKind::Gallery).detail(format!("{n:?}"));
+            ev.reason = Some(
+                match n {
+                    PullNotice::Downloaded { .. } => "downloaded",
+                    PullNotice::Outage { .. } => "fetch_failed",
+                    PullNotice::Recovered { .. } => "fetch_recovered",
+                    PullNotice::Refused { .. } => "fetch_refused",
+                }
+                .into(),
+            );
+            record(sinks, ev);
+        }
+        std::thread::sleep(c.gallery.reload_interval);
+    }
+}
+
+fn record(sinks: &mut [Box<dyn EventSink>], ev: Event) {
+    for s in sinks.iter_mut() {
+        if let Err(e) = s.record(&ev) {
+            eprintln!("facegate-door: event log write failed ({e})");
+        }
+    }
+}
+
+/// `facegate-door status`.
+fn status(config: &std::path::Path) -> Result<ExitCode> {
+    let c = DoorConfig::load(config)?;
+    let Some(m) = &c.metrics else {
+        anyhow::bail!("{}: no [metrics] path: status reads the metrics file the running door writes", config.display());
+    };
+    match facegate_device::health::status(&m.path, m.interval) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(if text.starts_with("door           running") { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Err(e) => {
+            println!("door           NOT RUNNING (or never started): {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn open_lock(c: &DoorConfig) -> Result<Box<dyn Lock + Send>> {
@@ -156,8 +260,12 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         sinks.push(Box::new(StdoutSink));
     }
     let p = pipeline(&c)?;
-    let store = store(&c, &p, Access::ReadWrite)?;
-    let lock = open_lock(&c)?;
+    let mut lock = open_lock(&c)?;
+    let puller = match &c.gallery.pull {
+        Some(settings) => Some(Puller::spawn(settings.clone(), c.gallery.paths.inbox.clone(), rules(&c, &p)?)?),
+        None => None,
+    };
+    let store = first_gallery(&c, &p, lock.as_mut(), &mut sinks, puller.as_ref())?;
     let src = source::open(&c.source)?;
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
@@ -169,6 +277,8 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         (src, Box::new(p))
     };
     let mut door = Door::new(src, embedder, lock, Tee(sinks), store, settings)?;
+    door.puller = puller;
+    door.metrics = c.metrics.as_ref().map(|m| MetricsFile::new(m.path.clone(), m.interval));
     // How long an emergency secure may take: one lock command, plus a retry.
     let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;
     {
@@ -273,7 +383,18 @@ fn check(common: &Common) -> Result<ExitCode> {
                         println!("WARN {:<10} {note}", "gallery");
                     }
                 }
-                Err(e) => line(false, "gallery", format!("{e:#}")),
+                Err(e) => match e.downcast_ref::<StoreError>() {
+                    // Not a fault: `run` starts with the lock secured and waits for one.
+                    Some(StoreError::NoGallery(why)) => line(
+                        true,
+                        "gallery",
+                        format!(
+                            "none yet ({why}): the door starts locked and waits for a signed gallery{}",
+                            if c.gallery.pull.is_some() { " from gallery.url" } else { " in the inbox" }
+                        ),
+                    ),
+                    _ => line(false, "gallery", format!("{e:#}")),
+                },
             }
         }
         Err(e) => line(false, "model", format!("{e:#}")),

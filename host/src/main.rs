@@ -213,6 +213,10 @@ enum GalleryCmd {
     /// Measure the threshold on the gallery's own members (impostors: other members' enrolment
     /// photos) for a target FAR; report it, and with --write store it in the gallery.
     Calibrate(gallery::CalibrateGalleryArgs),
+    /// Put a signed gallery where door units pull it (`gallery.url`): DIR/gallery.fgg plus a JSON
+    /// manifest (revision, members, fingerprint, SHA-256), each written atomically; any static web
+    /// server can serve DIR. Refuses a gallery the trusted key does not verify and an older revision.
+    Publish(gallery::PublishArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -269,6 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gallery { cmd: GalleryCmd::ImportDir(a) } => enrol::import_dir(&a),
         Command::Gallery { cmd: GalleryCmd::Calibrate(a) } => gallery::calibrate_gallery(&a),
         Command::Gallery { cmd: GalleryCmd::SyncDb(a) } => db::sync_db(&a),
+        Command::Gallery { cmd: GalleryCmd::Publish(a) } => gallery::publish(&a),
         Command::Verify { photo_a, photo_b, model, threshold, json } => {
             query::verify_photos(&model, &photo_a, &photo_b, threshold, json)
         }

@@ -2,6 +2,7 @@
 //! repository's data and models.
 
 pub mod door;
+pub mod http;
 pub mod pg;
 pub mod serve;
 

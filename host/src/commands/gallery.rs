@@ -171,3 +171,87 @@ pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: 
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+/// File names `facegate gallery publish` writes into its folder.
+pub const PUBLISHED_GALLERY: &str = "gallery.fgg";
+/// The manifest beside it.
+pub const PUBLISHED_MANIFEST: &str = "gallery.json";
+
+/// Flags of `facegate gallery publish`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PublishArgs {
+    /// Signed gallery to publish.
+    pub gallery: PathBuf,
+    /// Folder a static web server serves (nginx, caddy, `python3 -m http.server`, a bucket).
+    pub dir: PathBuf,
+    /// Public key the door units trust: a gallery it does not verify is not published.
+    #[arg(long, default_value = DEFAULT_PUBLIC_KEY)]
+    pub trust: PathBuf,
+}
+
+/// `facegate gallery publish G DIR`: checks the signature by the trusted key, refuses a revision
+/// older than (or equal to but different from) the one already published, then writes
+/// `DIR/gallery.fgg` and `DIR/gallery.json` (revision, members, encoder fingerprint, SHA-256,
+/// size, signer), each atomically, the gallery first. The manifest is for people and monitoring;
+/// door units trust only the signed file.
+pub fn publish(a: &PublishArgs) -> Result<ExitCode> {
+    use sha2::{Digest, Sha256};
+    let key = keys::read_verifying_key(&a.trust)?;
+    let bytes = gallery_file::read_capped(&a.gallery).with_context(|| format!("gallery {}", a.gallery.display()))?;
+    let g = gallery_file::decode_trusted(&bytes, &[key])
+        .with_context(|| format!("gallery {} (not published)", a.gallery.display()))?;
+    let sha = hex::encode(Sha256::digest(&bytes));
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("folder {}", a.dir.display()))?;
+    let target = a.dir.join(PUBLISHED_GALLERY);
+    if target.exists() {
+        let old = gallery_file::read_capped(&target).with_context(|| format!("published {}", target.display()))?;
+        if let Ok(prev) = gallery_file::decode_trusted(&old, &[key]) {
+            if prev.revision > g.revision {
+                bail!(
+                    "{} holds revision {}, newer than {} (revision {}): door units would refuse it; not published",
+                    target.display(),
+                    prev.revision,
+                    a.gallery.display(),
+                    g.revision
+                );
+            }
+            if prev.revision == g.revision && old != bytes {
+                bail!(
+                    "{} holds another gallery with the same revision {}: door units would refuse it; \
+                     make a new revision (any change to the members does) and publish that",
+                    target.display(),
+                    g.revision
+                );
+            }
+        }
+    }
+    let manifest = serde_json::json!({
+        "format": 1,
+        "file": PUBLISHED_GALLERY,
+        "revision": g.revision,
+        "members": g.members().len(),
+        "embeddings": g.embedding_count(),
+        "encoder_fingerprint": g.encoder.onnx.to_string(),
+        "threshold": g.threshold.get(),
+        "sha256": sha,
+        "bytes": bytes.len(),
+        "signed_by": hex::encode(key.as_bytes()),
+        "published_unix": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    });
+    gallery_file::write_atomic(&target, &bytes).with_context(|| format!("writing {}", target.display()))?;
+    let mpath = a.dir.join(PUBLISHED_MANIFEST);
+    gallery_file::write_atomic(&mpath, (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())
+        .with_context(|| format!("writing {}", mpath.display()))?;
+    println!(
+        "published revision {} ({} members, {} bytes, sha256 {}) to {}",
+        g.revision,
+        g.members().len(),
+        bytes.len(),
+        &manifest["sha256"].as_str().unwrap_or("")[..16],
+        a.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
