@@ -46,10 +46,10 @@ cross: setup
 # Debian packages of the door unit (release builds, stripped, camera included) for a Raspberry Pi
 # (arm64) and a PC (amd64), checked by lintian. Install: device/deploy/README.md.
 package: setup
-	cargo deb -p facegate-device -o target/debian/
-	cargo deb -p facegate-device --target $(AARCH64) -o target/debian/
-	lintian --fail-on error target/debian/facegate-door_*_amd64.deb target/debian/facegate-door_*_arm64.deb
-	@ls -l target/debian/*.deb
+	cargo deb -p facegate-device -o target/packages/
+	cargo deb -p facegate-device --target $(AARCH64) -o target/packages/
+	lintian --fail-on error target/packages/facegate-door_*_amd64.deb target/packages/facegate-door_*_arm64.deb
+	@ls -l target/packages/*.deb
 
 bench: setup
 	cargo bench --workspace

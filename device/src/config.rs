@@ -64,7 +64,7 @@
 //! store_faces = false      # save the deciding frame beside the log (off: no images stored)
 //!
 //! [metrics]                # optional: health in the Prometheus text format, for people and monitoring
-//! path = "/var/lib/prometheus/node-exporter/facegate.prom"  # rewritten atomically; `facegate-door status` reads it
+//! path = "/run/facegate/door.prom"  # rewritten atomically; `facegate-door status` and node_exporter read it
 //! interval_ms = 10000      # 500 ms to 1 hour
 //! ```
 

@@ -361,6 +361,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             members: store.matcher().gallery().members().len(),
             installed: now,
             last_decision: None,
+            stopped: false,
         };
         Ok(Self {
             source,
@@ -427,6 +428,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             crate::mb(facegate_shared::peak_rss_bytes())
         );
         self.log(Event::now(EventKind::Stop).detail(why));
+        self.state.stopped = true;
         self.write_metrics();
         if let Err(e) = self.sink.sync() {
             eprintln!("facegate-door: event log sync failed: {e}");

@@ -28,6 +28,8 @@ pub struct DoorState {
     pub installed: f64,
     /// Last decision: Unix seconds, `granted`/`denied`, member.
     pub last_decision: Option<(f64, String, Option<String>)>,
+    /// Set for the last write, when the door stops.
+    pub stopped: bool,
 }
 
 /// Seconds since the Unix epoch, now.
@@ -40,6 +42,11 @@ pub fn render(s: &RunSummary, d: &DoorState, pull: Option<&PullCounts>) -> Strin
     let mut e = Exposition::new();
     e.gauge("facegate_door_start_time_seconds", "When the door started (Unix time).", d.started);
     e.gauge("facegate_door_metrics_time_seconds", "When this file was written (Unix time).", unix_now());
+    e.gauge(
+        "facegate_door_up",
+        "1 while the door runs, 0 in the file written as it stops.",
+        f64::from(u8::from(!d.stopped)),
+    );
     e.counter("facegate_door_frames_total", "Frames read from the source.", s.frames);
     e.counter("facegate_door_faces_total", "Frames with a usable face.", s.faces);
     e.counter("facegate_door_bad_frames_total", "Frames that could not be decoded or processed.", s.bad_frames);
@@ -131,7 +138,12 @@ impl MetricsFile {
     /// logged once); the door goes on deciding either way.
     pub fn write(&mut self, text: &str) -> Option<String> {
         self.last = Some(Instant::now());
-        match facegate_shared::gallery_file::write_atomic(&self.path, text.as_bytes()) {
+        // Readable by node_exporter and `status` whatever the unit's umask (0077).
+        let written = facegate_shared::gallery_file::write_atomic(&self.path, text.as_bytes()).and_then(|()| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o644))
+        });
+        match written {
             Ok(()) => {
                 self.failed = false;
                 None
@@ -160,7 +172,9 @@ pub fn status(path: &Path, interval: Duration) -> Result<String, String> {
     let running = age <= 3.0 * interval.as_secs_f64() + 1.0;
     line(
         "door",
-        if running {
+        if v("facegate_door_up") == Some(0.0) {
+            format!("STOPPED {} ago", ago(age))
+        } else if running {
             format!("running (metrics written {age:.0} s ago)")
         } else {
             format!("NOT RUNNING or stuck: metrics last written {} ago", ago(age))
@@ -234,6 +248,7 @@ mod tests {
             members: 12,
             installed: unix_now() - 50.0,
             last_decision: Some((unix_now(), "granted".into(), Some("m1".into()))),
+            stopped: false,
         };
         let text = render(&s, &d, None);
         let m = prometheus::parse(&text).unwrap();
@@ -254,6 +269,11 @@ mod tests {
         assert!(st.contains("revision 7, 12 members"), "{st}");
         assert!(st.contains("2 granted, 4 denied"), "{st}");
         assert!(st.contains("camera         up"), "{st}");
+        // the last write, as the door stops
+        let text = render(&s, &DoorState { stopped: true, ..d }, None);
+        assert_eq!(f.write(&text), None);
+        let st = status(&dir.path().join("door.prom"), Duration::from_secs(10)).unwrap();
+        assert!(st.starts_with("door           STOPPED"), "{st}");
     }
 
     #[test]

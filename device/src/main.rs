@@ -151,17 +151,21 @@ fn store(c: &DoorConfig, p: &Pipeline, access: Access) -> Result<GalleryStore> {
 }
 
 /// The store, once there is a gallery: a door without one (a new unit, or one pulling from
-/// `gallery.url` for the first time) starts with the lock secured, logs that it waits, and checks
-/// the inbox every `reload_interval_ms` (logging what the puller reports) until a valid gallery
-/// arrives. A SIGTERM while waiting ends the process; the lock was secured first.
+/// `gallery.url` for the first time) starts with the lock secured, logs that it waits (and each
+/// different refusal of a file that arrives meanwhile, once), writes its metrics (revision 0),
+/// and checks the inbox every `reload_interval_ms` (logging what the puller reports) until a
+/// valid gallery arrives. A SIGTERM while waiting ends the process; the lock was secured first.
 fn first_gallery(
     c: &DoorConfig,
     p: &Pipeline,
     lock: &mut dyn Lock,
     sinks: &mut Vec<Box<dyn EventSink>>,
     puller: Option<&Puller>,
+    mut metrics: Option<&mut MetricsFile>,
 ) -> Result<GalleryStore> {
     let mut waiting = false;
+    let mut last_refusal = String::new();
+    let started = facegate_device::health::unix_now();
     loop {
         match GalleryStore::open(&c.gallery.paths, rules(c, p)?, Access::ReadWrite) {
             Ok(s) => {
@@ -178,26 +182,38 @@ fn first_gallery(
                 }
                 return Ok(s);
             }
-            Err(StoreError::NoGallery(why)) => {
+            // A refused file with nothing installed, at start: a start-up error, as before (the
+            // unit's check says why); once waiting, refusals are logged and the door keeps waiting.
+            Err(e @ StoreError::Install { .. }) if !waiting => return Err(e.into()),
+            Err(e @ (StoreError::NoGallery(_) | StoreError::Install { .. })) => {
                 if !waiting {
                     waiting = true;
                     lock.secure().context("securing the lock while waiting for a gallery")?;
                     let mut ev = Event::now(EventKind::Gallery).detail(format!(
-                        "no gallery yet, door locked, waiting for one{}: {why}",
+                        "no usable gallery yet, door locked, waiting for one{}",
                         if puller.is_some() { " (pulling from gallery.url)" } else { "" }
                     ));
                     ev.reason = Some("waiting".into());
                     record(sinks, ev);
-                    eprintln!("facegate-door: waiting for a first gallery: {why}");
+                    eprintln!("facegate-door: waiting for a first gallery: {e}");
                 }
-            }
-            Err(e) if waiting => {
-                // A refused or half-written file while waiting: logged, still waiting.
-                let mut ev = Event::now(EventKind::Gallery).detail(format!("still waiting: {e}"));
-                ev.reason = Some("rejected".into());
-                record(sinks, ev);
+                // Each different refusal once (a file left in the inbox is not logged every poll).
+                let text = e.to_string();
+                if matches!(e, StoreError::Install { .. }) && text != last_refusal {
+                    let mut ev = Event::now(EventKind::Gallery).detail(format!("still waiting: {text}"));
+                    ev.reason = Some("rejected".into());
+                    record(sinks, ev);
+                }
+                last_refusal = text;
             }
             Err(e) => return Err(e.into()),
+        }
+        if let Some(m) = metrics.as_deref_mut().filter(|m| m.due()) {
+            let state = facegate_device::health::DoorState { started, ..Default::default() };
+            let text = facegate_device::health::render(&Default::default(), &state, puller.map(Puller::counts));
+            if let Some(problem) = m.write(&text) {
+                eprintln!("facegate-door: {problem}");
+            }
         }
         for n in puller.map(Puller::notices).unwrap_or_default() {
             let mut ev = Event::now(EventKind::Gallery).detail(format!("{n:?}"));
@@ -265,7 +281,8 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         Some(settings) => Some(Puller::spawn(settings.clone(), c.gallery.paths.inbox.clone(), rules(&c, &p)?)?),
         None => None,
     };
-    let store = first_gallery(&c, &p, lock.as_mut(), &mut sinks, puller.as_ref())?;
+    let mut metrics = c.metrics.as_ref().map(|m| MetricsFile::new(m.path.clone(), m.interval));
+    let store = first_gallery(&c, &p, lock.as_mut(), &mut sinks, puller.as_ref(), metrics.as_mut())?;
     let src = source::open(&c.source)?;
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
@@ -278,7 +295,7 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     };
     let mut door = Door::new(src, embedder, lock, Tee(sinks), store, settings)?;
     door.puller = puller;
-    door.metrics = c.metrics.as_ref().map(|m| MetricsFile::new(m.path.clone(), m.interval));
+    door.metrics = metrics;
     // How long an emergency secure may take: one lock command, plus a retry.
     let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;
     {

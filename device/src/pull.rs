@@ -215,20 +215,33 @@ fn fetch(agent: &ureq::Agent, s: &PullSettings, v: &Validators, counts: &PullCou
     Ok(Fetched::Body(body, validators))
 }
 
-/// `user:password@` in URLs inside an error text is not logged.
+/// `user:password@` and query strings (presigned bucket URLs carry tokens there) in URLs inside
+/// an error text are not logged.
 fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c == '/' || c.is_whitespace()).unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
+        let host_end = tail.find(|c: char| c == '/' || c == '?' || c.is_whitespace()).unwrap_or(tail.len());
+        let tail = match tail[..host_end].rfind('@') {
             Some(at) => {
                 out.push_str("***@");
-                rest = &tail[at + 1..];
+                &tail[at + 1..]
             }
-            None => rest = tail,
+            None => tail,
+        };
+        let url_end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        match tail[..url_end].find('?') {
+            Some(q) => {
+                out.push_str(&tail[..q]);
+                out.push_str("?***");
+                rest = &tail[url_end..];
+            }
+            None => {
+                out.push_str(&tail[..url_end]);
+                rest = &tail[url_end..];
+            }
         }
     }
     out.push_str(rest);
@@ -240,6 +253,16 @@ fn write_inbox(inbox: &Path, bytes: &[u8]) -> std::io::Result<()> {
     facegate_shared::gallery_file::write_atomic(inbox, bytes)
 }
 
+/// What one successful fetch led to.
+enum Outcome {
+    /// 304, or the very bytes written last time (a server without validators).
+    Nothing,
+    /// Written into the inbox.
+    Written(PullNotice),
+    /// Refused; `version` identifies what was refused (logged once per version).
+    Refused { version: String, reason: String },
+}
+
 fn pull_loop(
     agent: &ureq::Agent,
     s: &PullSettings,
@@ -249,30 +272,48 @@ fn pull_loop(
     tx: &Sender<PullNotice>,
     stopped: &Receiver<()>,
 ) {
+    use sha2::{Digest, Sha256};
     let mut have = Validators::default();
+    let mut last_written: Option<[u8; 32]> = None;
     let mut failures: u64 = 0;
     let mut down_since: Option<Instant> = None;
     let mut refused_version: Option<String> = None;
     loop {
         let t = Instant::now();
         let outcome = fetch(agent, s, &have, counts).and_then(|f| match f {
-            Fetched::NotModified => Ok(None),
+            Fetched::NotModified => Ok(Outcome::Nothing),
             Fetched::TooLarge(n, v) => {
                 counts.refused.fetch_add(1, Ordering::Relaxed);
-                Ok(Some((v, Err(format!("{n} bytes is over gallery.max_bytes ({})", s.max_bytes)))))
+                Ok(Outcome::Refused {
+                    version: format!("{n} bytes, {:?}/{:?}", v.etag, v.last_modified),
+                    reason: format!("{n} bytes is over gallery.max_bytes ({})", s.max_bytes),
+                })
             }
-            Fetched::Body(bytes, v) => match rules.verify(&bytes) {
-                Err(e) => {
-                    counts.refused.fetch_add(1, Ordering::Relaxed);
-                    Ok(Some((v, Err(e.to_string()))))
+            Fetched::Body(bytes, v) => {
+                let digest: [u8; 32] = Sha256::digest(&bytes).into();
+                if last_written == Some(digest) {
+                    have = v;
+                    return Ok(Outcome::Nothing);
                 }
-                Ok(_) => {
-                    write_inbox(inbox, &bytes).map_err(|e| format!("writing the inbox {}: {e}", inbox.display()))?;
-                    counts.downloads.fetch_add(1, Ordering::Relaxed);
-                    let ms = t.elapsed().as_secs_f64() * 1e3;
-                    Ok(Some((v, Ok(PullNotice::Downloaded { bytes: bytes.len() as u64, ms }))))
+                match rules.verify(&bytes) {
+                    // Validators are not kept for a refused body: it may have been damaged on the
+                    // way (a body without Content-Length), so the next poll downloads it again.
+                    Err(e) => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        Ok(Outcome::Refused { version: hex::encode(digest), reason: e.to_string() })
+                    }
+                    Ok(_) => {
+                        write_inbox(inbox, &bytes)
+                            .map_err(|e| format!("writing the inbox {}: {e}", inbox.display()))?;
+                        counts.downloads.fetch_add(1, Ordering::Relaxed);
+                        last_written = Some(digest);
+                        // With validators the server answers 304 until it has a new version.
+                        have = v;
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        Ok(Outcome::Written(PullNotice::Downloaded { bytes: bytes.len() as u64, ms }))
+                    }
                 }
-            },
+            }
         });
         let notice = match outcome {
             Ok(done) => {
@@ -281,23 +322,18 @@ fn pull_loop(
                     notes.push(PullNotice::Recovered { failures, down: since.elapsed() });
                 }
                 failures = 0;
-                if let Some((v, result)) = done {
-                    let version = format!("{:?}/{:?}", v.etag, v.last_modified);
-                    match result {
-                        Ok(n) => {
-                            refused_version = None;
-                            notes.push(n);
-                        }
-                        Err(reason) => {
-                            if refused_version.as_ref() != Some(&version) {
-                                notes.push(PullNotice::Refused { reason });
-                            }
-                            refused_version = Some(version);
-                        }
+                match done {
+                    Outcome::Nothing => {}
+                    Outcome::Written(n) => {
+                        refused_version = None;
+                        notes.push(n);
                     }
-                    // Without validators every poll downloads again; with them, the server
-                    // answers 304 until it has a new version.
-                    have = v;
+                    Outcome::Refused { version, reason } => {
+                        if refused_version.as_ref() != Some(&version) {
+                            notes.push(PullNotice::Refused { reason });
+                        }
+                        refused_version = Some(version);
+                    }
                 }
                 notes
             }
@@ -337,6 +373,10 @@ mod tests {
             "https://***@host/g.fgg: Connection refused"
         );
         assert_eq!(redact("http://host:80/g.fgg: timed out"), "http://host:80/g.fgg: timed out");
+        assert_eq!(
+            redact("https://bucket.s3/g.fgg?X-Amz-Signature=abc&X-Amz-Credential=k failed"),
+            "https://bucket.s3/g.fgg?*** failed"
+        );
     }
 
     #[test]

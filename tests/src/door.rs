@@ -24,7 +24,8 @@ impl Unit {
 
 /// Keys, a gallery of `members` (photos 1–3, the ORL-trained encoder), a replay folder `frames/`
 /// of their photos 4–10 and all photos of `strangers`, alternating, and a door config `door.toml`
-/// (dir: source at 5 frames/s, 2 consecutive frames, 3 s cooldown, dry-run lock, `events.jsonl`).
+/// (dir: source at 5 frames/s, 2 consecutive frames, 3 s cooldown, dry-run lock, `events.jsonl`,
+/// metrics file `door.prom`).
 pub fn set_up_people(members: &[String], strangers: &[String]) -> Unit {
     let u = Unit { dir: tempfile::tempdir().unwrap(), members: members.to_vec(), strangers: strangers.to_vec() };
     // The front desk drops galleries into the inbox; the door keeps its state apart.
@@ -76,10 +77,12 @@ pub fn set_up_people(members: &[String], strangers: &[String]) -> Unit {
          [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
          [decision]\nconsecutive_frames = 2\ncooldown_ms = 3000\n\
          [lock]\nkind = \"dry-run\"\n\
-         [log]\npath = {:?}\n",
+         [log]\npath = {:?}\n\
+         [metrics]\npath = {:?}\n",
         u.path("state"),
         frames.display(),
         u.path("events.jsonl"),
+        u.path("door.prom"),
     );
     std::fs::write(u.path("door.toml"), config).unwrap();
     u

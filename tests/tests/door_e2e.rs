@@ -55,6 +55,32 @@ fn door_grants_enrolled_people_and_denies_everyone_else() {
     let n_granted = log.iter().filter(|e| e["decision"] == "granted").count();
     let n_denied = log.iter().filter(|e| e["decision"] == "denied").count();
     assert!(summary.contains(&format!("{n_granted} granted, {n_denied} denied")), "no decision lost: {summary}");
+
+    // The metrics file written at the end of the replay agrees with the event log.
+    let text = std::fs::read_to_string(u.path("door.prom")).unwrap();
+    let m = facegate_shared::prometheus::parse(&text).unwrap();
+    let v = |name: &str, labels: &[(&str, &str)]| facegate_shared::prometheus::value_of(&m, name, labels);
+    assert_eq!(v("facegate_door_decisions_total", &[("decision", "granted")]), Some(n_granted as f64));
+    assert_eq!(v("facegate_door_lock_actuations_total", &[]), Some(n_granted as f64), "dry-run actuations");
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for e in log.iter().filter(|e| e["decision"] == "denied") {
+        *by_reason.entry(e["reason"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert!(!by_reason.is_empty());
+    for (reason, n) in &by_reason {
+        assert_eq!(
+            v("facegate_door_decisions_total", &[("decision", "denied"), ("reason", reason)]),
+            Some(*n as f64),
+            "{reason}"
+        );
+    }
+    let denied_series = m.iter().filter(|s| s.name == "facegate_door_decisions_total").count();
+    assert_eq!(denied_series, by_reason.len() + 1, "no other series: {text}");
+    let frames: f64 = log.last().unwrap()["detail"].as_str().unwrap().split(' ').nth(3).unwrap().parse().unwrap();
+    assert_eq!(v("facegate_door_frames_total", &[]), Some(frames));
+    let faces = v("facegate_door_frame_latency_seconds_count", &[]).unwrap();
+    assert_eq!(v("facegate_door_faces_total", &[]), Some(faces));
+    assert!(faces > 0.0 && faces <= frames);
 }
 
 #[test]

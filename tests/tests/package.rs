@@ -262,6 +262,9 @@ fn the_amd64_package_installs_runs_upgrades_and_is_removed_in_a_debian_root() {
     eprintln!("dpkg -i in the bookworm root: {install_s:.1} s\n{out}");
     assert!(root_fs.ok("getent passwd facegate").starts_with("facegate:"));
     assert!(root_fs.ok("getent group facegate-enrol").starts_with("facegate-enrol:"));
+    // The door's user may write the inbox (galleries pulled from gallery.url).
+    let groups = root_fs.ok("id -nG facegate");
+    assert!(groups.split_whitespace().any(|g| g == "facegate-enrol"), "{groups}");
     let modes = root_fs.ok("stat -c '%n %U:%G %a' /var/lib/facegate/inbox /var/lib/facegate/state /var/log/facegate");
     assert_eq!(
         modes.lines().collect::<Vec<_>>(),
@@ -277,7 +280,8 @@ fn the_amd64_package_installs_runs_upgrades_and_is_removed_in_a_debian_root() {
     assert_eq!(root_fs.ok("facegate-door --version").trim(), format!("facegate-door {VERSION}"));
     // Without a trusted key the unit's check refuses (the unit is also gated on the key).
     let o = root_fs.sh("runuser -u facegate -- facegate-door check --config /etc/facegate/door.toml");
-    assert!(!o.status.success(), "check passes without a key: {}", String::from_utf8_lossy(&o.stdout));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success() && said.contains("/etc/facegate/facegate.pub"), "check without a key: {said}");
 
     // The key, the gallery in the inbox (as the front desk would), replay frames, and an edited
     // door.toml: the frames instead of the camera (the packaged config is dry-run already).
@@ -303,8 +307,19 @@ fn the_amd64_package_installs_runs_upgrades_and_is_removed_in_a_debian_root() {
     assert!(check.contains("\nready"), "{check}");
 
     // The packaged door runs: the gallery is installed into its state folder, the members are
-    // let in, the stranger is not.
+    // let in, the stranger is not. (/run/facegate is what the unit's RuntimeDirectory makes.)
+    root_fs.ok("install -d -o facegate -g facegate -m 0755 /run/facegate");
     root_fs.ok("runuser -u facegate -- facegate-door run --config /etc/facegate/door.toml");
+    let prom = root_fs.ok("stat -c '%U %a' /run/facegate/door.prom");
+    assert_eq!(prom.trim(), "facegate 644", "the metrics file is readable by node_exporter");
+    let status = root_fs.sh("facegate-door status --config /etc/facegate/door.toml");
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert!(!status.status.success() && status_text.starts_with("door           STOPPED"), "{status_text}");
+    let granted_logged = facegate_tests::door::events(&root_fs.path("/var/log/facegate/events.jsonl"))
+        .iter()
+        .filter(|e| e["decision"] == "granted")
+        .count();
+    assert!(status_text.contains(&format!("{granted_logged} granted")), "{status_text}");
     let log = facegate_tests::door::events(&root_fs.path("/var/log/facegate/events.jsonl"));
     let granted: Vec<String> = log
         .iter()

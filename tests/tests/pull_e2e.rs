@@ -1,6 +1,6 @@
 //! Several doors: two real `facegate-door` processes pull signed galleries from a real HTTP server
-//! on loopback (`gallery.url`, 2 s fetch interval). They start without a gallery (lock secured)
-//! and install the first one published; a member removed and the gallery republished is denied
+//! on loopback (`gallery.url`, 2 s fetch interval). They start without a gallery (lock secured, nothing
+//! published yet) and install the first one published; a member removed and the gallery republished is denied
 //! by both; the server answers 304 while nothing changes; a stopped server is logged once and
 //! recovered from while the doors keep deciding; a truncated download, a file over the size cap,
 //! a file signed by another key, an older revision and a slow server are each refused and logged,
@@ -171,22 +171,25 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
     let site = tempfile::tempdir().unwrap();
     let publish =
         || ok(&run("facegate", &["gallery", "publish", &gallery, site.path().to_str().unwrap(), "--trust", &public]));
+    let server = FileServer::start(site.path());
+    let url = server.url("gallery.fgg");
+
+    // Two doors start with empty inboxes and nothing published yet (404): locked, waiting, the
+    // failed fetch logged, metrics saying revision 0. The face in front of both is member 0.
+    let face = orl_photo(&members[0], 4);
+    let doors = [start_door(&url, &public, &face), start_door(&url, &public, &face)];
+    let d = [&doors[0], &doors[1]];
+    wait_for(&d, Duration::from_secs(30), "waiting, fetch failed, metrics written", |x| {
+        has_gallery_event(x, "waiting", "door locked")
+            && has_gallery_event(x, "fetch_failed", "404")
+            && revision(x) == Some(0)
+    });
+    assert!(d.iter().all(|x| x.log().iter().all(|e| e["event"] != "decision")), "no decision without a gallery");
     publish();
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(site.path().join("gallery.json")).unwrap()).unwrap();
     let rev1 = manifest["revision"].as_u64().unwrap();
     assert_eq!(manifest["members"], 3);
-    let server = FileServer::start(site.path());
-    let url = server.url("gallery.fgg");
-
-    // Two doors start with empty inboxes: locked, waiting, then they pull revision 1. The face in
-    // front of both is member 0.
-    let face = orl_photo(&members[0], 4);
-    let doors = [start_door(&url, &public, &face), start_door(&url, &public, &face)];
-    let d = [&doors[0], &doors[1]];
-    for door in d {
-        wait_for(&[door], Duration::from_secs(30), "waiting event", |x| has_gallery_event(x, "waiting", ""));
-    }
     wait_for(&d, Duration::from_secs(30), "first gallery installed", |x| {
         has_gallery_event(x, "-", &format!("installed revision {rev1}"))
     });
@@ -235,16 +238,17 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
     // The server goes away: each door logs the outage once, keeps its gallery and keeps deciding.
     let port = server.port();
     server.stop();
-    wait_for(&d, Duration::from_secs(15), "outage logged", |x| count_gallery_events(x, "fetch_failed") == 1);
+    // (the first outage was the 404 before anything was published)
+    wait_for(&d, Duration::from_secs(15), "outage logged", |x| count_gallery_events(x, "fetch_failed") == 2);
     let frames_then: Vec<f64> = d.iter().map(|x| metric(x, "facegate_door_frames_total")).collect();
     std::thread::sleep(Duration::from_millis(3 * FETCH_MS));
     for (x, then) in d.iter().zip(frames_then) {
-        assert_eq!(count_gallery_events(x, "fetch_failed"), 1, "logged once: {:?}", x.gallery_events());
+        assert_eq!(count_gallery_events(x, "fetch_failed"), 2, "logged once: {:?}", x.gallery_events());
         assert!(metric(x, "facegate_door_frames_total") > then + 10.0, "still processing frames");
         assert_eq!(revision(x), Some(rev2));
     }
     let server = FileServer::start_on(site.path(), port);
-    wait_for(&d, Duration::from_secs(20), "recovery logged", |x| count_gallery_events(x, "fetch_recovered") == 1);
+    wait_for(&d, Duration::from_secs(20), "recovery logged", |x| count_gallery_events(x, "fetch_recovered") == 2);
 
     // A truncated download: refused (a failed fetch), nothing written to the inbox.
     let inbox_before: Vec<Vec<u8>> = d.iter().map(|x| std::fs::read(x.path("inbox/gallery.fgg")).unwrap()).collect();
@@ -265,12 +269,17 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
         has_gallery_event(x, "-", &format!("installed revision {rev3}"))
     });
 
-    // A slow server (over the 1.5 s timeout): a failed fetch, logged once.
+    // A slow server (over the 1.5 s timeout): a failed fetch, logged once; frames go on.
     server.set(Behaviour::Slow(Duration::from_millis(2500)));
-    wait_for(&d, Duration::from_secs(20), "slow server logged", |x| count_gallery_events(x, "fetch_failed") == 3);
+    wait_for(&d, Duration::from_secs(20), "slow server logged", |x| count_gallery_events(x, "fetch_failed") == 4);
+    let frames_then: Vec<f64> = d.iter().map(|x| metric(x, "facegate_door_frames_total")).collect();
+    std::thread::sleep(Duration::from_millis(FETCH_MS));
+    for (x, then) in d.iter().zip(frames_then) {
+        assert!(metric(x, "facegate_door_frames_total") > then + 5.0, "frames processed while the fetch hangs");
+    }
     server.set(Behaviour::Normal);
     wait_for(&d, Duration::from_secs(30), "recovered from the slow server", |x| {
-        count_gallery_events(x, "fetch_recovered") == 3
+        count_gallery_events(x, "fetch_recovered") == 4
     });
 
     // Bad files on the server: each refused and logged, revision 3 kept.
@@ -302,17 +311,20 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
         ];
         args.extend(photos.iter().map(String::as_str));
         ok(&run("facegate", &args));
-        // an older revision (the first one, kept by the doors' inboxes before)
+        // an older revision (revision 2, which the doors' inboxes held before)
         vec![
             ("fetch_refused", big, "over gallery.max_bytes"),
             ("fetch_refused", std::fs::read(&og).unwrap(), "sign"),
-            ("rejected", inbox_before[0].clone(), "revision"),
+            ("rejected", inbox_before[0].clone(), "older than the installed revision"),
         ]
     };
     for (reason, bytes, detail) in cases {
+        let before: Vec<usize> = d.iter().map(|x| count_gallery_events(x, reason)).collect();
         std::fs::write(&served, &bytes).unwrap();
         wait_for(&d, Duration::from_secs(20), &format!("{reason} {detail}"), |x| has_gallery_event(x, reason, detail));
-        for x in d {
+        std::thread::sleep(Duration::from_millis(2 * FETCH_MS));
+        for (x, n) in d.iter().zip(&before) {
+            assert_eq!(count_gallery_events(x, reason), n + 1, "{reason} {detail}: logged once");
             assert_eq!(revision(x), Some(rev3), "{reason} {detail}");
         }
     }
@@ -356,7 +368,7 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
             .filter(|e| e["event"] == "gallery" && e["detail"].as_str().unwrap_or("").starts_with("installed revision"))
             .count() as f64;
         assert_eq!(v("facegate_door_gallery_installs_total", &[]), Some(installs));
-        assert!(v("facegate_door_gallery_fetch_failures_total", &[]).unwrap() >= 2.0);
+        assert!(v("facegate_door_gallery_fetch_failures_total", &[]).unwrap() >= 4.0);
         assert!(v("facegate_door_gallery_fetch_not_modified_total", &[]).unwrap() >= 2.0);
         assert_eq!(v("facegate_door_gallery_revision", &[]), Some(rev3 as f64));
         let stop = log.last().unwrap();

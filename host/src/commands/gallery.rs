@@ -205,7 +205,15 @@ pub fn publish(a: &PublishArgs) -> Result<ExitCode> {
     let target = a.dir.join(PUBLISHED_GALLERY);
     if target.exists() {
         let old = gallery_file::read_capped(&target).with_context(|| format!("published {}", target.display()))?;
-        if let Ok(prev) = gallery_file::decode_trusted(&old, &[key]) {
+        let prev = gallery_file::decode_trusted(&old, &[key]).with_context(|| {
+            format!(
+                "{} is not a gallery signed by the trusted key {}, so its revision cannot be compared: \
+                 not published (after a change of keys, delete the old file first)",
+                target.display(),
+                a.trust.display()
+            )
+        })?;
+        {
             if prev.revision > g.revision {
                 bail!(
                     "{} holds revision {}, newer than {} (revision {}): door units would refuse it; not published",
