@@ -831,23 +831,11 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let Some(p) = &self.puller else { return };
         for n in p.notices() {
             let revision = self.store.revision();
-            let (reason, detail) = match n {
-                PullNotice::Downloaded { bytes, ms } => {
-                    self.poll_now = true;
-                    ("downloaded", format!("{bytes} bytes from gallery.url in {ms:.0} ms, written to the inbox"))
-                }
-                PullNotice::Outage { error } => (
-                    "fetch_failed",
-                    format!("gallery.url: {error}; keeping revision {revision}, retrying with back-off"),
-                ),
-                PullNotice::Recovered { failures, down } => (
-                    "fetch_recovered",
-                    format!("gallery.url answers again after {:.1} s ({failures} failed fetches)", down.as_secs_f64()),
-                ),
-                PullNotice::Refused { reason } => {
-                    ("fetch_refused", format!("download refused, keeping revision {revision}: {reason}"))
-                }
-            };
+            if matches!(n, PullNotice::Downloaded { .. }) {
+                // installed at the next poll, not after the reload interval
+                self.poll_now = true;
+            }
+            let (reason, detail) = n.describe(revision);
             let mut ev = Event::now(EventKind::Gallery).detail(detail);
             ev.reason = Some(reason.into());
             self.log(ev);

@@ -11,7 +11,7 @@ use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims};
 use facegate_device::events::{Event, EventKind, EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::health::MetricsFile;
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
-use facegate_device::pull::{PullNotice, Puller};
+use facegate_device::pull::Puller;
 use facegate_device::source::{self, FrameSource};
 use facegate_device::store::{Access, GalleryStore, StoreError};
 use facegate_device::{Door, DoorConfig, DoorSettings};
@@ -167,6 +167,13 @@ fn first_gallery(
     let mut last_refusal = String::new();
     let started = facegate_device::health::unix_now();
     loop {
+        // What the puller did first, so its download is logged before the install it leads to.
+        for n in puller.map(Puller::notices).unwrap_or_default() {
+            let (reason, detail) = n.describe(0);
+            let mut ev = Event::now(EventKind::Gallery).detail(detail);
+            ev.reason = Some(reason.into());
+            record(sinks, ev);
+        }
         match GalleryStore::open(&c.gallery.paths, rules(c, p)?, Access::ReadWrite) {
             Ok(s) => {
                 if waiting {
@@ -214,19 +221,6 @@ fn first_gallery(
             if let Some(problem) = m.write(&text) {
                 eprintln!("facegate-door: {problem}");
             }
-        }
-        for n in puller.map(Puller::notices).unwrap_or_default() {
-            let mut ev = Event::now(EventKind::Gallery).detail(format!("{n:?}"));
-            ev.reason = Some(
-                match n {
-                    PullNotice::Downloaded { .. } => "downloaded",
-                    PullNotice::Outage { .. } => "fetch_failed",
-                    PullNotice::Recovered { .. } => "fetch_recovered",
-                    PullNotice::Refused { .. } => "fetch_refused",
-                }
-                .into(),
-            );
-            record(sinks, ev);
         }
         std::thread::sleep(c.gallery.reload_interval);
     }

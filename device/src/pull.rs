@@ -69,6 +69,27 @@ pub enum PullNotice {
     Refused { reason: String },
 }
 
+impl PullNotice {
+    /// The event log's reason code and detail; `revision` is the gallery in use (0: none yet).
+    pub fn describe(&self, revision: u64) -> (&'static str, String) {
+        match self {
+            PullNotice::Downloaded { bytes, ms } => {
+                ("downloaded", format!("{bytes} bytes from gallery.url in {ms:.0} ms, written to the inbox"))
+            }
+            PullNotice::Outage { error } => {
+                ("fetch_failed", format!("gallery.url: {error}; keeping revision {revision}, retrying with back-off"))
+            }
+            PullNotice::Recovered { failures, down } => (
+                "fetch_recovered",
+                format!("gallery.url answers again after {:.1} s ({failures} failed fetches)", down.as_secs_f64()),
+            ),
+            PullNotice::Refused { reason } => {
+                ("fetch_refused", format!("download refused, keeping revision {revision}: {reason}"))
+            }
+        }
+    }
+}
+
 /// Counters since the door started (for the metrics file).
 #[derive(Debug, Default)]
 pub struct PullCounts {

@@ -93,7 +93,12 @@ fn main() {
             .iter()
             .position(|e| e["detail"].as_str().unwrap_or("").starts_with(&format!("installed revision {rev}")))
             .unwrap();
-        let downloaded = ev[..installed].iter().rposition(|e| e["reason"] == "downloaded").unwrap();
+        // the download that led to it (for the first gallery it may be logged just after)
+        let downloaded = ev[..installed]
+            .iter()
+            .rposition(|e| e["reason"] == "downloaded")
+            .or_else(|| ev.iter().position(|e| e["reason"] == "downloaded"))
+            .unwrap();
         out.push(json!({
             "revision": rev,
             "download": ev[downloaded]["detail"],

@@ -274,6 +274,31 @@ fn the_amd64_package_installs_runs_upgrades_and_is_removed_in_a_debian_root() {
             "/var/log/facegate facegate:facegate 750"
         ]
     );
+    // The unit's user and groups exist on a plain Debian system (a missing group fails the unit
+    // with 216/GROUP), and systemd parses the unit without complaint.
+    let unit = std::fs::read_to_string(root_fs.path("/usr/lib/systemd/system/facegate-door.service")).unwrap();
+    for line in unit.lines() {
+        if let Some((key, value)) = line.split_once('=') {
+            let db = match key {
+                "User" => "passwd",
+                "Group" | "SupplementaryGroups" => "group",
+                _ => continue,
+            };
+            for name in value.split_whitespace() {
+                root_fs.ok(&format!("getent {db} {name}"));
+            }
+        }
+    }
+    let verify = tool(
+        "systemd-analyze",
+        &["verify", "--man=no", root_fs.path("/usr/lib/systemd/system/facegate-door.service").to_str().unwrap()],
+    );
+    let complaints: Vec<String> = String::from_utf8_lossy(&verify.stderr)
+        .lines()
+        .filter(|l| !l.contains("is not executable")) // the binary is inside the root, not on the host
+        .map(str::to_owned)
+        .collect();
+    assert!(complaints.is_empty(), "systemd-analyze verify: {complaints:?}");
     // Enabled (the symlink deb-systemd-helper makes), not started (no key, no gallery yet).
     let wants = root_fs.path("/etc/systemd/system/multi-user.target.wants/facegate-door.service");
     assert!(wants.symlink_metadata().is_ok(), "the unit is enabled");
