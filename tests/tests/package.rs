@@ -238,20 +238,7 @@ fn the_amd64_package_installs_runs_upgrades_and_is_removed_in_a_debian_root() {
     let (secret, public, gallery) = (w.path().join("k.secret"), w.path().join("k.pub"), w.path().join("gallery.fgg"));
     ok(&run("facegate", &["keys", "init", "--secret", secret.to_str().unwrap(), "--public", public.to_str().unwrap()]));
     for m in members {
-        let photos: Vec<String> = (1..=3).map(|n| orl_photo(m, n).display().to_string()).collect();
-        let mut args = vec![
-            "enroll",
-            "--gallery",
-            gallery.to_str().unwrap(),
-            "--key",
-            secret.to_str().unwrap(),
-            "--id",
-            m,
-            "--name",
-            m,
-        ];
-        args.extend(photos.iter().map(String::as_str));
-        ok(&run("facegate", &args));
+        facegate_tests::door::enroll_orl(gallery.to_str().unwrap(), secret.to_str().unwrap(), m, None);
     }
 
     // Install.

@@ -294,23 +294,13 @@ fn two_doors_pull_galleries_deny_a_removed_member_and_survive_a_bad_server() {
         let (os, op) = (other.join("o.secret"), other.join("o.pub"));
         ok(&run("facegate", &["keys", "init", "--secret", os.to_str().unwrap(), "--public", op.to_str().unwrap()]));
         let og = other.join("g.fgg");
-        let photos: Vec<String> = (1..=3).map(|n| orl_photo(&strangers[0], n).display().to_string()).collect();
-        let mut args = vec![
-            "enroll",
-            "--model",
-            "models/facegate-default.onnx",
-            "--allow-low-quality",
-            "--gallery",
+        // a gallery of the stranger, signed by a key the doors do not trust
+        facegate_tests::door::enroll_orl(
             og.to_str().unwrap(),
-            "--key",
             os.to_str().unwrap(),
-            "--id",
-            "intruder",
-            "--name",
-            "intruder",
-        ];
-        args.extend(photos.iter().map(String::as_str));
-        ok(&run("facegate", &args));
+            &strangers[0],
+            Some("models/facegate-default.onnx"),
+        );
         // an older revision (revision 2, which the doors' inboxes held before)
         vec![
             ("fetch_refused", big, "over gallery.max_bytes"),
