@@ -203,7 +203,8 @@ pub fn status(path: &Path, interval: Duration) -> Result<String, String> {
                     && s.labels.iter().any(|(k, v)| k == "decision" && v == decision)
             })
             .map(|s| s.value)
-            .sum()
+            // an empty f64 sum is -0.0, printed "-0"
+            .fold(0.0, |a, b| a + b)
     };
     line("decisions", format!("{} granted, {} denied since start", sum("granted"), sum("denied")));
     if let Some(t) = v("facegate_door_last_decision_time_seconds") {
@@ -297,5 +298,6 @@ mod tests {
         std::fs::write(&p, old + "\n").unwrap();
         let st = status(&p, Duration::from_secs(10)).unwrap();
         assert!(st.contains("NOT RUNNING"), "{st}");
+        assert!(st.contains("0 granted, 0 denied since start"), "no \"-0\": {st}");
     }
 }

@@ -159,7 +159,7 @@ fn first_gallery(
     c: &DoorConfig,
     p: &Pipeline,
     lock: &mut dyn Lock,
-    sinks: &mut Vec<Box<dyn EventSink>>,
+    sinks: &mut Tee,
     puller: Option<&Puller>,
     mut metrics: Option<&mut MetricsFile>,
 ) -> Result<GalleryStore> {
@@ -226,11 +226,10 @@ fn first_gallery(
     }
 }
 
-fn record(sinks: &mut [Box<dyn EventSink>], ev: Event) {
-    for s in sinks.iter_mut() {
-        if let Err(e) = s.record(&ev) {
-            eprintln!("facegate-door: event log write failed ({e})");
-        }
+/// Records a start-up event; a failed write is reported and the door goes on (still locked).
+fn record(sinks: &mut Tee, ev: Event) {
+    if let Err(e) = sinks.record(&ev) {
+        eprintln!("facegate-door: event log write failed ({e})");
     }
 }
 
@@ -262,12 +261,12 @@ fn open_lock(c: &DoorConfig) -> Result<Box<dyn Lock + Send>> {
 
 fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let c = common.load()?;
-    let mut sinks: Vec<Box<dyn EventSink>> = vec![Box::new(
+    let mut sinks = Tee(vec![Box::new(
         JsonlLog::open(&c.log.path, c.log.max_bytes, c.log.keep)
             .with_context(|| format!("event log {} (is the folder there and writable?)", c.log.path.display()))?,
-    )];
+    ) as Box<dyn EventSink>]);
     if json {
-        sinks.push(Box::new(StdoutSink));
+        sinks.0.push(Box::new(StdoutSink));
     }
     let p = pipeline(&c)?;
     let mut lock = open_lock(&c)?;
@@ -287,7 +286,7 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     } else {
         (src, Box::new(p))
     };
-    let mut door = Door::new(src, embedder, lock, Tee(sinks), store, settings)?;
+    let mut door = Door::new(src, embedder, lock, sinks, store, settings)?;
     door.puller = puller;
     door.metrics = metrics;
     // How long an emergency secure may take: one lock command, plus a retry.
