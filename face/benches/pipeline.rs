@@ -1,5 +1,5 @@
 //! Face pipeline latency on one core: YuNet detection at 640×480, 640×640 and 320×256, alignment, SFace and
-//! default-encoder encoding (with the load-time PReLU rewrite and as shipped), and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
+//! default-encoder encoding (with the load-time graph rewrites and as shipped; YuNet also as shipped), and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
 //! upscaled 3× on a grey 640×480 background. Needs `make setup`.
 //! Run: `cargo bench -p facegate-face --bench pipeline`.
 
@@ -29,6 +29,11 @@ fn pipeline(c: &mut Criterion) {
         let det = YuNet::load_with_canvas(&root.join(paths::YUNET), w, h).unwrap();
         assert_eq!(det.detect(&frame).unwrap().len(), 1);
         g.bench_function(format!("detect_yunet_{w}x{h}"), |b| b.iter(|| det.detect(&frame).unwrap()));
+    }
+    // the detector without the load-time max-pool rewrite, for the before/after in one run
+    for (w, h) in [(640, 480), (320, 256)] {
+        let det = YuNet::load_with(&root.join(paths::YUNET), w, h, GraphPrep::AsShipped).unwrap();
+        g.bench_function(format!("detect_yunet_{w}x{h}_as_shipped"), |b| b.iter(|| det.detect(&frame).unwrap()));
     }
     let det = YuNet::load(&root.join(paths::YUNET)).unwrap();
     let d = det.detect(&frame).unwrap()[0];

@@ -33,8 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     imageops::overlay(&mut frame, &face, 180, 70);
 
     for (w, h) in [(640, 480), (320, 256)] {
-        let det = YuNet::load_with_canvas(&models.join(paths::YUNET), w, h)?;
-        table(&format!("YuNet {w}×{h}"), &det.profile(&frame, runs)?, 6);
+        for prep in [GraphPrep::AsShipped, GraphPrep::Rewritten] {
+            let det = YuNet::load_with(&models.join(paths::YUNET), w, h, prep)?;
+            table(&format!("YuNet {w}×{h}, {prep:?}"), &det.profile(&frame, runs)?, 6);
+        }
     }
     let det = YuNet::load(&models.join(paths::YUNET))?;
     let d = det.detect(&frame)?[0];

@@ -11,7 +11,7 @@ use image::RgbImage;
 use std::path::Path;
 use tract_onnx::prelude::*;
 
-use crate::FaceError;
+use crate::{FaceError, GraphPrep};
 
 /// Default canvas width the detector runs at.
 pub const CANVAS_WIDTH: u32 = 640;
@@ -94,6 +94,12 @@ impl YuNet {
 
     /// Loads YuNet for a `width × height` canvas (both multiples of 32).
     pub fn load_with_canvas(path: &Path, width: u32, height: u32) -> Result<Self, FaceError> {
+        Self::load_with(path, width, height, GraphPrep::Rewritten)
+    }
+
+    /// Loads YuNet for a `width × height` canvas, the graph prepared as `prep` says (the parity
+    /// test compares both).
+    pub fn load_with(path: &Path, width: u32, height: u32, prep: GraphPrep) -> Result<Self, FaceError> {
         if width == 0 || height == 0 || !width.is_multiple_of(32) || !height.is_multiple_of(32) {
             return Err(FaceError::Model {
                 path: path.display().to_string(),
@@ -102,7 +108,12 @@ impl YuNet {
         }
         let err = |e: TractError| FaceError::Model { path: path.display().to_string(), reason: format!("{e:#}") };
         let bytes = std::fs::read(path).map_err(|source| FaceError::Io { path: path.display().to_string(), source })?;
-        let rewritten = crate::rewrite::rewritten_bytes(&bytes).map(|(b, _)| b);
+        let rewritten = match prep {
+            GraphPrep::Rewritten => {
+                crate::rewrite::rewritten_bytes(&bytes, Some([height as usize, width as usize])).map(|(b, _)| b)
+            }
+            GraphPrep::AsShipped => None,
+        };
         let plan = tract_onnx::onnx()
             .with_ignore_value_info(true)
             .model_for_read(&mut rewritten.as_deref().unwrap_or(&bytes))

@@ -6,17 +6,55 @@
 //! function is `max(x, a·x)`: for `x ≥ 0`, `a·x ≤ x`; for `x < 0`, `a·x ≥ x`. That is two
 //! passes (`Mul`, `Max`) that tract runs as plain element-wise kernels. A PReLU with a slope
 //! above 1, or slopes that are not a float initializer, is left as it is.
+//!
+//! **PReLU with slopes above 1.** For `a > 1`, `PReLU(x) = min(x, a·x) = −max(−x, −a·x)`. Where
+//! the PReLU's input comes from a `BatchNormalization` and its output goes only to convolutions,
+//! the channels with `a > 1` are negated by the normalisation (its scale and shift times −1) and
+//! negated back by the convolutions' weights on those channels, so `max(u, a·u)` serves every
+//! channel. Negation is exact in floating point, so the result is bit for bit the same.
+//!
+//! **Strided depthwise convolutions as dense ones.** tract 0.23.9 vectorises a depthwise
+//! convolution only along a contiguous output row read with input stride 1; with stride 2 it
+//! walks every tap scalar. A stride-2 convolution's output `i` is the stride-1 convolution's
+//! output `2i` (same pads, same taps, same order of the sums), so the rewrite runs the
+//! convolution with stride 1 and keeps the even rows and columns: `Reshape` to
+//! `[N, C, H/2, 2, W/2, 2]`, `Slice` index 0 of the two phase axes, `Reshape` back. Four times the
+//! multiply-adds, vectorised. (A `Slice` with step 2 would not do: tract folds it back into the
+//! convolution's stride.)
+//!
+//! **2×2 max-pooling as a reduction.** `MaxPool` (kernel 2, stride 2, no padding) over an even
+//! `H × W` is `ReduceMax` over the phase axes of the same `[N, C, H/2, 2, W/2, 2]` view.
+//!
+//! Both need the tensor's height and width, which the rewrite follows from the model's fixed input
+//! size through the convolutions, pools and element-wise operators; where it cannot, the node is
+//! left as it is. All rewrites are exact: the same floats are added and compared in the same
+//! order (parity tests against the graph as shipped, `face/tests/orl.rs`).
 
 use prost::Message;
+use std::collections::HashMap;
 use tract_onnx::pb;
 
-/// What [`prelu_as_max`] changed.
+/// What the rewrites changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rewritten {
     /// PReLU nodes now `Mul` + `Max`.
     pub prelu: usize,
-    /// PReLU nodes left alone (a slope above 1, or slopes not found as a float initializer).
+    /// PReLU nodes left alone (a slope above 1 that could not be folded, or slopes not found as
+    /// a float initializer).
     pub kept: usize,
+    /// Of `prelu`, those with slopes above 1 whose channels were negated around them (see
+    /// [`fold_signs`]).
+    pub sign_folded: usize,
+    /// Stride-2 depthwise convolutions now stride 1 + even rows and columns.
+    pub strided_depthwise: usize,
+    /// 2×2 stride-2 max-pools now a `ReduceMax` over the phase axes.
+    pub maxpool: usize,
+}
+
+impl Rewritten {
+    fn any(&self) -> bool {
+        self.prelu + self.strided_depthwise + self.maxpool > 0
+    }
 }
 
 /// The float values of initializer `name`, if it is a float tensor.
@@ -34,10 +72,12 @@ fn float_initializer(graph: &pb::GraphProto, name: &str) -> Option<Vec<f32>> {
     Some(t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
-/// Rewrites every PReLU whose slopes are all ≤ 1 as `Max(x, Mul(x, slope))`, in place.
+/// Rewrites every PReLU whose slopes are all ≤ 1, or whose channels with larger slopes
+/// [`fold_signs`] could negate, as `Max(x, Mul(x, slope))`, in place.
 pub fn prelu_as_max(model: &mut pb::ModelProto) -> Rewritten {
+    let folded = fold_signs(model);
     let Some(graph) = model.graph.as_mut() else { return Rewritten::default() };
-    let mut out = Rewritten::default();
+    let mut out = Rewritten { sign_folded: folded.len(), ..Default::default() };
     let mut nodes = Vec::with_capacity(graph.node.len());
     for node in std::mem::take(&mut graph.node) {
         let slopes = (node.op_type == "PRelu" && node.input.len() == 2 && node.output.len() == 1)
@@ -49,7 +89,7 @@ pub fn prelu_as_max(model: &mut pb::ModelProto) -> Rewritten {
             nodes.push(node);
             continue;
         };
-        if slopes.iter().any(|&a| a.is_nan() || a > 1.0) {
+        if slopes.iter().any(|&a| a.is_nan() || (a > 1.0 && !folded.contains(&node.output[0]))) {
             out.kept += 1;
             nodes.push(node);
             continue;
@@ -75,13 +115,344 @@ pub fn prelu_as_max(model: &mut pb::ModelProto) -> Rewritten {
     out
 }
 
-/// Decodes ONNX bytes, applies [`prelu_as_max`] and encodes them again; `None` when nothing
-/// changed or the bytes are not a model (the caller then loads the original and reports its
-/// errors).
-pub fn rewritten_bytes(onnx: &[u8]) -> Option<(Vec<u8>, Rewritten)> {
+fn set_float_initializer(graph: &mut pb::GraphProto, name: &str, values: &[f32]) {
+    if let Some(t) = graph.initializer.iter_mut().find(|t| t.name == name) {
+        t.float_data.clear();
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    }
+}
+
+/// Negates, around each PReLU that has slopes above 1, the channels with such slopes (see the
+/// module's documentation), so that [`prelu_as_max`] can rewrite it. Returns how many PReLU nodes
+/// were prepared, by output name. A PReLU whose neighbourhood is not exactly `BatchNormalization → PRelu →
+/// Conv…` (each tensor used only there, parameters not shared) is left alone.
+pub fn fold_signs(model: &mut pb::ModelProto) -> std::collections::HashSet<String> {
+    let mut folded = std::collections::HashSet::new();
+    let Some(graph) = model.graph.as_mut() else { return folded };
+    let uses = |graph: &pb::GraphProto, name: &str| {
+        graph.node.iter().flat_map(|n| &n.input).filter(|i| *i == name).count()
+            + graph.output.iter().filter(|o| o.name == name).count()
+    };
+    for p in 0..graph.node.len() {
+        let prelu = &graph.node[p];
+        if prelu.op_type != "PRelu" || prelu.input.len() != 2 || prelu.output.len() != 1 {
+            continue;
+        }
+        let Some(slopes) = float_initializer(graph, &prelu.input[1]) else { continue };
+        if !slopes.iter().any(|&a| a > 1.0) || slopes.iter().any(|a| !a.is_finite()) {
+            continue;
+        }
+        let (x, y) = (prelu.input[0].clone(), prelu.output[0].clone());
+        let Some(bn) =
+            graph.node.iter().position(|n| n.op_type == "BatchNormalization" && n.output.first() == Some(&x))
+        else {
+            continue;
+        };
+        let bn_params = graph.node[bn].input.get(1..3).map(|v| v.to_vec()).unwrap_or_default();
+        let consumers: Vec<usize> = (0..graph.node.len()).filter(|&i| graph.node[i].input.contains(&y)).collect();
+        let channels = slopes.len();
+        let flips: Vec<f32> = slopes.iter().map(|&a| if a > 1.0 { -1.0 } else { 1.0 }).collect();
+        // every piece used once, and every consumer a convolution reading the PReLU as its data
+        let convs_ok = !consumers.is_empty()
+            && uses(graph, &y) == consumers.len()
+            && consumers.iter().all(|&c| {
+                let n = &graph.node[c];
+                let w = n.input.get(1).and_then(|w| graph.initializer.iter().find(|t| &t.name == w));
+                n.op_type == "Conv"
+                    && n.input[0] == y
+                    && n.input.iter().skip(1).all(|i| i != &y)
+                    && n.input.get(1).is_some_and(|w| uses(graph, w) == 1)
+                    && w.is_some_and(|w| {
+                        let group = attr_int(n, "group", 1) as usize;
+                        w.dims.len() == 4
+                            && ((group == 1 && w.dims[1] as usize == channels)
+                                || (group == channels && w.dims[0] as usize == channels && w.dims[1] == 1))
+                    })
+            });
+        let bn_ok = uses(graph, &x) == 1
+            && bn_params.len() == 2
+            && bn_params
+                .iter()
+                .all(|t| uses(graph, t) == 1 && float_initializer(graph, t).is_some_and(|v| v.len() == channels));
+        if !convs_ok || !bn_ok {
+            continue;
+        }
+        for t in &bn_params {
+            let v: Vec<f32> = float_initializer(graph, t).unwrap().iter().zip(&flips).map(|(v, f)| v * f).collect();
+            set_float_initializer(graph, t, &v);
+        }
+        for &c in &consumers {
+            let name = graph.node[c].input[1].clone();
+            let group = attr_int(&graph.node[c], "group", 1);
+            let dims = graph.initializer.iter().find(|t| t.name == name).unwrap().dims.clone();
+            let mut w = float_initializer(graph, &name).unwrap();
+            let per_out = w.len() / dims[0] as usize; // Cin/g × kh × kw
+            let per_in = per_out / dims[1] as usize; // kh × kw
+            for (i, v) in w.iter_mut().enumerate() {
+                let channel = if group == 1 { (i % per_out) / per_in } else { i / per_out };
+                *v *= flips[channel];
+            }
+            set_float_initializer(graph, &name, &w);
+        }
+        folded.insert(y);
+    }
+    folded
+}
+
+fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_ints(node: &pb::NodeProto, name: &str, default: &[i64]) -> Vec<i64> {
+    attr(node, name).map(|a| a.ints.clone()).unwrap_or_else(|| default.to_vec())
+}
+
+fn attr_int(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).map(|a| a.i).unwrap_or(default)
+}
+
+/// The geometry of a 2-D `Conv` or `MaxPool` node: kernel, strides, pads (top, left, bottom,
+/// right), dilations; `None` for anything this module does not follow (explicit `auto_pad`,
+/// `ceil_mode`, not 2-D).
+struct Window {
+    kernel: [i64; 2],
+    strides: [i64; 2],
+    pads: [i64; 4],
+    dilations: [i64; 2],
+}
+
+impl Window {
+    fn of(node: &pb::NodeProto, graph: &pb::GraphProto) -> Option<Window> {
+        if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
+            || attr_int(node, "ceil_mode", 0) != 0
+        {
+            return None;
+        }
+        let kernel = match attr(node, "kernel_shape") {
+            Some(a) => a.ints.clone(),
+            None => graph.initializer.iter().find(|t| Some(&t.name) == node.input.get(1))?.dims.get(2..)?.to_vec(),
+        };
+        let pick2 = |v: Vec<i64>| <[i64; 2]>::try_from(v).ok();
+        Some(Window {
+            kernel: pick2(kernel)?,
+            strides: pick2(attr_ints(node, "strides", &[1, 1]))?,
+            pads: <[i64; 4]>::try_from(attr_ints(node, "pads", &[0, 0, 0, 0])).ok()?,
+            dilations: pick2(attr_ints(node, "dilations", &[1, 1]))?,
+        })
+    }
+
+    fn output(&self, hw: [i64; 2]) -> Option<[i64; 2]> {
+        let out = |i: usize| {
+            let span = hw[i] + self.pads[i] + self.pads[i + 2] - self.dilations[i] * (self.kernel[i] - 1) - 1;
+            (span >= 0 && self.strides[i] > 0).then(|| span / self.strides[i] + 1)
+        };
+        Some([out(0)?, out(1)?])
+    }
+}
+
+/// Height and width of every tensor that can be followed from the first graph input
+/// (`input_hw`) through convolutions, pools and shape-keeping element-wise operators.
+fn spatial_dims(graph: &pb::GraphProto, input_hw: [i64; 2]) -> HashMap<String, [i64; 2]> {
+    const SAME_SHAPE: &[&str] = &[
+        "Relu",
+        "PRelu",
+        "BatchNormalization",
+        "Sigmoid",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Max",
+        "Min",
+        "Clip",
+        "LeakyRelu",
+        "Identity",
+        "Dropout",
+    ];
+    let mut dims = HashMap::new();
+    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let Some(input) = graph.input.iter().find(|i| !inits.contains(i.name.as_str())) else { return dims };
+    dims.insert(input.name.clone(), input_hw);
+    for node in &graph.node {
+        let Some(&hw) = node.input.first().and_then(|i| dims.get(i)) else { continue };
+        let out = match node.op_type.as_str() {
+            "Conv" | "MaxPool" | "AveragePool" => Window::of(node, graph).and_then(|w| w.output(hw)),
+            op if SAME_SHAPE.contains(&op) => Some(hw),
+            _ => None,
+        };
+        if let (Some(out), Some(name)) = (out, node.output.first()) {
+            dims.insert(name.clone(), out);
+        }
+    }
+    dims
+}
+
+fn int64_initializer(name: String, values: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name,
+        dims: vec![values.len() as i64],
+        data_type: pb::tensor_proto::DataType::Int64 as i32,
+        int64_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn reshape(name: &str, input: &str, output: &str, shape: &[i64], inits: &mut Vec<pb::TensorProto>) -> pb::NodeProto {
+    let shape_name = format!("{output}__shape");
+    inits.push(int64_initializer(shape_name.clone(), shape));
+    pb::NodeProto {
+        name: name.into(),
+        op_type: "Reshape".into(),
+        input: vec![input.into(), shape_name],
+        output: vec![output.into()],
+        ..Default::default()
+    }
+}
+
+/// Rewrites stride-2 depthwise convolutions as stride 1 + even rows and columns, and 2×2
+/// stride-2 max-pools as `ReduceMax` over the phase axes (see the module's documentation), for a
+/// model whose first input is `input_hw` (height, width). Returns (depthwise, max-pools).
+pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usize, usize) {
+    let Some(graph) = model.graph.as_mut() else { return (0, 0) };
+    let dims = spatial_dims(graph, input_hw.map(|v| v as i64));
+    let (mut depthwise, mut pools) = (0, 0);
+    let mut inits = Vec::new();
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for node in std::mem::take(&mut graph.node) {
+        let Some(&hw) = node.input.first().and_then(|i| dims.get(i)) else {
+            nodes.push(node);
+            continue;
+        };
+        let window = Window::of(&node, graph);
+        let out = node.output.first().cloned().unwrap_or_default();
+        match (node.op_type.as_str(), window) {
+            ("Conv", Some(w)) if w.strides == [2, 2] && w.dilations == [1, 1] => {
+                let group = attr_int(&node, "group", 1);
+                let weight = graph.initializer.iter().find(|t| Some(&t.name) == node.input.get(1));
+                let is_depthwise =
+                    group > 1 && weight.is_some_and(|t| t.dims.len() == 4 && t.dims[0] == group && t.dims[1] == 1);
+                let dense = Window { strides: [1, 1], ..w };
+                match dense.output(hw) {
+                    Some([h, w]) if is_depthwise && h % 2 == 0 && w % 2 == 0 && node.output.len() == 1 => {
+                        let mut conv = node.clone();
+                        conv.output = vec![format!("{out}__dense")];
+                        for a in conv.attribute.iter_mut().filter(|a| a.name == "strides") {
+                            a.ints = vec![1, 1];
+                        }
+                        nodes.push(conv);
+                        nodes.push(reshape(
+                            &format!("{}__phases", node.name),
+                            &format!("{out}__dense"),
+                            &format!("{out}__phases"),
+                            &[0, 0, h / 2, 2, w / 2, 2],
+                            &mut inits,
+                        ));
+                        let (starts, ends, axes) =
+                            (format!("{out}__starts"), format!("{out}__ends"), format!("{out}__axes"));
+                        inits.push(int64_initializer(starts.clone(), &[0, 0]));
+                        inits.push(int64_initializer(ends.clone(), &[1, 1]));
+                        inits.push(int64_initializer(axes.clone(), &[3, 5]));
+                        nodes.push(pb::NodeProto {
+                            name: format!("{}__even", node.name),
+                            op_type: "Slice".into(),
+                            input: vec![format!("{out}__phases"), starts, ends, axes],
+                            output: vec![format!("{out}__even")],
+                            ..Default::default()
+                        });
+                        nodes.push(reshape(
+                            &format!("{}__merge", node.name),
+                            &format!("{out}__even"),
+                            &out,
+                            &[0, 0, h / 2, w / 2],
+                            &mut inits,
+                        ));
+                        depthwise += 1;
+                    }
+                    _ => nodes.push(node),
+                }
+            }
+            ("MaxPool", Some(w))
+                if w.kernel == [2, 2]
+                    && w.strides == [2, 2]
+                    && w.pads == [0; 4]
+                    && w.dilations == [1, 1]
+                    && hw[0] % 2 == 0
+                    && hw[1] % 2 == 0
+                    && node.output.len() == 1 =>
+            {
+                // rows 2i and 2i+1 side by side: [N, C, H/2, 2W]; their element-wise max is the
+                // vertical half of the pool, then a 1×2 pool does the horizontal half
+                let (h, w) = (hw[0], hw[1]);
+                let pairs = format!("{out}__rows");
+                nodes.push(reshape(
+                    &format!("{}__rows", node.name),
+                    &node.input[0],
+                    &pairs,
+                    &[0, 0, h / 2, 2 * w],
+                    &mut inits,
+                ));
+                let mut halves = Vec::new();
+                for (i, (from, to)) in [(0, w), (w, 2 * w)].into_iter().enumerate() {
+                    let (starts, ends, axes, half) = (
+                        format!("{out}__starts{i}"),
+                        format!("{out}__ends{i}"),
+                        format!("{out}__axes{i}"),
+                        format!("{out}__half{i}"),
+                    );
+                    inits.push(int64_initializer(starts.clone(), &[from]));
+                    inits.push(int64_initializer(ends.clone(), &[to]));
+                    inits.push(int64_initializer(axes.clone(), &[3]));
+                    nodes.push(pb::NodeProto {
+                        name: format!("{}__half{i}", node.name),
+                        op_type: "Slice".into(),
+                        input: vec![pairs.clone(), starts, ends, axes],
+                        output: vec![half.clone()],
+                        ..Default::default()
+                    });
+                    halves.push(half);
+                }
+                let vertical = format!("{out}__vertical");
+                nodes.push(pb::NodeProto {
+                    name: format!("{}__vertical", node.name),
+                    op_type: "Max".into(),
+                    input: halves,
+                    output: vec![vertical.clone()],
+                    ..Default::default()
+                });
+                let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
+                    name: name.into(),
+                    r#type: pb::attribute_proto::AttributeType::Ints as i32,
+                    ints: v,
+                    ..Default::default()
+                };
+                nodes.push(pb::NodeProto {
+                    name: format!("{}__horizontal", node.name),
+                    op_type: "MaxPool".into(),
+                    input: vec![vertical],
+                    output: vec![out.clone()],
+                    attribute: vec![ints("kernel_shape", vec![1, 2]), ints("strides", vec![1, 2])],
+                    ..Default::default()
+                });
+                pools += 1;
+            }
+            _ => nodes.push(node),
+        }
+    }
+    graph.node = nodes;
+    graph.initializer.extend(inits);
+    (depthwise, pools)
+}
+
+/// Decodes ONNX bytes, applies [`prelu_as_max`] and, when the input's height and width are
+/// given, [`phase_rewrites`], and encodes them again; `None` when nothing changed or the bytes
+/// are not a model (the caller then loads the original and reports its errors).
+pub fn rewritten_bytes(onnx: &[u8], input_hw: Option<[usize; 2]>) -> Option<(Vec<u8>, Rewritten)> {
     let mut model = pb::ModelProto::decode(onnx).ok()?;
-    let r = prelu_as_max(&mut model);
-    (r.prelu > 0).then(|| (model.encode_to_vec(), r))
+    let mut r = prelu_as_max(&mut model);
+    if let Some(hw) = input_hw {
+        (r.strided_depthwise, r.maxpool) = phase_rewrites(&mut model, hw);
+    }
+    r.any().then(|| (model.encode_to_vec(), r))
 }
 
 #[cfg(test)]
@@ -112,7 +483,7 @@ mod tests {
     #[test]
     fn prelu_with_slopes_up_to_one_becomes_mul_then_max() {
         let mut m = prelu_model(&[0.25, -0.5, 1.0]);
-        assert_eq!(prelu_as_max(&mut m), Rewritten { prelu: 1, kept: 0 });
+        assert_eq!(prelu_as_max(&mut m), Rewritten { prelu: 1, ..Default::default() });
         let g = m.graph.unwrap();
         let ops: Vec<(&str, &[String], &[String])> =
             g.node.iter().map(|n| (n.op_type.as_str(), n.input.as_slice(), n.output.as_slice())).collect();
@@ -131,8 +502,151 @@ mod tests {
     fn a_slope_above_one_or_nan_is_left_alone() {
         for slopes in [[0.25, 1.5], [0.25, f32::NAN]] {
             let mut m = prelu_model(&slopes);
-            assert_eq!(prelu_as_max(&mut m), Rewritten { prelu: 0, kept: 1 });
+            assert_eq!(prelu_as_max(&mut m), Rewritten { kept: 1, ..Default::default() });
             assert_eq!(m.graph.unwrap().node[0].op_type, "PRelu");
         }
+    }
+
+    fn floats(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
+        pb::TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: pb::tensor_proto::DataType::Float as i32,
+            raw_data: v.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn node(op: &str, inputs: &[&str], output: &str, attrs: &[(&str, &[i64])]) -> pb::NodeProto {
+        pb::NodeProto {
+            name: output.into(),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            attribute: attrs
+                .iter()
+                .map(|(name, v)| pb::AttributeProto {
+                    name: name.to_string(),
+                    r#type: if *name == "group" {
+                        pb::attribute_proto::AttributeType::Int as i32
+                    } else {
+                        pb::attribute_proto::AttributeType::Ints as i32
+                    },
+                    i: if *name == "group" { v[0] } else { 0 },
+                    ints: if *name == "group" { vec![] } else { v.to_vec() },
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// `x [1, 4, 12, 16]` → BatchNormalization → PRelu (two slopes above 1) → stride-2
+    /// depthwise 3×3 → dense 1×1 → 2×2 max-pool; with `branch`, the PReLU also feeds an `Add`.
+    fn small_net(branch: bool) -> pb::ModelProto {
+        let c = 4;
+        let v = |n: usize, seed: f32| (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect::<Vec<f32>>();
+        let mut nodes = vec![
+            node("BatchNormalization", &["x", "g", "b", "m", "v"], "bn", &[]),
+            node("PRelu", &["bn", "a"], "act", &[]),
+            node(
+                "Conv",
+                &["act", "wd"],
+                "dw",
+                &[("group", &[4]), ("kernel_shape", &[3, 3]), ("pads", &[1, 1, 1, 1]), ("strides", &[2, 2])],
+            ),
+            node("Conv", &["dw", "wp"], "pw", &[("kernel_shape", &[1, 1])]),
+            node("MaxPool", &["pw"], "y", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]),
+        ];
+        if branch {
+            nodes.push(node("Add", &["act", "act"], "twice", &[]));
+        }
+        let mut output = vec![pb::ValueInfoProto { name: "y".into(), ..Default::default() }];
+        if branch {
+            output.push(pb::ValueInfoProto { name: "twice".into(), ..Default::default() });
+        }
+        pb::ModelProto {
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            graph: Some(pb::GraphProto {
+                node: nodes,
+                input: vec![pb::ValueInfoProto {
+                    name: "x".into(),
+                    r#type: Some(pb::TypeProto {
+                        value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                            elem_type: pb::tensor_proto::DataType::Float as i32,
+                            shape: None,
+                        })),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                output,
+                initializer: vec![
+                    floats("g", &[c], &v(4, 1.0)),
+                    floats("b", &[c], &v(4, 2.0)),
+                    floats("m", &[c], &v(4, 3.0)),
+                    floats("v", &[c], &[0.5, 1.0, 1.5, 2.0]),
+                    floats("a", &[c, 1, 1], &[0.25, 1.5, -0.2, 1.12]),
+                    floats("wd", &[c, 1, 3, 3], &v(36, 4.0)),
+                    floats("wp", &[3, c, 1, 1], &v(12, 5.0)),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn run(model: &pb::ModelProto, x: &tract_onnx::prelude::Tensor) -> Vec<Vec<f32>> {
+        use tract_onnx::prelude::*;
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &*model.encode_to_vec())
+            .unwrap()
+            .with_input_fact(0, f32::fact([1, 4, 12, 16]).into())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let out = plan.run(tvec!(x.clone().into())).unwrap();
+        out.iter().map(|t| t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect()
+    }
+
+    #[test]
+    fn the_rewrites_of_a_small_net_give_the_same_floats() {
+        let x: Vec<f32> = (0..4 * 12 * 16).map(|i| ((i as f32) * 0.731).sin() * 3.0).collect();
+        let x = tract_onnx::prelude::Tensor::from_shape(&[1, 4, 12, 16], &x).unwrap();
+        let original = small_net(false);
+        let (bytes, r) = rewritten_bytes(&original.encode_to_vec(), Some([12, 16])).unwrap();
+        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1, strided_depthwise: 1, maxpool: 1 });
+        let rewritten = pb::ModelProto::decode(&*bytes).unwrap();
+        let ops: Vec<&str> = rewritten.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(!ops.contains(&"PRelu"), "{ops:?}");
+        assert_eq!(ops.iter().filter(|o| **o == "MaxPool").count(), 1, "only the 1×2 half of the pool: {ops:?}");
+        let (a, b) = (run(&original, &x), run(&rewritten, &x));
+        assert_eq!(a[0].len(), 3 * 3 * 4);
+        assert_eq!(a, b, "the rewritten net computes other floats");
+        // without the rewrite of the slopes above 1 the output would differ: the fold matters
+        assert!(a[0].iter().any(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn a_prelu_whose_output_goes_elsewhere_than_convolutions_is_not_folded() {
+        let mut m = small_net(true);
+        let r = prelu_as_max(&mut m);
+        assert_eq!((r.prelu, r.kept, r.sign_folded), (0, 1, 0));
+        // the normalisation was not touched either
+        assert_eq!(
+            float_initializer(m.graph.as_ref().unwrap(), "g"),
+            Some(small_net(true).graph.as_ref().map(|g| float_initializer(g, "g").unwrap()).unwrap())
+        );
+    }
+
+    #[test]
+    fn odd_sizes_keep_the_strided_convolution_and_the_pool() {
+        let mut m = small_net(false);
+        // 13 × 16: the stride-1 output has 13 rows (odd), the pool's input 7 (odd)
+        assert_eq!(phase_rewrites(&mut m, [13, 16]), (0, 0));
+        let mut m = small_net(false);
+        assert_eq!(phase_rewrites(&mut m, [12, 16]), (1, 1));
     }
 }

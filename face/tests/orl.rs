@@ -168,22 +168,25 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
 /// The load-time PReLU rewrite (`facegate_face::rewrite`) against the graph as shipped: both
 /// encoders, the faces of ten ORL people, every embedding component within 1e-6.
 #[test]
-fn prelu_rewrite_matches_the_graph_as_shipped() {
+fn encoder_rewrites_match_the_graph_as_shipped() {
     use facegate_face::{card_path_for, rewrite, GraphPrep};
-    // (model, PReLU nodes rewritten, left alone because a slope is above 1), as counted
-    let mut models = vec![("facegate-default.onnx", 8, 0)];
+    // (model, what the load-time rewrites change, as counted)
+    let mut models = vec![("facegate-default.onnx", rewrite::Rewritten { prelu: 8, ..Default::default() })];
     if cfg!(not(target_arch = "aarch64")) {
-        // SFace takes four minutes to load under qemu (twice here)
-        models.push((paths::SFACE, 25, 2));
+        // SFace takes four minutes to load under qemu (twice here). Its first two PReLUs have
+        // slopes above 1 (sign-folded), and four depthwise convolutions have stride 2.
+        let r = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2, strided_depthwise: 4, maxpool: 0 };
+        models.push((paths::SFACE, r));
     }
     let finder = FaceFinder::new(yunet());
-    for (model, rewritten, kept) in models {
+    for (model, expected) in models {
         let path = require(root().join("models").join(model));
         let bytes = std::fs::read(&path).unwrap();
-        let (_, r) = rewrite::rewritten_bytes(&bytes).expect("the encoder has PReLU nodes");
-        eprintln!("{model}: {} PReLU nodes rewritten as Mul + Max, {} left alone", r.prelu, r.kept);
-        assert_eq!((r.prelu, r.kept), (rewritten, kept), "{model}");
         let card = facegate_shared::ModelCard::load(&card_path_for(&path)).unwrap();
+        let hw = [card.input.height as usize, card.input.width as usize];
+        let (_, r) = rewrite::rewritten_bytes(&bytes, Some(hw)).expect("the encoder has PReLU nodes");
+        eprintln!("{model}: {r:?}");
+        assert_eq!(r, expected, "{model}");
         let new = TractEncoder::from_bytes_with(&bytes, card.clone(), model, GraphPrep::Rewritten).unwrap();
         let old = TractEncoder::from_bytes_with(&bytes, card, model, GraphPrep::AsShipped).unwrap();
         let mut worst = 0.0f32;
@@ -194,9 +197,44 @@ fn prelu_rewrite_matches_the_graph_as_shipped() {
             worst = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(worst, f32::max);
         }
         eprintln!("{model}: largest difference {worst:e}");
-        // measured: 0 (max(x, a·x) and tract's select give the same floats); 1e-6 allows other
-        // CPUs' kernels to round differently
+        // measured: 0 (the rewrites add and compare the same floats in the same order); 1e-6
+        // allows other CPUs' kernels to round differently
         assert!(worst <= 1e-6, "{model}: rewritten graph differs by {worst}");
+    }
+}
+
+/// YuNet with its four 2×2 max-pools rewritten finds the same faces, boxes, landmarks and scores
+/// as the graph as shipped, on both canvases.
+#[test]
+#[cfg_attr(target_arch = "aarch64", ignore = "four YuNet plans and 80 detections are slow under qemu; runs on x86-64")]
+fn detector_rewrites_match_the_graph_as_shipped() {
+    use facegate_face::{rewrite, FaceDetector, GraphPrep};
+    let path = require(root().join("models").join(paths::YUNET));
+    let bytes = std::fs::read(&path).unwrap();
+    for (w, h) in [(640u32, 480u32), (320, 256)] {
+        let (_, r) = rewrite::rewritten_bytes(&bytes, Some([h as usize, w as usize])).unwrap();
+        assert_eq!(r, rewrite::Rewritten { maxpool: 4, ..Default::default() }, "{w}x{h}");
+        let new = YuNet::load_with(&path, w, h, GraphPrep::Rewritten).unwrap();
+        let old = YuNet::load_with(&path, w, h, GraphPrep::AsShipped).unwrap();
+        let mut worst = 0.0f32;
+        let mut faces = 0;
+        for person in 1..=40 {
+            let img = load_image(&root().join(format!("data/orl/s{person}/1.pgm"))).unwrap();
+            let (a, b) = (new.detect(&img).unwrap(), old.detect(&img).unwrap());
+            assert_eq!(a.len(), b.len(), "s{person} {w}x{h}");
+            faces += a.len();
+            for (a, b) in a.iter().zip(&b) {
+                let va = std::iter::once(a.score).chain(a.bbox).chain(a.landmarks.into_iter().flatten());
+                let vb = std::iter::once(b.score).chain(b.bbox).chain(b.landmarks.into_iter().flatten());
+                for (x, y) in va.zip(vb) {
+                    worst = worst.max((x - y).abs());
+                }
+            }
+        }
+        eprintln!("YuNet {w}x{h}: {faces} faces, largest difference {worst:e}");
+        assert!(faces >= 40, "{w}x{h}: {faces} faces");
+        // measured: 0 (a max-pool is the same comparisons in another order of passes)
+        assert!(worst <= 1e-4, "{w}x{h}: rewritten detector differs by {worst}");
     }
 }
 
