@@ -51,11 +51,17 @@
 //!
 //! [liveness]
 //! mode = "off"             # off | passive (experimental): a grant also needs a 3-D face (head turn)
+//!                          # | challenge: the door asks for a head turn to a random side first
 //! threshold = 0.124        # 0.02 to 1: median nose residual, in eye distances, that counts as 3-D
 //! min_iod_px = 30          # 8 to 4096: faces with eyes closer than this are not used
 //! min_change = 0.03        # 0 to 1: frame pairs whose landmarks moved less are not used
 //! min_pairs = 2            # 1 to 100: frame pairs needed
 //! timeout_ms = 6000        # 500 to 60000: then the appearance is denied, "liveness_unconfirmed"
+//! challenge_command = ["/usr/local/bin/door-arrow"]  # challenge: run as CMD... left|right (the
+//!                          # member's own side) to show the turn: an LED arrow, a buzzer, a display
+//! challenge_turn_deg = 15  # 5 to 60: yaw change (degrees) that counts as the asked turn; the same
+//!                          # change the other way denies the appearance ("liveness_challenge_failed")
+//! challenge_passive = true # challenge: also require the passive 3-D test over the same frames
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"
@@ -153,6 +159,9 @@ struct RawLiveness {
     min_change: f32,
     min_pairs: u32,
     timeout_ms: u64,
+    challenge_command: Vec<String>,
+    challenge_turn_deg: f32,
+    challenge_passive: bool,
 }
 
 impl Default for RawLiveness {
@@ -167,6 +176,11 @@ impl Default for RawLiveness {
             min_change: 0.03,
             min_pairs: 2,
             timeout_ms: 6000,
+            challenge_command: Vec::new(),
+            // frozen before `facegate pad-eval` measured anything: well above the apparent
+            // turn of a photo turned in the hand (1–2° on the model head, perspective only)
+            challenge_turn_deg: 15.0,
+            challenge_passive: true,
         }
     }
 }
@@ -180,17 +194,28 @@ pub enum LivenessMode {
     /// The frames of the appearance must show a 3-D face (the nose off the plane of the eyes
     /// and mouth: a head turn); otherwise the appearance is denied when it times out.
     Passive,
+    /// Once the face is recognised the door asks (through `challenge_command`) for a head turn
+    /// to a side drawn at random, and grants only when the landmarks show that turn (and, with
+    /// `challenge_passive`, a 3-D face); a turn the other way denies the appearance.
+    Challenge,
 }
 
 /// Liveness settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LivenessSettings {
-    /// Off or passive.
+    /// Off, passive or challenge.
     pub mode: LivenessMode,
-    /// The check's thresholds.
+    /// The passive check's thresholds.
     pub check: facegate_face::liveness::PassiveCheck,
-    /// How long an appearance may stay unconfirmed before it is denied.
+    /// How long an appearance may stay unconfirmed (passive: from its first frame; challenge:
+    /// from the challenge) before it is denied.
     pub timeout: Duration,
+    /// The challenge's thresholds.
+    pub challenge: facegate_face::liveness::ChallengeCheck,
+    /// The command that shows the asked turn (`challenge` mode).
+    pub challenge_command: Vec<String>,
+    /// Whether `challenge` mode also requires the passive 3-D test.
+    pub challenge_passive: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -593,12 +618,19 @@ impl DoorConfig {
         within("liveness.min_change", lv.min_change, 0.0, 1.0, "eye distances")?;
         within("liveness.min_pairs", lv.min_pairs, 1, 100, "pairs")?;
         within("liveness.timeout_ms", lv.timeout_ms, 500, 60_000, "ms")?;
-        if lv.mode == LivenessMode::Passive && canvas != (640, 480) {
+        within("liveness.challenge_turn_deg", lv.challenge_turn_deg, 5.0, 60.0, "degrees")?;
+        if lv.mode != LivenessMode::Off && canvas != (640, 480) {
             return Err(invalid(
                 "liveness.mode",
                 format!(
-                    "\"passive\" was calibrated with the detector on the 640x480 canvas; model.canvas is {canvas:?} (landmarks from a smaller canvas are coarser): use [640, 480]"
+                    "liveness was calibrated with the detector on the 640x480 canvas; model.canvas is {canvas:?} (landmarks from a smaller canvas are coarser): use [640, 480]"
                 ),
+            ));
+        }
+        if lv.mode == LivenessMode::Challenge && lv.challenge_command.first().is_none_or(|c| c.is_empty()) {
+            return Err(invalid(
+                "liveness.challenge_command",
+                "is required when liveness.mode = \"challenge\": the member must be shown which way to turn",
             ));
         }
         let liveness = LivenessSettings {
@@ -610,6 +642,13 @@ impl DoorConfig {
                 min_pairs: lv.min_pairs as usize,
             },
             timeout: Duration::from_millis(lv.timeout_ms),
+            challenge: facegate_face::liveness::ChallengeCheck {
+                min_turn_deg: lv.challenge_turn_deg,
+                min_iod_px: lv.min_iod_px,
+                confirm_frames: 2,
+            },
+            challenge_command: lv.challenge_command.clone(),
+            challenge_passive: lv.challenge_passive,
         };
         within("log.keep", r.log.keep, 0, 1000, "files")?;
         let metrics = match r.metrics {
@@ -819,6 +858,12 @@ mod tests {
             ("[model]\ncanvas = [4096, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [320]\n", "model.canvas"),
             ("[model]\ncanvas = [320, 256]\n[liveness]\nmode = \"passive\"\n", "liveness.mode"),
+            ("[liveness]\nmode = \"challenge\"\n", "liveness.challenge_command"),
+            ("[liveness]\nmode = \"challenge\"\nchallenge_command = [\"\"]\n", "liveness.challenge_command"),
+            (
+                "[model]\ncanvas = [320, 256]\n[liveness]\nmode = \"challenge\"\nchallenge_command = [\"a\"]\n",
+                "liveness.mode",
+            ),
         ] {
             let e = DoorConfig::parse(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert!(e.to_string().contains(key), "{extra}: {e}");
@@ -890,6 +935,7 @@ mod tests {
         ("liveness", "min_change", 0.0, 1.0),
         ("liveness", "min_pairs", 1.0, 100.0),
         ("liveness", "timeout_ms", 500.0, 60_000.0),
+        ("liveness", "challenge_turn_deg", 5.0, 60.0),
     ];
 
     fn with_value(section: &str, key: &str, value: &str) -> String {
@@ -932,6 +978,7 @@ mod tests {
             (_, "min_change") => c.liveness.check.min_change.into(),
             (_, "min_pairs") => c.liveness.check.min_pairs as f64,
             (_, "timeout_ms") => c.liveness.timeout.as_millis() as f64,
+            (_, "challenge_turn_deg") => c.liveness.challenge.min_turn_deg.into(),
             other => panic!("{other:?}"),
         }
     }

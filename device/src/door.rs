@@ -12,9 +12,12 @@
 //! - the lock is driven only through a [`LockSupervisor`], which secures it when the unlock
 //!   period ends on the monotonic clock, whatever this loop is doing (blocked in a read, slow
 //!   inference, a panic); the loop also secures it when the source fails, on stop and at exit;
-//! - the threshold is the gallery's signed one, or a stricter local one (never looser).
+//! - the threshold is the gallery's signed one, or a stricter local one (never looser);
+//! - with liveness on, a grant also needs its pass: the passive 3-D test over the appearance's
+//!   landmarks, and/or (challenge mode) the head turn to the side drawn for this appearance; a
+//!   turn the other way denies it, and so does the timeout.
 
-use facegate_face::liveness::Liveness;
+use facegate_face::liveness::{ChallengeCheck, ChallengeVerdict, Liveness, PassiveCheck, Turn};
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
@@ -24,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::challenge::{ChallengeSignal, Coin, OsCoin};
 use crate::config::Mode;
 use crate::events::{Event, EventKind, EventSink};
 use crate::health::{DoorState, MetricsFile};
@@ -177,9 +181,36 @@ pub struct DoorSettings {
     pub backoff_max: Duration,
     /// Save deciding frames here (off by default: no face images stored).
     pub faces_dir: Option<PathBuf>,
-    /// The passive 3-D check a grant also needs, and how long an appearance may stay
-    /// unconfirmed (`None`: off).
-    pub liveness: Option<(facegate_face::liveness::PassiveCheck, Duration)>,
+    /// What a grant also needs (`None`: liveness off).
+    pub liveness: Option<LivenessRule>,
+}
+
+/// The liveness checks a grant needs, and how long an appearance may stay unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LivenessRule {
+    /// The passive 3-D test over the appearance's frames.
+    pub passive: Option<PassiveCheck>,
+    /// The active challenge: a head turn to a random side, shown through
+    /// [`Door::challenge_signal`].
+    pub challenge: Option<ChallengeCheck>,
+    /// Passive only: from the appearance's first frame; with a challenge: from the challenge.
+    pub timeout: Duration,
+}
+
+impl LivenessRule {
+    /// The rule a config asks for (`None` when liveness is off).
+    pub fn from_config(l: &crate::config::LivenessSettings) -> Option<Self> {
+        use crate::config::LivenessMode;
+        match l.mode {
+            LivenessMode::Off => None,
+            LivenessMode::Passive => Some(Self { passive: Some(l.check), challenge: None, timeout: l.timeout }),
+            LivenessMode::Challenge => Some(Self {
+                passive: l.challenge_passive.then_some(l.check),
+                challenge: Some(l.challenge),
+                timeout: l.timeout,
+            }),
+        }
+    }
 }
 
 impl DoorSettings {
@@ -197,8 +228,7 @@ impl DoorSettings {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             faces_dir: c.log.store_faces.then(|| c.log.path.with_file_name("faces")),
-            liveness: (c.liveness.mode == crate::config::LivenessMode::Passive)
-                .then_some((c.liveness.check, c.liveness.timeout)),
+            liveness: LivenessRule::from_config(&c.liveness),
         }
     }
 
@@ -280,6 +310,30 @@ struct Streak {
     landmarks: Vec<[[f32; 2]; 5]>,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
+    /// The challenge given to this appearance, with the frames seen since.
+    challenge: Option<Issued>,
+}
+
+/// A challenge given to an appearance.
+#[derive(Debug)]
+struct Issued {
+    turn: Turn,
+    /// Yaw (degrees) of the appearance's frames before the challenge.
+    baseline: f32,
+    /// Frame time it was given.
+    at: Duration,
+    /// Landmarks of the frames since (the newest [`MAX_STREAK_LANDMARKS`]).
+    frames: Vec<[[f32; 2]; 5]>,
+}
+
+/// What the liveness checks say about the appearance at this frame.
+enum Gate {
+    /// Passed: the measurement for the grant's log line.
+    Pass(String),
+    /// Not decided: more frames of this appearance may pass.
+    Wait,
+    /// Denied with this reason code and measurement.
+    Deny(&'static str, String),
 }
 
 /// Frames of one appearance the liveness check looks at (the newest).
@@ -328,6 +382,11 @@ pub struct Door<S, E, K> {
     pub puller: Option<Puller>,
     /// The metrics file, rewritten every interval and at stop.
     pub metrics: Option<MetricsFile>,
+    /// Draws the side of each liveness challenge (the system's random numbers).
+    pub coin: Box<dyn Coin>,
+    /// Shows the member the side to turn to (challenge mode; without one every challenge is
+    /// denied: the member could not be told).
+    pub challenge_signal: Option<Box<dyn ChallengeSignal>>,
     /// Gallery, source and last decision, for the metrics file.
     pub state: DoorState,
     poll_now: bool,
@@ -376,6 +435,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             summary: RunSummary::default(),
             puller: None,
             metrics: None,
+            coin: Box::new(OsCoin),
+            challenge_signal: None,
             state,
             poll_now: false,
             streak: Streak::default(),
@@ -598,37 +659,30 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             self.streak.landmarks.remove(0);
         }
         self.streak.landmarks.push(obs.landmarks);
+        if let Some(c) = &mut self.streak.challenge {
+            if c.frames.len() == MAX_STREAK_LANDMARKS {
+                c.frames.remove(0);
+            }
+            c.frames.push(obs.landmarks);
+        }
         if count < self.settings.consecutive_frames || self.streak.decided {
             return;
         }
         let mut liveness = None;
-        if let (Some((check, timeout)), Decision::Granted { member, distance }) = (self.settings.liveness, &decision) {
-            match check.judge(&self.streak.landmarks) {
-                Liveness::Live { residual, pairs } => {
-                    liveness = Some(format!(
-                        "liveness: 3-D face, nose residual {residual:.3} eye distances over {pairs} frame pairs (threshold {:.3})",
-                        check.threshold
-                    ));
-                }
-                Liveness::Unconfirmed { residual, pairs } => {
-                    let waited = frame.at.saturating_sub(self.streak.since.unwrap_or(frame.at));
-                    if waited < timeout {
-                        return; // not decided: more frames of this appearance may confirm it
-                    }
+        if let (Some(rule), Decision::Granted { member, distance }) = (self.settings.liveness, &decision) {
+            match self.liveness_gate(rule, member, frame) {
+                Gate::Pass(detail) => liveness = Some(detail),
+                Gate::Wait => return, // not decided: more frames of this appearance may pass
+                Gate::Deny(reason, detail) => {
                     self.streak.decided = true;
                     let mut ev = Event::now(EventKind::Decision);
                     ev.frame = Some(frame.label.clone());
                     ev.decision = Some("denied");
                     ev.member = Some(member.to_string());
                     ev.distance = Some(*distance);
-                    ev.reason = Some("liveness_unconfirmed".into());
+                    ev.reason = Some(reason.into());
                     ev.latency_ms = Some((latency_ms * 100.0).round() / 100.0);
-                    ev.detail = Some(format!(
-                        "no 3-D face within {} ms: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {} (a photo or a screen, or a head held still)",
-                        waited.as_millis(),
-                        check.threshold,
-                        check.min_pairs
-                    ));
+                    ev.detail = Some(detail);
                     self.summary.denied += 1;
                     self.log(ev);
                     return;
@@ -637,6 +691,117 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         }
         self.streak.decided = true;
         self.act(decision, frame, latency_ms, liveness);
+    }
+
+    /// The liveness checks for an appearance recognised as `member` at `frame`: the passive 3-D
+    /// test over the appearance's landmarks, and the challenge (given here, once per appearance,
+    /// when the appearance is first recognised).
+    fn liveness_gate(&mut self, rule: LivenessRule, member: &MemberId, frame: &Frame) -> Gate {
+        let passive = rule.passive.map(|p| (p, p.judge(&self.streak.landmarks)));
+        let passive_ok = passive.is_none_or(|(_, v)| matches!(v, Liveness::Live { .. }));
+        let passive_text = || match passive {
+            None => String::new(),
+            Some((p, Liveness::Live { residual, pairs })) => format!(
+                "3-D face, nose residual {residual:.3} eye distances over {pairs} frame pairs (threshold {:.3})",
+                p.threshold
+            ),
+            Some((p, Liveness::Unconfirmed { residual, pairs })) => format!(
+                "no 3-D face: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {}",
+                p.threshold, p.min_pairs
+            ),
+        };
+        let since = self.streak.since.unwrap_or(frame.at);
+        let Some(check) = rule.challenge else {
+            let Some((p, verdict)) = passive else {
+                return Gate::Pass("liveness: no check configured".into()); // not built by from_config
+            };
+            let (residual, pairs) = match verdict {
+                Liveness::Live { .. } => return Gate::Pass(format!("liveness: {}", passive_text())),
+                Liveness::Unconfirmed { residual, pairs } => (residual, pairs),
+            };
+            let waited = frame.at.saturating_sub(since);
+            if waited < rule.timeout {
+                return Gate::Wait;
+            }
+            return Gate::Deny(
+                "liveness_unconfirmed",
+                format!(
+                    "no 3-D face within {} ms: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {} (a photo or a screen, or a head held still)",
+                    waited.as_millis(),
+                    p.threshold,
+                    p.min_pairs
+                ),
+            );
+        };
+        let Some(issued) = &self.streak.challenge else {
+            let Some(baseline) = check.baseline(&self.streak.landmarks) else {
+                // faces too small to measure a turn on: wait for a closer face, up to the timeout
+                let waited = frame.at.saturating_sub(since);
+                if waited < rule.timeout {
+                    return Gate::Wait;
+                }
+                return Gate::Deny(
+                    "liveness_unconfirmed",
+                    format!(
+                        "no face with eyes {} px apart within {} ms to give the challenge to",
+                        check.min_iod_px,
+                        waited.as_millis()
+                    ),
+                );
+            };
+            let turn = match self.coin.flip() {
+                Ok(t) => t,
+                Err(e) => return Gate::Deny("liveness_challenge_failed", format!("no challenge side: {e}")),
+            };
+            let shown = match self.challenge_signal.as_mut() {
+                Some(s) => s.show(turn),
+                None => Err("no challenge output configured".into()),
+            };
+            if let Err(e) = shown {
+                return Gate::Deny("liveness_challenge_failed", format!("could not show the challenge: {e}"));
+            }
+            self.streak.challenge = Some(Issued { turn, baseline, at: frame.at, frames: Vec::new() });
+            let mut ev = Event::now(EventKind::Challenge).detail(format!(
+                "asked {member} to turn {} (their own side) by {:.0}° within {} ms; yaw now {baseline:.1}°",
+                turn.name(),
+                check.min_turn_deg,
+                rule.timeout.as_millis()
+            ));
+            ev.frame = Some(frame.label.clone());
+            ev.member = Some(member.to_string());
+            self.log(ev);
+            return Gate::Wait;
+        };
+        let waited = frame.at.saturating_sub(issued.at);
+        let asked = issued.turn.name();
+        let verdict = check.judge(issued.turn, issued.baseline, &issued.frames);
+        match verdict {
+            ChallengeVerdict::WrongWay { turn_deg } => Gate::Deny(
+                "liveness_challenge_failed",
+                format!("asked to turn {asked}, turned the other way by {turn_deg:.1}° (a recording cannot know the side)"),
+            ),
+            ChallengeVerdict::Passed { turn_deg } if passive_ok => {
+                let extra = passive.map_or(String::new(), |_| format!("; {}", passive_text()));
+                Gate::Pass(format!(
+                    "liveness: turned {asked} by {turn_deg:.1}° as asked (needs {:.1}°) after {} ms{extra}",
+                    check.min_turn_deg,
+                    waited.as_millis()
+                ))
+            }
+            _ if waited < rule.timeout => Gate::Wait,
+            ChallengeVerdict::Passed { turn_deg } => Gate::Deny(
+                "liveness_unconfirmed",
+                format!("turned {asked} by {turn_deg:.1}° as asked, but {} within {} ms", passive_text(), waited.as_millis()),
+            ),
+            ChallengeVerdict::Pending { turn_deg } => Gate::Deny(
+                "liveness_unconfirmed",
+                format!(
+                    "asked to turn {asked} by {:.1}° within {} ms, turned {turn_deg:.1}° (a photo does not turn its printed face)",
+                    check.min_turn_deg,
+                    waited.as_millis()
+                ),
+            ),
+        }
     }
 
     /// Claim mode: reads new claims and expires old ones. True when a claim is active.

@@ -25,6 +25,8 @@ pub enum EventKind {
     Source,
     /// The lock failed to actuate (the door stays locked).
     Lock,
+    /// A liveness challenge was given (which side the member was asked to turn to).
+    Challenge,
 }
 
 /// One line of the log.

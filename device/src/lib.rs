@@ -2,15 +2,18 @@
 //! and decision rules, a fail-secure lock and an append-only event log.
 //!
 //! Every seam is a trait with a real and a fake implementation: [`source::FrameSource`],
-//! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`]. Locks run
+//! [`door::FaceEmbedder`], [`lock::Lock`], [`events::EventSink`], [`door::ClaimInput`],
+//! [`challenge::Coin`], [`challenge::ChallengeSignal`]. Locks run
 //! behind [`supervisor::LockSupervisor`], which owns the unlock deadline.
 //!
-//! The fakes (`LabelEmbedder`, `ScriptedClaims`, `FakeLock`, `ScriptedSource`, `MemorySink`)
+//! The fakes (`LabelEmbedder`, `ScriptedClaims`, `FakeLock`, `ScriptedSource`, `MemorySink`,
+//! `ScriptedCoin`, `RecordingSignal`)
 //! exist only in this crate's own tests and with feature `testing`, which the `facegate-door`
 //! binary never enables; this crate's integration tests and the `soak` example get it through a
 //! dev-dependency on the crate itself.
 
 pub mod ahead;
+pub mod challenge;
 pub mod config;
 pub mod door;
 pub mod events;

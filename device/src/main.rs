@@ -6,7 +6,8 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use facegate_device::ahead::embed_ahead;
-use facegate_device::config::{LockKind, Mode, SourceUri};
+use facegate_device::challenge::CommandSignal;
+use facegate_device::config::{LivenessMode, LockKind, Mode, SourceUri};
 use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims};
 use facegate_device::events::{Event, EventKind, EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::health::MetricsFile;
@@ -289,6 +290,10 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let mut door = Door::new(src, embedder, lock, sinks, store, settings)?;
     door.puller = puller;
     door.metrics = metrics;
+    if c.liveness.mode == LivenessMode::Challenge {
+        door.challenge_signal =
+            Some(Box::new(CommandSignal::new(c.liveness.challenge_command.clone(), c.lock.command_timeout)));
+    }
     // How long an emergency secure may take: one lock command, plus a retry.
     let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;
     {
@@ -344,6 +349,15 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Where `cmd` would be run from: itself when it names a path, else the first match on `PATH`.
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(cmd);
+    if cmd.contains('/') {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|d| d.join(cmd)).find(|c| c.is_file()))
 }
 
 fn check(common: &Common) -> Result<ExitCode> {
@@ -419,6 +433,23 @@ fn check(common: &Common) -> Result<ExitCode> {
                 line(r.is_ok(), "lock", format!("{} (secured, not opened)", l.describe()));
             }
             Err(e) => line(false, "lock", e.to_string()),
+        }
+    }
+    match c.liveness.mode {
+        LivenessMode::Off => line(true, "liveness", "off".into()),
+        LivenessMode::Passive => line(true, "liveness", "passive 3-D test (experimental)".into()),
+        LivenessMode::Challenge => {
+            // not run by check either (it would show an arrow to nobody); it must be there
+            let cmd = &c.liveness.challenge_command[0];
+            let found = which(cmd);
+            line(
+                found.is_some(),
+                "liveness",
+                match found {
+                    Some(p) => format!("challenge through {} left|right (not run by check)", p.display()),
+                    None => format!("challenge command {cmd} not found"),
+                },
+            );
         }
     }
     let dir = c.log.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));

@@ -1,13 +1,16 @@
 //! The door loop with fakes: scripted frames, label-keyed embeddings, a fake lock and an
 //! in-memory event log, against real signed gallery files in a temporary folder.
 
+use facegate_device::challenge::{RecordingSignal, ScriptedCoin};
 use facegate_device::config::Mode;
+use facegate_device::door::LivenessRule;
 use facegate_device::door::{LabelEmbedder, ScriptedClaims};
 use facegate_device::events::{Event, EventKind, MemorySink};
 use facegate_device::lock::FakeLock;
 use facegate_device::source::{Frame, ScriptedSource, SourceErrorKind};
 use facegate_device::store::{Access, GalleryStore, StoreError, StorePaths};
 use facegate_device::{Door, DoorSettings};
+use facegate_face::liveness::{ChallengeCheck, Turn};
 use facegate_shared::install::{Floor, InstallError, InstallRules};
 use facegate_shared::{
     gallery_file, synthetic, Date, Embedding, EmbeddingDim, EncoderBinding, Fingerprint, Gallery, GalleryError, Member,
@@ -770,10 +773,114 @@ fn kinds_of(sink: &MemorySink, k: EventKind) -> Vec<&Event> {
 /// A door with the passive liveness check (threshold 0.124 eye distances, 2 frame pairs, 1 s).
 fn live_door(f: &Fixture) -> (TestDoor, FakeLock) {
     let (mut d, lock) = door(f);
-    let check =
-        facegate_face::liveness::PassiveCheck { min_iod_px: 30.0, min_change: 0.03, threshold: 0.11, min_pairs: 2 };
-    d.settings.liveness = Some((check, Duration::from_secs(1)));
+    d.settings.liveness =
+        Some(LivenessRule { passive: Some(passive_check()), challenge: None, timeout: Duration::from_secs(1) });
     (d, lock)
+}
+
+fn passive_check() -> facegate_face::liveness::PassiveCheck {
+    facegate_face::liveness::PassiveCheck { min_iod_px: 30.0, min_change: 0.03, threshold: 0.11, min_pairs: 2 }
+}
+
+/// A door with the challenge (15° within 1 s, `passive` too if asked), the coin's sides given in
+/// order, and the record of what the signal showed.
+fn challenge_door(f: &Fixture, sides: &[Turn], passive: bool) -> (TestDoor, FakeLock, RecordingSignal) {
+    let (mut d, lock) = door(f);
+    d.settings.liveness = Some(LivenessRule {
+        passive: passive.then(passive_check),
+        challenge: Some(ChallengeCheck { min_turn_deg: 15.0, min_iod_px: 30.0, confirm_frames: 2 }),
+        timeout: Duration::from_secs(1),
+    });
+    d.coin = Box::new(ScriptedCoin(sides.iter().copied().collect()));
+    let signal = RecordingSignal::default();
+    d.challenge_signal = Some(Box::new(signal.clone()));
+    (d, lock, signal)
+}
+
+// model angles: negative = the member turns to their own left (the image's right)
+const TURN_LEFT: [&str; 4] = ["a@head:-10", "a@head:-20", "a@head:-30", "a@head:-30"];
+
+#[test]
+fn the_challenge_grants_the_asked_turn_and_denies_the_other_side_a_photo_and_a_door_that_cannot_ask() {
+    let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
+    // asked left, turns left: granted at the second frame past 15°
+    let (mut d, lock, signal) = challenge_door(&f, &[Turn::Left], false);
+    let frames: Vec<&str> = ["a", "a", "a"].into_iter().chain(TURN_LEFT).collect();
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![granted("A")]);
+    assert_eq!(lock.unlocks(), 1);
+    assert_eq!(*signal.shown.lock().unwrap(), vec![Turn::Left]);
+    let asked = kinds(&d, EventKind::Challenge);
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].frame.as_deref(), Some("a"), "asked when the face was first recognised");
+    assert!(asked[0].detail.as_deref().unwrap().contains("to turn left"), "{:?}", asked[0]);
+    let ev = kinds(&d, EventKind::Decision)[0];
+    assert_eq!(ev.frame.as_deref(), Some("a@head:-30"));
+    assert!(ev.detail.as_deref().unwrap().starts_with("liveness: turned left by"), "{ev:?}");
+
+    // the same turn when asked to turn right: denied at once, never granted later
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Right, Turn::Left], false);
+    let frames: Vec<&str> = ["a", "a", "a"].into_iter().chain(TURN_LEFT).chain(["a", "a"]).collect();
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_challenge_failed".into()))]);
+    let ev = kinds(&d, EventKind::Decision)[0];
+    assert_eq!(ev.frame.as_deref(), Some("a@head:-30"), "the second frame past 15° the other way");
+    assert!(ev.detail.as_deref().unwrap().contains("asked to turn right, turned the other way"), "{ev:?}");
+
+    // the member's photo tilted to and fro: no turn in its landmarks, denied at the timeout
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], false);
+    let photo: Vec<String> = (0..16).map(|i| format!("a@print:{}", [0, -30, -15, 30, 15][i % 5])).collect();
+    feed(&mut d, 0, &photo.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_unconfirmed".into()))]);
+    let ev = kinds(&d, EventKind::Decision)[0];
+    // asked at frame 3 (200 ms), denied at the first frame 1,000 ms later (frame 13)
+    assert_eq!(ev.frame.as_deref(), Some(photo[12].as_str()));
+    assert!(ev.detail.as_deref().unwrap().contains("a photo does not turn"), "{ev:?}");
+
+    // a door whose signal fails, or that has none, cannot ask: denied, never granted
+    for broken in [true, false] {
+        let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], false);
+        d.challenge_signal =
+            if broken { Some(Box::new(RecordingSignal { fail: true, ..Default::default() })) } else { None };
+        feed(&mut d, 0, &frames);
+        run(&mut d);
+        assert_eq!(lock.unlocks(), 0);
+        assert_eq!(decisions(&d)[0].2.as_deref(), Some("liveness_challenge_failed"));
+        assert_eq!(decisions(&d).len(), 1);
+    }
+
+    // strangers are denied as before, without a challenge
+    let (mut d, _, signal) = challenge_door(&f, &[Turn::Left], false);
+    feed(&mut d, 0, &["x", "x", "x"]);
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![("denied".into(), None, Some("unknown".into()))]);
+    assert!(signal.shown.lock().unwrap().is_empty());
+}
+
+#[test]
+fn the_challenge_with_the_passive_test_needs_both() {
+    let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
+    // a real turn passes both: the turn gives the 3-D test the pose change it needs
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], true);
+    let frames: Vec<&str> = ["a", "a", "a"].into_iter().chain(TURN_LEFT).chain(["a@head:-40", "a@head:-40"]).collect();
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![granted("A")]);
+    assert_eq!(lock.unlocks(), 1);
+    let detail = kinds(&d, EventKind::Decision)[0].detail.clone().unwrap();
+    assert!(detail.contains("turned left") && detail.contains("3-D face"), "{detail}");
+    // the member's photo turned further and further the asked way: neither test passes
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], true);
+    let flat: Vec<String> = (0..14).map(|i: i32| format!("a@print:{}", -5 * i)).collect();
+    feed(&mut d, 0, &flat.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d)[0].2.as_deref(), Some("liveness_unconfirmed"));
 }
 
 #[test]

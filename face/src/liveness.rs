@@ -238,6 +238,118 @@ impl PassiveCheck {
     }
 }
 
+/// Which way the door asks the member to turn their head: their own left or right. The camera is
+/// taken as not mirrored, so the member's left is the image's right: a positive change of
+/// [`HeadPose`](crate::HeadPose) yaw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// The member's left.
+    Left,
+    /// The member's right.
+    Right,
+}
+
+impl Turn {
+    /// `left` or `right`: the argument the challenge command gets, and the log's word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Turn::Left => "left",
+            Turn::Right => "right",
+        }
+    }
+
+    /// A turn from one random bit (the door draws it from the operating system per appearance).
+    pub fn from_bit(bit: bool) -> Self {
+        if bit {
+            Turn::Left
+        } else {
+            Turn::Right
+        }
+    }
+
+    /// The sign of the yaw change this turn makes.
+    fn sign(self) -> f32 {
+        match self {
+            Turn::Left => 1.0,
+            Turn::Right => -1.0,
+        }
+    }
+}
+
+/// What the active challenge says about the frames seen since it was given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ChallengeVerdict {
+    /// The asked turn, on enough consecutive frames.
+    Passed {
+        /// The turn reached (degrees of yaw from the baseline, in the asked direction).
+        turn_deg: f32,
+    },
+    /// A turn of the same size the other way: whoever is in front of the camera did not follow
+    /// the instruction (a recording cannot know it). Latches: the appearance is denied.
+    WrongWay {
+        /// How far the other way (degrees).
+        turn_deg: f32,
+    },
+    /// Not yet (the largest turn in the asked direction so far; negative: the other way).
+    Pending {
+        /// Degrees.
+        turn_deg: f32,
+    },
+}
+
+/// The active challenge: the door asks for a head turn in a random direction (through a command
+/// it runs: an LED arrow, a buzzer pattern, a display) and checks the direction and size of the
+/// yaw change from the landmarks. A photo turned in the hand does not change the landmarks' yaw
+/// (the nose stays where it is printed relative to the eyes); a recording of the member turning
+/// cannot know which way it will be asked to turn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChallengeCheck {
+    /// Yaw change (degrees) from the baseline that counts as the turn, either way.
+    pub min_turn_deg: f32,
+    /// Faces with a smaller IOD (pixels) are not used.
+    pub min_iod_px: f32,
+    /// Consecutive usable frames past `min_turn_deg` needed (one noisy frame is not a turn).
+    pub confirm_frames: usize,
+}
+
+impl ChallengeCheck {
+    /// Yaw of the face (degrees), through the one head-pose estimate of the crate.
+    pub fn yaw(l: &[[f32; 2]; 5]) -> f32 {
+        crate::HeadPose::from_landmarks(l).yaw
+    }
+
+    /// The baseline yaw: the median over `before` (the frames of the appearance up to the
+    /// challenge) of the usable faces; `None` when there are none.
+    pub fn baseline(&self, before: &[[[f32; 2]; 5]]) -> Option<f32> {
+        let mut y: Vec<f32> = before.iter().filter(|l| iod(l) >= self.min_iod_px).map(Self::yaw).collect();
+        y.sort_by(f32::total_cmp);
+        let n = y.len();
+        (n > 0).then(|| if n % 2 == 1 { y[n / 2] } else { (y[n / 2 - 1] + y[n / 2]) / 2.0 })
+    }
+
+    /// The verdict on `since` (the frames after the challenge was given, in order) against the
+    /// `baseline` yaw. The first `confirm_frames` consecutive usable frames past `min_turn_deg`
+    /// one way or the other decide; until then it is pending.
+    pub fn judge(&self, turn: Turn, baseline: f32, since: &[[[f32; 2]; 5]]) -> ChallengeVerdict {
+        let need = self.confirm_frames.max(1);
+        let (mut right_way, mut wrong_way) = (0usize, 0usize);
+        let mut best = f32::NEG_INFINITY;
+        for l in since.iter().filter(|l| iod(l) >= self.min_iod_px) {
+            let d = (Self::yaw(l) - baseline) * turn.sign();
+            best = best.max(d);
+            right_way = if d >= self.min_turn_deg { right_way + 1 } else { 0 };
+            wrong_way = if d <= -self.min_turn_deg { wrong_way + 1 } else { 0 };
+            if right_way >= need {
+                return ChallengeVerdict::Passed { turn_deg: d };
+            }
+            if wrong_way >= need {
+                return ChallengeVerdict::WrongWay { turn_deg: -d };
+            }
+        }
+        ChallengeVerdict::Pending { turn_deg: if best.is_finite() { best } else { 0.0 } }
+    }
+}
+
 /// The five landmarks (YuNet's order) of a model face seen by a pinhole camera 8 eye distances
 /// away, 100 px between the eyes when frontal, after a yaw rotation of `yaw_deg` about the
 /// vertical axis through the eye midpoint. `nose_depth` is how far (eye distances) the nose tip
@@ -260,6 +372,55 @@ mod tests {
 
     fn head(deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
         model_landmarks(deg, nose_depth)
+    }
+
+    fn challenge() -> ChallengeCheck {
+        ChallengeCheck { min_turn_deg: 15.0, min_iod_px: 30.0, confirm_frames: 2 }
+    }
+
+    #[test]
+    fn the_model_head_turning_to_its_left_raises_the_yaw() {
+        // model_landmarks' positive angle moves the nose to the image's left: the member's right
+        let (l, r) = (ChallengeCheck::yaw(&head(-20.0, 0.5)), ChallengeCheck::yaw(&head(20.0, 0.5)));
+        assert!(l > 10.0 && r < -10.0, "{l} {r}");
+        // a photo turned in the hand keeps its printed pose, up to perspective (measured: 1.4°
+        // and 2.2° of apparent turn at ∓30°, the camera 8 eye distances away), far below a 15°
+        // challenge
+        let front = ChallengeCheck::yaw(&head(0.0, 0.0));
+        for deg in [-30.0f32, 30.0] {
+            let y = ChallengeCheck::yaw(&head(deg, 0.0)) - front;
+            assert!(y.abs() < 3.0, "photo at {deg}°: apparent turn {y}");
+        }
+    }
+
+    #[test]
+    fn the_challenge_passes_the_asked_turn_and_latches_the_other_way() {
+        let c = challenge();
+        let base = c.baseline(&[head(0.0, 0.5), head(1.0, 0.5), head(-1.0, 0.5)]).unwrap();
+        let turning = |to: f32| -> Vec<_> { (1..=6).map(|k| head(to * k as f32 / 6.0, 0.5)).collect() };
+        // the member turns to their left (model angle negative)
+        let left = turning(-35.0);
+        assert!(matches!(c.judge(Turn::Left, base, &left), ChallengeVerdict::Passed { turn_deg } if turn_deg >= 15.0));
+        assert!(matches!(c.judge(Turn::Right, base, &left), ChallengeVerdict::WrongWay { .. }));
+        // not far enough yet: pending, with how far it got
+        match c.judge(Turn::Left, base, &left[..2]) {
+            ChallengeVerdict::Pending { turn_deg } => assert!((5.0..15.0).contains(&turn_deg), "{turn_deg}"),
+            v => panic!("{v:?}"),
+        }
+        // one frame past the mark is not a turn
+        let mut blip = vec![head(0.0, 0.5); 4];
+        blip[1] = head(-35.0, 0.5);
+        assert!(matches!(c.judge(Turn::Left, base, &blip), ChallengeVerdict::Pending { .. }));
+        // a photo rotated either way never passes nor fails: it stays pending until the timeout
+        let photo: Vec<_> = [0.0f32, 10.0, 20.0, 30.0, -30.0, -20.0].iter().map(|&d| head(d, 0.0)).collect();
+        let pb = c.baseline(&photo[..1]).unwrap();
+        for t in [Turn::Left, Turn::Right] {
+            assert!(matches!(c.judge(t, pb, &photo), ChallengeVerdict::Pending { .. }), "{t:?}");
+        }
+        // faces too small are not used
+        let tiny = ChallengeCheck { min_iod_px: 1000.0, ..c };
+        assert_eq!(tiny.baseline(&left), None);
+        assert!(matches!(tiny.judge(Turn::Left, base, &left), ChallengeVerdict::Pending { .. }));
     }
 
     #[test]
