@@ -346,7 +346,8 @@ impl ChallengeCheck {
                 return ChallengeVerdict::WrongWay { turn_deg: -d };
             }
         }
-        ChallengeVerdict::Pending { turn_deg: if best.is_finite() { best } else { 0.0 } }
+        // `+ 0.0` turns −0.0 (a still face, the other side's zero) into 0.0 for the log
+        ChallengeVerdict::Pending { turn_deg: if best.is_finite() { best + 0.0 } else { 0.0 } }
     }
 }
 

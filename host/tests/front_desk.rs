@@ -337,7 +337,11 @@ fn enrol_from_a_frame_source_keeps_posed_shots_and_writes_nothing_on_failure() {
 /// the report half's print attacks stay below the threshold tuned on the other half, and the
 /// figures come with their counts. Measured on this run: threshold 0.0833, print scores at most
 /// 0.068, 0 of 20 print attacks accepted on each half; head turns refused 2 of 4 (report) and 1
-/// of 4 (tune), so a check that refuses every face fails this test.
+/// of 4 (tune), so a check that refuses every face fails this test. Challenge mode (report half,
+/// measured): 0 of 20 prints pass; genuine people obeying: 7 of 10 refused, of which 6 have no
+/// ORL photo turned 15° to the asked side (1 of the 4 that have one refused); screen replays of a
+/// recorded turn: 4 of 20 pass the challenge alone (the recording's side was the asked one and
+/// turned far enough), 2 of 20 with the passive test too.
 #[test]
 fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
     let out = ok(&fg(&["pad-eval", "--people", "10", "--attacks", "4", "--frames", "6", "--json"]));
@@ -355,4 +359,21 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
         let upper = r["flat_print_apcer"]["upper_95"].as_f64().unwrap();
         assert!((upper - 0.1684).abs() < 1e-3, "Clopper–Pearson for 0/20: {upper}");
     }
+    let c = &v["challenge"]["report"];
+    for checks in ["challenge", "challenge_and_passive"] {
+        let r = &c[checks];
+        assert_eq!(r["print_apcer"]["n"], 20, "{checks}: {r}");
+        assert_eq!(r["print_apcer"]["errors"], 0, "{checks}: a print never turns: {r}");
+        assert_eq!(r["genuine_bpcer"]["n"], 10, "{checks}: 5 people × 2 sides: {r}");
+        assert_eq!(r["genuine_without_a_photo_turned_far_enough"], 6, "{checks}: {r}");
+        assert_eq!(r["replay_apcer"]["n"], 20, "{checks}: {r}");
+    }
+    let (alone, both) = (&c["challenge"], &c["challenge_and_passive"]);
+    // obeying people whose photos turn far enough pass (measured 1 of 4 refused alone, 3 of 4
+    // with the passive test); replays pass only sometimes (measured 4 and 2 of 20), never more
+    // with the passive test than without
+    assert!(alone["genuine_bpcer_where_the_photos_turn_far_enough"]["errors"].as_u64().unwrap() <= 2, "{alone}");
+    let replays = |r: &serde_json::Value| r["replay_apcer"]["errors"].as_u64().unwrap();
+    assert!((2..=6).contains(&replays(alone)), "{alone}");
+    assert!(replays(both) <= replays(alone), "{both}");
 }

@@ -15,6 +15,19 @@
 //! Each appearance is judged as the door judges it: again on every frame from the third on
 //! (the default `consecutive_frames`), accepted at the first Live verdict.
 //!
+//! **Challenge mode** (the door asks for a head turn to a random side once the face is
+//! recognised, after the third frame): made after the passive set, with its own random numbers,
+//! so the passive figures do not move:
+//! - **genuine, obeying**: the person's most frontal photo (three frames, the baseline) then their
+//!   photos turned to the asked side, in order of yaw: a member following the instruction as far
+//!   as ORL's photos allow (a person with no photo turned that way by the challenge's angle is
+//!   refused, and counted as such);
+//! - **print**: the print attacks above, asked a random side;
+//! - **screen replay**: the person's frontal photo, then their photos in yaw order towards one
+//!   side (drawn once per attempt: the recording cannot know the side it will be asked), shown on
+//!   a screen held fairly still (yaw and pitch ±10°), asked a random side. Passive geometry is
+//!   expected to pass it; the challenge passes it only when the recording's side is the one asked.
+//!
 //! Every frame goes through YuNet on the 640×480 canvas; the check sees only its landmarks. The
 //! threshold is tuned on the first half of the people (by person, never by photo) and the rates
 //! are reported on the other half, each with its count and Clopper–Pearson 95 % upper bound.
@@ -22,7 +35,7 @@
 //! video of the member is not among them (passive geometry cannot tell it from a live face).
 
 use anyhow::{bail, Context, Result};
-use facegate_face::liveness::{iod, PassiveCheck};
+use facegate_face::liveness::{iod, ChallengeCheck, ChallengeVerdict, Liveness, PassiveCheck, Turn};
 use facegate_face::{load_image, FaceDetector, FaceFinder, HeadPose, YuNet};
 use facegate_shared::synthetic::SplitMix64;
 use image::{Rgb, RgbImage};
@@ -74,15 +87,25 @@ pub const MIN_PAIRS: usize = 2;
 pub const THRESHOLD_MARGIN: f32 = 1.25;
 /// Estimated yaw spread of a `turn` appearance (degrees).
 pub const TURN_DEG: f32 = 20.0;
+/// The challenge's turn (degrees), frozen before any of these figures: the door's default
+/// `liveness.challenge_turn_deg`.
+pub const CHALLENGE_TURN_DEG: f32 = 15.0;
+/// Consecutive frames past the turn (the door's).
+pub const CHALLENGE_CONFIRM_FRAMES: usize = 2;
 
 /// One appearance: a sequence of landmark sets (frames where a face was found).
 #[derive(Debug, Clone)]
 pub struct Appearance {
     /// Person folder name.
     pub person: String,
-    /// `print` (attack), `natural` (genuine: four photos of neighbouring head poses) or `turn`
-    /// (genuine: all the person's photos in yaw order, spanning at least [`TURN_DEG`]).
+    /// `print` (attack), `natural` (genuine: four photos of neighbouring head poses), `turn`
+    /// (genuine: all the person's photos in yaw order, spanning at least [`TURN_DEG`]),
+    /// `obey` (genuine, challenge: baseline then the photos turned to `asked`), `replay` (attack:
+    /// a screen showing a recorded turn).
     pub kind: &'static str,
+    /// The side the challenge asks for (drawn per appearance; for `obey` the side the person
+    /// turns to).
+    pub asked: Turn,
     /// Landmarks per frame with a face.
     pub frames: Vec<[[f32; 2]; 5]>,
     /// Frames rendered.
@@ -294,6 +317,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         posed.sort_by(|x, y| x.0.total_cmp(&y.0));
         for w in posed.windows(4) {
             out.push(Appearance {
+                asked: Turn::Left,
                 person: person.clone(),
                 kind: "natural",
                 frames: w.iter().map(|p| p.1).collect(),
@@ -303,6 +327,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
             if last.0 - first.0 >= TURN_DEG {
                 out.push(Appearance {
+                    asked: Turn::Left,
                     person: person.clone(),
                     kind: "turn",
                     frames: posed.iter().map(|p| p.1).collect(),
@@ -333,7 +358,80 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                     save_png(&frame, &dir.join(format!("{person}-print-{:02}.png", i + 1)))?;
                 }
             }
-            out.push(Appearance { person: person.clone(), kind: "print", frames, rendered: a.frames });
+            out.push(Appearance {
+                asked: Turn::Left,
+                person: person.clone(),
+                kind: "print",
+                frames,
+                rendered: a.frames,
+            });
+        }
+        // challenge mode: its own random numbers, so that everything above stays as it was
+        let mut crng = SplitMix64::new(!a.seed ^ (pi as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
+        for ap in out.iter_mut().rev().take_while(|ap| ap.person == person).filter(|ap| ap.kind == "print") {
+            ap.asked = Turn::from_bit(crng.next_u64() & 1 == 1);
+        }
+        let by_yaw: Vec<(f32, &RgbImage)> = {
+            let mut v: Vec<(f32, &RgbImage)> = Vec::new();
+            for img in &imgs {
+                let frame = render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut crng);
+                if let Some(l) = landmarks(&finder, &frame)? {
+                    v.push((HeadPose::from_landmarks(&l).yaw, img));
+                }
+            }
+            v.sort_by(|x, y| x.0.total_cmp(&y.0));
+            v
+        };
+        let Some(front) = by_yaw.iter().min_by(|x, y| x.0.abs().total_cmp(&y.0.abs())).copied() else {
+            bar.inc(1);
+            continue;
+        };
+        // the photos turned to `side` from the frontal one, nearest first
+        let towards = |side: Turn| -> Vec<&RgbImage> {
+            let mut v: Vec<(f32, &RgbImage)> = by_yaw
+                .iter()
+                .map(|(y, i)| ((y - front.0) * if side == Turn::Left { 1.0 } else { -1.0 }, *i))
+                .filter(|(d, _)| *d > 0.0)
+                .collect();
+            v.sort_by(|x, y| x.0.total_cmp(&y.0));
+            v.into_iter().map(|(_, i)| i).collect()
+        };
+        for side in [Turn::Left, Turn::Right] {
+            // genuine: baseline (3 frames of the frontal photo), then the turn, held for a frame
+            let mut shown: Vec<&RgbImage> = vec![front.1; 3];
+            shown.extend(towards(side));
+            if let Some(last) = shown.last().copied() {
+                shown.push(last);
+            }
+            let mut frames = Vec::new();
+            for img in &shown {
+                if let Some(l) = landmarks(&finder, &render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut crng))? {
+                    frames.push(l);
+                }
+            }
+            out.push(Appearance { asked: side, person: person.clone(), kind: "obey", frames, rendered: shown.len() });
+        }
+        for _ in 0..a.attacks {
+            // a recording of the member turning to one side, on a screen held fairly still
+            let recorded = Turn::from_bit(crng.next_u64() & 1 == 1);
+            let mut shown: Vec<&RgbImage> = vec![front.1; 3];
+            shown.extend(towards(recorded));
+            if let Some(last) = shown.last().copied() {
+                shown.push(last);
+            }
+            let (mut yaw, mut pitch) = (uniform(&mut crng, -10.0, 10.0), uniform(&mut crng, -10.0, 10.0));
+            let mut frames = Vec::new();
+            for img in &shown {
+                yaw = (yaw + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
+                pitch = (pitch + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
+                let (roll, scale, dx) =
+                    (uniform(&mut crng, -3.0, 3.0), uniform(&mut crng, 0.95, 1.05), uniform(&mut crng, -20.0, 20.0));
+                if let Some(l) = landmarks(&finder, &render(img, &bg, yaw, pitch, roll, scale, dx, &mut crng))? {
+                    frames.push(l);
+                }
+            }
+            let asked = Turn::from_bit(crng.next_u64() & 1 == 1);
+            out.push(Appearance { asked, person: person.clone(), kind: "replay", frames, rendered: shown.len() });
         }
         bar.inc(1);
     }
@@ -354,6 +452,32 @@ pub const FIRST_JUDGED_FRAME: usize = 3;
 /// The largest threshold at which the door would accept the appearance at some frame.
 fn door_score(check: &PassiveCheck, ap: &Appearance) -> Option<f32> {
     check.door_score(&ap.frames, FIRST_JUDGED_FRAME)
+}
+
+/// Whether the door in challenge mode would grant the appearance: the challenge is given after
+/// frame [`FIRST_JUDGED_FRAME`] (baseline: the frames before it), then judged on every frame;
+/// a turn the wrong way ends it, the asked turn grants once `passive` (if any) says Live over
+/// the frames so far. Returns the frames from the challenge to the grant.
+pub fn challenge_grants(
+    check: &ChallengeCheck,
+    passive: Option<&PassiveCheck>,
+    asked: Turn,
+    frames: &[[[f32; 2]; 5]],
+) -> Option<usize> {
+    let first = FIRST_JUDGED_FRAME;
+    let base = check.baseline(frames.get(..first)?)?;
+    for k in first + 1..=frames.len() {
+        match check.judge(asked, base, &frames[first..k]) {
+            ChallengeVerdict::WrongWay { .. } => return None,
+            ChallengeVerdict::Passed { .. }
+                if passive.is_none_or(|p| matches!(p.judge(&frames[..k]), Liveness::Live { .. })) =>
+            {
+                return Some(k - first)
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The upper end of the two-sided 95 % Clopper–Pearson interval for `k` successes in `n`.
@@ -423,7 +547,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             }
             facegate_shared::percentile(&r.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), q)
         };
-        let small = set.iter().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
+        let passive_set = || set.iter().filter(|ap| ["print", "natural", "turn"].contains(&ap.kind));
+        let small = passive_set().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
         rows.insert(
             label.into(),
             serde_json::json!({
@@ -434,8 +559,46 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "turn_score_median": pct(&rt, 0.5), "turn_score_min": rt.first().copied().unwrap_or(0.0),
                 "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
                 "genuine_score_median": pct(&rg, 0.5), "genuine_score_min": rg.first().copied().unwrap_or(0.0),
-                "frames_without_face": set.iter().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
+                "frames_without_face": passive_set().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
                 "faces_below_min_iod": small,
+            }),
+        );
+    }
+    // challenge mode, reported on the report half only (nothing of it is tuned)
+    let challenge = ChallengeCheck {
+        min_turn_deg: CHALLENGE_TURN_DEG,
+        min_iod_px: MIN_IOD_PX,
+        confirm_frames: CHALLENGE_CONFIRM_FRAMES,
+    };
+    let mut crow = serde_json::Map::new();
+    for (label, passive) in [("challenge", None), ("challenge_and_passive", Some(&check))] {
+        let of = |k: &str| -> Vec<&&Appearance> { report.iter().filter(|ap| ap.kind == k).collect() };
+        let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap.asked, &ap.frames);
+        let (obey, prints, replays) = (of("obey"), of("print"), of("replay"));
+        let mut to_grant: Vec<f64> = obey.iter().filter_map(grants).map(|n| n as f64).collect();
+        to_grant.sort_by(f64::total_cmp);
+        // a person with no photo turned far enough that way cannot pass: counted apart
+        let reach = |ap: &&&Appearance| {
+            challenge.baseline(&ap.frames[..FIRST_JUDGED_FRAME.min(ap.frames.len())]).is_some_and(|b| {
+                ap.frames.iter().any(|l| {
+                    (ChallengeCheck::yaw(l) - b) * if ap.asked == Turn::Left { 1.0 } else { -1.0 }
+                        >= challenge.min_turn_deg
+                })
+            })
+        };
+        let replay_same_side = replays.iter().filter(|ap| grants(ap).is_some()).count();
+        crow.insert(
+            label.into(),
+            serde_json::json!({
+                "genuine_bpcer": rate(obey.iter().filter(|ap| grants(ap).is_none()).count(), obey.len()),
+                "genuine_without_a_photo_turned_far_enough": obey.iter().filter(|ap| !reach(ap)).count(),
+                "genuine_bpcer_where_the_photos_turn_far_enough": rate(
+                    obey.iter().filter(|ap| reach(ap) && grants(ap).is_none()).count(),
+                    obey.iter().filter(|ap| reach(ap)).count()
+                ),
+                "frames_to_grant_median": if to_grant.is_empty() { 0.0 } else { facegate_shared::percentile(&to_grant, 0.5) },
+                "print_apcer": rate(prints.iter().filter(|ap| grants(ap).is_some()).count(), prints.len()),
+                "replay_apcer": rate(replay_same_side, replays.len()),
             }),
         );
     }
@@ -443,6 +606,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS,
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
+        "challenge": { "turn_deg": CHALLENGE_TURN_DEG, "confirm_frames": CHALLENGE_CONFIRM_FRAMES, "report": crow },
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -469,7 +633,27 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 r["turn_score_min"].as_f64().unwrap_or(0.0)
             );
         }
-        println!("Simulated attacks on the photos of {} through the real detector; not an ISO/IEC 30107-3 test. A video of the member on a screen is not simulated and would pass a passive geometric check.", a.data.display());
+        println!(
+            "\nchallenge mode (turn {CHALLENGE_TURN_DEG}° to a random side, {CHALLENGE_CONFIRM_FRAMES} frames), report half:"
+        );
+        println!(
+            "{:<22} {:>20} {:>26} {:>10} {:>20} {:>20}",
+            "checks", "genuine BPCER", "… where photos turn enough", "frames", "print APCER", "screen-replay APCER"
+        );
+        for (label, r) in &crow {
+            let f = |v: &serde_json::Value| {
+                format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
+            };
+            println!(
+                "{label:<22} {:>20} {:>26} {:>10} {:>20} {:>20}",
+                f(&r["genuine_bpcer"]),
+                f(&r["genuine_bpcer_where_the_photos_turn_far_enough"]),
+                r["frames_to_grant_median"],
+                f(&r["print_apcer"]),
+                f(&r["replay_apcer"])
+            );
+        }
+        println!("Simulated attacks on the photos of {} through the real detector; not an ISO/IEC 30107-3 test. A screen replaying a recorded turn passes the passive check; the challenge stops it only when the recording turns the other way (about half the attempts).", a.data.display());
     }
     Ok(ExitCode::SUCCESS)
 }
