@@ -177,11 +177,18 @@ fn canvas_tensor(img: &RgbImage, lb: Letterbox, canvas: (u32, u32)) -> Tensor {
     bilinear_canvas(img, lb, canvas)
 }
 
-/// [`canvas_tensor`]'s bilinear pass (an exact copy when `lb` is the image's own size).
+/// [`canvas_tensor`]'s bilinear pass (an exact copy when `lb` is the image's own size). Written
+/// straight into tract's own (aligned, zeroed) tensor: building an ndarray and converting it
+/// copied the 3.7 MB of a 640×480 canvas once more per frame.
 fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tensor {
     let (cw, ch) = (cw as usize, ch as usize);
     let plane = cw * ch;
-    let mut data = vec![0.0f32; 3 * plane];
+    let mut tensor = Tensor::zero::<f32>(&[1, 3, ch, cw]).expect("canvas tensor");
+    let mut view = tensor.try_as_plain_ram_mut().expect("plain canvas");
+    let data = view.as_slice_mut::<f32>().expect("f32 canvas");
+    // BGR planes: the image's R goes to plane 2
+    let (b, rest) = data.split_at_mut(plane);
+    let (g, r) = rest.split_at_mut(plane);
     let (sw, sh) = img.dimensions();
     let raw = img.as_raw();
     let stride = sw as usize * 3;
@@ -199,34 +206,34 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tenso
     if (lb.width, lb.height) == (sw, sh) {
         // same size: a plain copy into the planes
         for (y, row) in raw.chunks_exact(stride).enumerate() {
-            for (x, p) in row.chunks_exact(3).enumerate() {
-                let i = y * cw + x;
-                data[i] = f32::from(p[2]);
-                data[plane + i] = f32::from(p[1]);
-                data[2 * plane + i] = f32::from(p[0]);
+            let o = y * cw..y * cw + sw as usize;
+            let planes = b[o.clone()].iter_mut().zip(&mut g[o.clone()]).zip(&mut r[o]);
+            for (p, ((bb, gg), rr)) in row.chunks_exact(3).zip(planes) {
+                (*bb, *gg, *rr) = (f32::from(p[2]), f32::from(p[1]), f32::from(p[0]));
             }
         }
-        return tract_ndarray::Array4::from_shape_vec((1, 3, ch, cw), data).expect("canvas shape").into();
+        return tensor;
     }
     let (cols, rows) = (taps(lb.width, sw), taps(lb.height, sh));
     let last_col = sw as usize - 1;
+    // per column: byte offsets of the two source pixels, and the weight
+    let cols: Vec<(usize, usize, f32)> = cols.iter().map(|&(c0, wx)| (c0 * 3, (c0 + 1).min(last_col) * 3, wx)).collect();
     for (y, &(r0, wy)) in rows.iter().enumerate() {
         let r1 = (r0 + 1).min(sh as usize - 1);
         let (row0, row1) = (&raw[r0 * stride..][..stride], &raw[r1 * stride..][..stride]);
-        let out = y * cw;
-        for (x, &(c0, wx)) in cols.iter().enumerate() {
-            let c1 = (c0 + 1).min(last_col);
-            for ch in 0..3 {
-                let (a, b) = (f32::from(row0[c0 * 3 + ch]), f32::from(row0[c1 * 3 + ch]));
-                let (c, d) = (f32::from(row1[c0 * 3 + ch]), f32::from(row1[c1 * 3 + ch]));
-                let top = a + (b - a) * wx;
-                let bottom = c + (d - c) * wx;
-                // BGR planes: channel 0 (R) goes to plane 2
-                data[(2 - ch) * plane + out + x] = top + (bottom - top) * wy;
+        let o = y * cw..y * cw + cols.len();
+        let planes = [&mut r[o.clone()], &mut g[o.clone()], &mut b[o]];
+        for (c, out) in planes.into_iter().enumerate() {
+            for (&(i0, i1, wx), v) in cols.iter().zip(out.iter_mut()) {
+                let (p, q) = (f32::from(row0[i0 + c]), f32::from(row0[i1 + c]));
+                let (s, t) = (f32::from(row1[i0 + c]), f32::from(row1[i1 + c]));
+                let top = p + (q - p) * wx;
+                let bottom = s + (t - s) * wx;
+                *v = top + (bottom - top) * wy;
             }
         }
     }
-    tract_ndarray::Array4::from_shape_vec((1, 3, ch, cw), data).expect("canvas shape").into()
+    tensor
 }
 
 impl FaceDetector for YuNet {
