@@ -713,7 +713,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let since = self.streak.since.unwrap_or(frame.at);
         let Some(check) = rule.challenge else {
             let Some((p, verdict)) = passive else {
-                return Gate::Pass("liveness: no check configured".into()); // not built by from_config
+                // liveness on with no check at all: not built by `from_config`; never a grant
+                return Gate::Deny("liveness_unconfirmed", "liveness is on but no check is configured".into());
             };
             let (residual, pairs) = match verdict {
                 Liveness::Live { .. } => return Gate::Pass(format!("liveness: {}", passive_text())),
@@ -780,6 +781,10 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 "liveness_challenge_failed",
                 format!("asked to turn {asked}, turned the other way by {turn_deg:.1}° (a recording cannot know the side)"),
             ),
+            ChallengeVerdict::Passed { .. } if self.challenge_signal.as_mut().map(|s| s.status()).is_some_and(|r| r.is_err()) => {
+                let why = self.challenge_signal.as_mut().map(|s| s.status()).and_then(|r| r.err()).unwrap_or_default();
+                Gate::Deny("liveness_challenge_failed", format!("the challenge output failed, the member may not have been told: {why}"))
+            }
             ChallengeVerdict::Passed { turn_deg } if passive_ok => {
                 let extra = passive.map_or(String::new(), |_| format!("; {}", passive_text()));
                 Gate::Pass(format!(

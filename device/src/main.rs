@@ -291,8 +291,9 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     door.puller = puller;
     door.metrics = metrics;
     if c.liveness.mode == LivenessMode::Challenge {
+        // the arrow may stay on while the member turns: until the challenge times out
         door.challenge_signal =
-            Some(Box::new(CommandSignal::new(c.liveness.challenge_command.clone(), c.lock.command_timeout)));
+            Some(Box::new(CommandSignal::new(c.liveness.challenge_command.clone(), c.liveness.timeout)));
     }
     // How long an emergency secure may take: one lock command, plus a retry.
     let wait = c.lock.command_timeout + facegate_device::supervisor::SECURE_RETRY;

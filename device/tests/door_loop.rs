@@ -854,6 +854,31 @@ fn the_challenge_grants_the_asked_turn_and_denies_the_other_side_a_photo_and_a_d
         assert_eq!(decisions(&d).len(), 1);
     }
 
+    // no side to draw (the coin fails), or the shown challenge fails afterwards: denied
+    let (mut d, lock, _) = challenge_door(&f, &[], false);
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_challenge_failed".into()))]);
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], false);
+    d.challenge_signal = Some(Box::new(RecordingSignal { fail_later: true, ..Default::default() }));
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_challenge_failed".into()))]);
+
+    // A is asked to turn left; then B's face, turned left, takes A's place: B's frames start a new
+    // appearance with its own challenge (right); A's challenge is gone, B's left turn is B's
+    // baseline, and nobody is let in
+    let (mut d, lock, signal) = challenge_door(&f, &[Turn::Left, Turn::Right], false);
+    feed(&mut d, 0, &["a", "a", "a", "b@head:-30", "b@head:-30", "b@head:-30", "b@head:-30"]);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert!(decisions(&d).is_empty(), "{:?}", decisions(&d));
+    assert_eq!(*signal.shown.lock().unwrap(), vec![Turn::Left, Turn::Right]);
+    let asked: Vec<Option<String>> = kinds(&d, EventKind::Challenge).iter().map(|e| e.member.clone()).collect();
+    assert_eq!(asked, vec![Some("A".to_string()), Some("B".to_string())]);
+
     // strangers are denied as before, without a challenge
     let (mut d, _, signal) = challenge_door(&f, &[Turn::Left], false);
     feed(&mut d, 0, &["x", "x", "x"]);
@@ -874,6 +899,20 @@ fn the_challenge_with_the_passive_test_needs_both() {
     assert_eq!(lock.unlocks(), 1);
     let detail = kinds(&d, EventKind::Decision)[0].detail.clone().unwrap();
     assert!(detail.contains("turned left") && detail.contains("3-D face"), "{detail}");
+    // the asked turn without a 3-D face (a passive threshold no face reaches): the turn alone
+    // does not let anyone in; denied at the timeout with both measurements
+    let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], true);
+    if let Some(rule) = d.settings.liveness.as_mut() {
+        rule.passive = Some(facegate_face::liveness::PassiveCheck { threshold: 0.99, ..passive_check() });
+    }
+    let frames: Vec<&str> = ["a", "a", "a"].into_iter().chain(TURN_LEFT).chain(["a@head:-30"; 8]).collect();
+    feed(&mut d, 0, &frames);
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_unconfirmed".into()))]);
+    let detail = kinds(&d, EventKind::Decision)[0].detail.clone().unwrap();
+    assert!(detail.contains("turned left by") && detail.contains("no 3-D face"), "{detail}");
+
     // the member's photo turned further and further the asked way: neither test passes
     let (mut d, lock, _) = challenge_door(&f, &[Turn::Left], true);
     let flat: Vec<String> = (0..14).map(|i: i32| format!("a@print:{}", -5 * i)).collect();

@@ -217,7 +217,8 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tenso
     let (cols, rows) = (taps(lb.width, sw), taps(lb.height, sh));
     let last_col = sw as usize - 1;
     // per column: byte offsets of the two source pixels, and the weight
-    let cols: Vec<(usize, usize, f32)> = cols.iter().map(|&(c0, wx)| (c0 * 3, (c0 + 1).min(last_col) * 3, wx)).collect();
+    let cols: Vec<(usize, usize, f32)> =
+        cols.iter().map(|&(c0, wx)| (c0 * 3, (c0 + 1).min(last_col) * 3, wx)).collect();
     for (y, &(r0, wy)) in rows.iter().enumerate() {
         let r1 = (r0 + 1).min(sh as usize - 1);
         let (row0, row1) = (&raw[r0 * stride..][..stride], &raw[r1 * stride..][..stride]);

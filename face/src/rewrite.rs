@@ -22,8 +22,11 @@
 //! multiply-adds, vectorised. (A `Slice` with step 2 would not do: tract folds it back into the
 //! convolution's stride.)
 //!
-//! **2×2 max-pooling as a reduction.** `MaxPool` (kernel 2, stride 2, no padding) over an even
-//! `H × W` is `ReduceMax` over the phase axes of the same `[N, C, H/2, 2, W/2, 2]` view.
+//! **2×2 max-pooling in two passes.** `MaxPool` (kernel 2, stride 2, no padding) over an even
+//! `H × W`: `Reshape` to `[N, C, H/2, 2W]` (rows 2i and 2i+1 side by side), the element-wise `Max`
+//! of the two halves (contiguous, vectorised), then a 1×2 `MaxPool` for the columns. (tract's
+//! 2×2 `MaxPool` walks its four taps per output; a `ReduceMax` over the phase axes was far
+//! slower.)
 //!
 //! Both need the tensor's height and width, which the rewrite follows from the model's fixed input
 //! size through the convolutions, pools and element-wise operators; where it cannot, the node is
@@ -47,7 +50,7 @@ pub struct Rewritten {
     pub sign_folded: usize,
     /// Stride-2 depthwise convolutions now stride 1 + even rows and columns.
     pub strided_depthwise: usize,
-    /// 2×2 stride-2 max-pools now a `ReduceMax` over the phase axes.
+    /// 2×2 stride-2 max-pools now a row-pair `Max` and a 1×2 `MaxPool`.
     pub maxpool: usize,
 }
 
@@ -96,14 +99,14 @@ pub fn prelu_as_max(model: &mut pb::ModelProto) -> Rewritten {
         }
         let scaled = format!("{}__prelu_scaled", node.output[0]);
         nodes.push(pb::NodeProto {
-            name: format!("{}__mul", node.name),
+            name: format!("{}__mul", node.output[0]),
             op_type: "Mul".into(),
             input: node.input.clone(),
             output: vec![scaled.clone()],
             ..Default::default()
         });
         nodes.push(pb::NodeProto {
-            name: format!("{}__max", node.name),
+            name: format!("{}__max", node.output[0]),
             op_type: "Max".into(),
             input: vec![node.input[0].clone(), scaled],
             output: node.output.clone(),
@@ -174,25 +177,44 @@ pub fn fold_signs(model: &mut pb::ModelProto) -> std::collections::HashSet<Strin
             && bn_params
                 .iter()
                 .all(|t| uses(graph, t) == 1 && float_initializer(graph, t).is_some_and(|v| v.len() == channels));
-        if !convs_ok || !bn_ok {
+        // one slope per channel, broadcast along C (not along W as a bare `[C]` would be)
+        let slope_dims = graph.initializer.iter().find(|t| t.name == prelu.input[1]).map(|t| t.dims.clone());
+        let per_channel =
+            matches!(slope_dims.as_deref(), Some([c, 1, 1]) | Some([1, c, 1, 1]) if *c as usize == channels);
+        if !convs_ok || !bn_ok || !per_channel {
             continue;
         }
+        // every new value computed (and every tensor decoded, whole) before anything changes
+        let mut updates: Vec<(String, Vec<f32>)> = Vec::new();
         for t in &bn_params {
             let v: Vec<f32> = float_initializer(graph, t).unwrap().iter().zip(&flips).map(|(v, f)| v * f).collect();
-            set_float_initializer(graph, t, &v);
+            updates.push((t.clone(), v));
         }
+        let mut complete = true;
         for &c in &consumers {
             let name = graph.node[c].input[1].clone();
             let group = attr_int(&graph.node[c], "group", 1);
-            let dims = graph.initializer.iter().find(|t| t.name == name).unwrap().dims.clone();
-            let mut w = float_initializer(graph, &name).unwrap();
+            let dims = graph.initializer.iter().find(|t| t.name == name).map(|t| t.dims.clone()).unwrap_or_default();
+            let expected: i64 = dims.iter().product();
+            let Some(mut w) = float_initializer(graph, &name)
+                .filter(|w| dims.len() == 4 && w.len() as i64 == expected && expected > 0)
+            else {
+                complete = false;
+                break;
+            };
             let per_out = w.len() / dims[0] as usize; // Cin/g × kh × kw
             let per_in = per_out / dims[1] as usize; // kh × kw
             for (i, v) in w.iter_mut().enumerate() {
                 let channel = if group == 1 { (i % per_out) / per_in } else { i / per_out };
                 *v *= flips[channel];
             }
-            set_float_initializer(graph, &name, &w);
+            updates.push((name, w));
+        }
+        if !complete {
+            continue;
+        }
+        for (name, v) in updates {
+            set_float_initializer(graph, &name, &v);
         }
         folded.insert(y);
     }
@@ -277,7 +299,25 @@ fn spatial_dims(graph: &pb::GraphProto, input_hw: [i64; 2]) -> HashMap<String, [
         let Some(&hw) = node.input.first().and_then(|i| dims.get(i)) else { continue };
         let out = match node.op_type.as_str() {
             "Conv" | "MaxPool" | "AveragePool" => Window::of(node, graph).and_then(|w| w.output(hw)),
-            op if SAME_SHAPE.contains(&op) => Some(hw),
+            // element-wise: only when no other input could broadcast the result to another
+            // size (a per-channel or scalar initializer, or a tensor of the same size)
+            op if SAME_SHAPE.contains(&op) => {
+                node.input
+                    .iter()
+                    .skip(1)
+                    .filter(|i| !i.is_empty())
+                    .all(|i| {
+                        dims.get(i).map_or_else(
+                            || {
+                                graph.initializer.iter().find(|t| &t.name == i).is_some_and(|t| {
+                                    t.dims.len() < 3 || t.dims[t.dims.len() - 2..].iter().all(|&d| d == 1)
+                                })
+                            },
+                            |d| *d == hw,
+                        )
+                    })
+                    .then_some(hw)
+            }
             _ => None,
         };
         if let (Some(out), Some(name)) = (out, node.output.first()) {
@@ -310,7 +350,7 @@ fn reshape(name: &str, input: &str, output: &str, shape: &[i64], inits: &mut Vec
 }
 
 /// Rewrites stride-2 depthwise convolutions as stride 1 + even rows and columns, and 2×2
-/// stride-2 max-pools as `ReduceMax` over the phase axes (see the module's documentation), for a
+/// stride-2 max-pools as a row-pair `Max` and a 1×2 pool (see the module's documentation), for a
 /// model whose first input is `input_hw` (height, width). Returns (depthwise, max-pools).
 pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usize, usize) {
     let Some(graph) = model.graph.as_mut() else { return (0, 0) };
@@ -341,7 +381,7 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                         }
                         nodes.push(conv);
                         nodes.push(reshape(
-                            &format!("{}__phases", node.name),
+                            &format!("{out}__phases_node"),
                             &format!("{out}__dense"),
                             &format!("{out}__phases"),
                             &[0, 0, h / 2, 2, w / 2, 2],
@@ -353,14 +393,14 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                         inits.push(int64_initializer(ends.clone(), &[1, 1]));
                         inits.push(int64_initializer(axes.clone(), &[3, 5]));
                         nodes.push(pb::NodeProto {
-                            name: format!("{}__even", node.name),
+                            name: format!("{out}__even_node"),
                             op_type: "Slice".into(),
                             input: vec![format!("{out}__phases"), starts, ends, axes],
                             output: vec![format!("{out}__even")],
                             ..Default::default()
                         });
                         nodes.push(reshape(
-                            &format!("{}__merge", node.name),
+                            &format!("{out}__merge_node"),
                             &format!("{out}__even"),
                             &out,
                             &[0, 0, h / 2, w / 2],
@@ -385,7 +425,7 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                 let (h, w) = (hw[0], hw[1]);
                 let pairs = format!("{out}__rows");
                 nodes.push(reshape(
-                    &format!("{}__rows", node.name),
+                    &format!("{out}__rows_node"),
                     &node.input[0],
                     &pairs,
                     &[0, 0, h / 2, 2 * w],
@@ -403,7 +443,7 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                     inits.push(int64_initializer(ends.clone(), &[to]));
                     inits.push(int64_initializer(axes.clone(), &[3]));
                     nodes.push(pb::NodeProto {
-                        name: format!("{}__half{i}", node.name),
+                        name: format!("{out}__half{i}_node"),
                         op_type: "Slice".into(),
                         input: vec![pairs.clone(), starts, ends, axes],
                         output: vec![half.clone()],
@@ -413,7 +453,7 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                 }
                 let vertical = format!("{out}__vertical");
                 nodes.push(pb::NodeProto {
-                    name: format!("{}__vertical", node.name),
+                    name: format!("{out}__vertical_node"),
                     op_type: "Max".into(),
                     input: halves,
                     output: vec![vertical.clone()],
@@ -426,7 +466,7 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                     ..Default::default()
                 };
                 nodes.push(pb::NodeProto {
-                    name: format!("{}__horizontal", node.name),
+                    name: format!("{out}__horizontal_node"),
                     op_type: "MaxPool".into(),
                     input: vec![vertical],
                     output: vec![out.clone()],
@@ -625,7 +665,7 @@ mod tests {
         let (a, b) = (run(&original, &x), run(&rewritten, &x));
         assert_eq!(a[0].len(), 3 * 3 * 4);
         assert_eq!(a, b, "the rewritten net computes other floats");
-        // without the rewrite of the slopes above 1 the output would differ: the fold matters
+        // not a trivial net: the output is not all zeros
         assert!(a[0].iter().any(|v| *v != 0.0));
     }
 
@@ -639,6 +679,48 @@ mod tests {
             float_initializer(m.graph.as_ref().unwrap(), "g"),
             Some(small_net(true).graph.as_ref().map(|g| float_initializer(g, "g").unwrap()).unwrap())
         );
+    }
+
+    #[test]
+    fn what_the_rewrites_cannot_follow_is_left_as_it_is() {
+        let graph = |m: &pb::ModelProto| m.graph.clone().unwrap();
+        // a padded pool, a dilated convolution
+        let mut m = small_net(false);
+        let g = m.graph.as_mut().unwrap();
+        g.node[4].attribute.push(pb::AttributeProto {
+            name: "pads".into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: vec![0, 0, 1, 1],
+            ..Default::default()
+        });
+        g.node[2].attribute.push(pb::AttributeProto {
+            name: "dilations".into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: vec![2, 2],
+            ..Default::default()
+        });
+        assert_eq!(phase_rewrites(&mut m, [12, 16]), (0, 0));
+        // an element-wise input that broadcasts to another size stops the size from being followed
+        let mut m = small_net(false);
+        let g = m.graph.as_mut().unwrap();
+        g.initializer.push(floats("big", &[1, 4, 1, 16], &[1.0; 64]));
+        g.node.insert(2, node("Add", &["act", "big"], "act2", &[]));
+        g.node[3].input[0] = "act2".into();
+        assert_eq!(phase_rewrites(&mut m, [12, 16]), (0, 0));
+        // slopes given as a bare [C] (broadcast along W, not C) and weights that do not decode
+        // whole: no fold, and nothing touched
+        for broken in ["slope", "weights"] {
+            let mut m = small_net(false);
+            let g = m.graph.as_mut().unwrap();
+            if broken == "slope" {
+                g.initializer.iter_mut().find(|t| t.name == "a").unwrap().dims = vec![4];
+            } else {
+                g.initializer.iter_mut().find(|t| t.name == "wd").unwrap().raw_data.truncate(8);
+            }
+            let before = graph(&m);
+            assert!(fold_signs(&mut m).is_empty(), "{broken}");
+            assert_eq!(graph(&m), before, "{broken}: the graph was changed");
+        }
     }
 
     #[test]

@@ -197,9 +197,10 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
             worst = a.as_slice().iter().zip(b.as_slice()).map(|(x, y)| (x - y).abs()).fold(worst, f32::max);
         }
         eprintln!("{model}: largest difference {worst:e}");
-        // measured: 0 (the rewrites add and compare the same floats in the same order); 1e-6
-        // allows other CPUs' kernels to round differently
-        assert!(worst <= 1e-6, "{model}: rewritten graph differs by {worst}");
+        // measured: 0 on x86-64 (the rewrites add and compare the same floats in the same order);
+        // 1e-6 elsewhere, where other kernels may sum in another order
+        let allowed = if cfg!(target_arch = "x86_64") { 0.0 } else { 1e-6 };
+        assert!(worst <= allowed, "{model}: rewritten graph differs by {worst}");
     }
 }
 
@@ -233,8 +234,9 @@ fn detector_rewrites_match_the_graph_as_shipped() {
         }
         eprintln!("YuNet {w}x{h}: {faces} faces, largest difference {worst:e}");
         assert!(faces >= 40, "{w}x{h}: {faces} faces");
-        // measured: 0 (a max-pool is the same comparisons in another order of passes)
-        assert!(worst <= 1e-4, "{w}x{h}: rewritten detector differs by {worst}");
+        // measured: 0 on x86-64 (a max-pool is the same comparisons in another order of passes)
+        let allowed = if cfg!(target_arch = "x86_64") { 0.0 } else { 1e-4 };
+        assert!(worst <= allowed, "{w}x{h}: rewritten detector differs by {worst}");
     }
 }
 

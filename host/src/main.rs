@@ -73,10 +73,12 @@ enum Command {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
     },
-    /// Presentation-attack evaluation of the passive 3-D liveness test: print attacks made from
-    /// ORL photos (a rigid plane moved in 3-D, on a background, with camera noise) and genuine
-    /// head turns, through the real detector; threshold tuned on half the people, APCER and
-    /// BPCER with 95 % bounds on the other half. Simulated attacks: not an ISO/IEC 30107-3 test.
+    /// Presentation-attack evaluation of the door's liveness checks (passive 3-D test, head-turn
+    /// challenge): print attacks made from ORL photos (a rigid plane, or a print bent on a
+    /// cylinder, moved in 3-D on a background, with camera noise), screen replays of a recorded
+    /// turn, and genuine head turns, through the real detector; threshold tuned on half the
+    /// people, APCER and BPCER with 95 % bounds on the other half. Simulated attacks: not an
+    /// ISO/IEC 30107-3 test.
     PadEval(pad::PadArgs),
     /// List, show, remove, renew or rename members. Removal deletes the embeddings from the file.
     Members {
