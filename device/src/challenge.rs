@@ -52,8 +52,11 @@ pub struct CommandSignal {
     command: Vec<String>,
     show_for: Duration,
     /// The running show: its cancel flag and its outcome (`Some(error)` once it failed).
-    current: Option<(Arc<AtomicBool>, Arc<Mutex<Option<String>>>)>,
+    current: Option<Show>,
 }
+
+/// A running show's cancel flag and its outcome (`Some(error)` once it failed).
+type Show = (Arc<AtomicBool>, Arc<Mutex<Option<String>>>);
 
 impl CommandSignal {
     /// A command signal (`command` non-empty; the config refuses an empty one).
