@@ -711,6 +711,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             ),
         };
         let since = self.streak.since.unwrap_or(frame.at);
+        // how long since `from`, once that is the timeout or more
+        let timed_out = |from: Duration| Some(frame.at.saturating_sub(from)).filter(|w| *w >= rule.timeout);
         let Some(check) = rule.challenge else {
             let Some((p, verdict)) = passive else {
                 // liveness on with no check at all: not built by `from_config`; never a grant
@@ -720,10 +722,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 Liveness::Live { .. } => return Gate::Pass(format!("liveness: {}", passive_text())),
                 Liveness::Unconfirmed { residual, pairs } => (residual, pairs),
             };
-            let waited = frame.at.saturating_sub(since);
-            if waited < rule.timeout {
-                return Gate::Wait;
-            }
+            let Some(waited) = timed_out(since) else { return Gate::Wait };
             return Gate::Deny(
                 "liveness_unconfirmed",
                 format!(
@@ -737,10 +736,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let Some(issued) = &self.streak.challenge else {
             let Some(baseline) = check.baseline(&self.streak.landmarks) else {
                 // faces too small to measure a turn on: wait for a closer face, up to the timeout
-                let waited = frame.at.saturating_sub(since);
-                if waited < rule.timeout {
-                    return Gate::Wait;
-                }
+                let Some(waited) = timed_out(since) else { return Gate::Wait };
                 return Gate::Deny(
                     "liveness_unconfirmed",
                     format!(

@@ -142,19 +142,23 @@ fn mat_inv(m: &Mat3) -> Option<Mat3> {
     })
 }
 
+/// R = Rz(roll) · Rx(pitch) · Ry(yaw), angles in degrees.
+fn rotation(yaw: f64, pitch: f64, roll: f64) -> Mat3 {
+    let (sy, cyw) = yaw.to_radians().sin_cos();
+    let (sp, cp) = pitch.to_radians().sin_cos();
+    let (sr, cr) = roll.to_radians().sin_cos();
+    let ry = [cyw, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cyw];
+    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
+    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
+    mat_mul(&rz, &mat_mul(&rx, &ry))
+}
+
 /// The homography from photo pixels to frame pixels of a photo `w × h` (pixels) held as a plane:
 /// rotated by yaw, pitch, roll (degrees), its centre at `(cx, cy)` in the frame, seen by a
 /// pinhole camera of focal length `focal` pixels from `distance` photo widths away.
 #[allow(clippy::too_many_arguments)]
 fn plane_homography(w: f64, h: f64, yaw: f64, pitch: f64, roll: f64, scale: f64, cx: f64, cy: f64) -> Mat3 {
-    let (sy, cyw) = yaw.to_radians().sin_cos();
-    let (sp, cp) = pitch.to_radians().sin_cos();
-    let (sr, cr) = roll.to_radians().sin_cos();
-    // R = Rz(roll) · Rx(pitch) · Ry(yaw)
-    let ry = [cyw, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cyw];
-    let rx = [1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp];
-    let rz = [cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0];
-    let r = mat_mul(&rz, &mat_mul(&rx, &ry));
+    let r = rotation(yaw, pitch, roll);
     // camera: focal f, the plane centre `dist` in front; photo pixel (u, v) → plane point
     // ((u − w/2)·s, (v − h/2)·s, 0) with s chosen so the photo appears `scale` times its size
     let f = 800.0;
@@ -187,13 +191,7 @@ fn render_bent(
 ) -> RgbImage {
     let mut frame = bg.clone();
     let (w, h) = (photo.width() as f64, photo.height() as f64);
-    let (sy, cyw) = yaw.to_radians().sin_cos();
-    let (sp, cp) = pitch.to_radians().sin_cos();
-    let (sr, cr) = roll.to_radians().sin_cos();
-    let r = mat_mul(
-        &[cr, -sr, 0.0, sr, cr, 0.0, 0.0, 0.0, 1.0],
-        &mat_mul(&[1.0, 0.0, 0.0, 0.0, cp, -sp, 0.0, sp, cp], &[cyw, 0.0, sy, 0.0, 1.0, 0.0, -sy, 0.0, cyw]),
-    );
+    let r = rotation(yaw, pitch, roll);
     // the same camera and scale as `plane_homography`
     let (f, dist) = (800.0, 1000.0);
     let s = DRAWN_HEIGHT / h * scale * dist / f;
