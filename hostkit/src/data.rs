@@ -23,6 +23,9 @@ pub enum DataError {
     Empty(String),
     #[error("need at least {need} people with 2 or more usable images, found {found}")]
     TooFewPeople { need: usize, found: usize },
+    /// A fold number outside `0..folds`, or fewer than two folds.
+    #[error("fold {fold} of {folds}: folds are numbered 0 to folds − 1, and there must be at least 2")]
+    BadFold { folds: usize, fold: usize },
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -123,24 +126,49 @@ pub struct Splits {
     pub test: Vec<String>,
 }
 
+/// The people in name order, shuffled by `seed` (the order every split is cut from).
+fn shuffled(people: &[String], seed: u64) -> Vec<String> {
+    let mut order: Vec<String> = people.to_vec();
+    order.sort();
+    let mut rng = SplitMix64::new(seed);
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
 impl Splits {
+    /// Fold `fold` of `folds` person-disjoint folds: the seeded shuffle of the people dealt into
+    /// `folds` folds in turn; the fold's people are the test people, `val` people of the others
+    /// (the first in the shuffle) validate, the rest train. Over `fold = 0..folds` every person
+    /// is a test person exactly once; the same seed gives the same folds.
+    pub fn fold(people: &[String], seed: u64, folds: usize, fold: usize, val: usize) -> Result<Self, DataError> {
+        if folds < 2 || fold >= folds {
+            return Err(DataError::BadFold { folds, fold });
+        }
+        let order = shuffled(people, seed);
+        let test: Vec<String> = order.iter().skip(fold).step_by(folds).cloned().collect();
+        let rest: Vec<String> = order.iter().filter(|p| !test.contains(p)).cloned().collect();
+        let need = val + 2;
+        if test.is_empty() || rest.len() < need {
+            return Err(DataError::TooFewPeople { need: need + folds, found: people.len() });
+        }
+        Ok(Self { seed, test: sorted(&test), val: sorted(&rest[..val]), train: sorted(&rest[val..]) })
+    }
+
     /// Seeded shuffle of the people, then `val` and `test` people off the front.
     pub fn by_person(people: &[String], seed: u64, val: usize, test: usize) -> Result<Self, DataError> {
         let need = val + test + 2;
         if people.len() < need {
             return Err(DataError::TooFewPeople { need, found: people.len() });
         }
-        let mut order: Vec<String> = people.to_vec();
-        order.sort();
-        let mut rng = SplitMix64::new(seed);
-        for i in (1..order.len()).rev() {
-            order.swap(i, rng.below(i + 1));
-        }
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
-        };
+        let order = shuffled(people, seed);
         Ok(Self {
             seed,
             test: sorted(&order[..test]),
@@ -229,6 +257,30 @@ mod tests {
         assert_eq!(Splits::by_person(&people, 7, 4, 8).unwrap(), a);
         assert_ne!(Splits::by_person(&people, 8, 4, 8).unwrap(), a);
         assert!(matches!(Splits::by_person(&people[..5], 7, 4, 8), Err(DataError::TooFewPeople { .. })));
+    }
+
+    #[test]
+    fn person_folds_test_everyone_once_and_never_mix_splits() {
+        let people: Vec<String> = (1..=40).map(|i| format!("s{i}")).collect();
+        let mut tested = Vec::new();
+        for f in 0..5 {
+            let s = Splits::fold(&people, 7, 5, f, 4).unwrap();
+            assert_eq!((s.test.len(), s.val.len(), s.train.len()), (8, 4, 28), "fold {f}");
+            for p in &s.test {
+                assert!(!s.val.contains(p) && !s.train.contains(p), "{p} in two splits of fold {f}");
+            }
+            assert!(s.val.iter().all(|p| !s.train.contains(p)));
+            assert_eq!(s, Splits::fold(&people, 7, 5, f, 4).unwrap(), "not reproducible");
+            tested.extend(s.test);
+        }
+        tested.sort();
+        let mut all = people.clone();
+        all.sort();
+        assert_eq!(tested, all, "every person a test person exactly once");
+        assert_ne!(Splits::fold(&people, 8, 5, 0, 4).unwrap().test, Splits::fold(&people, 7, 5, 0, 4).unwrap().test);
+        assert!(matches!(Splits::fold(&people, 7, 5, 5, 4), Err(DataError::BadFold { .. })));
+        assert!(matches!(Splits::fold(&people, 7, 1, 0, 4), Err(DataError::BadFold { .. })));
+        assert!(matches!(Splits::fold(&people[..6], 7, 5, 0, 4), Err(DataError::TooFewPeople { .. })));
     }
 
     #[test]

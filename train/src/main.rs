@@ -28,6 +28,17 @@ enum Command {
     /// OUT/best.safetensors (+ .json), OUT/metrics.csv and OUT/learning_curves.png. Ctrl-C saves
     /// OUT/last; continue with --resume. `--init-from X.onnx` fine-tunes an ONNX encoder.
     Train(trainer::TrainArgs),
+    /// Person-k-fold cross-validation: one training run per fold (each person a test person
+    /// exactly once; --val-people of the other folds validate), then per fold and mean ± sd the
+    /// test EER, AUC, TAR at FAR 1e-2 and the chance that a stranger matches someone among 20 or
+    /// 500 members. Writes OUT/fold-N/ (each run), OUT/cv.json and OUT/cv.md.
+    Cv {
+        /// Number of person-disjoint folds.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        #[command(flatten)]
+        train: trainer::TrainArgs,
+    },
     /// Export a trained checkpoint to ONNX for the door unit (tract), with its model card.
     ///
     /// Batch-norm is folded, the L2 normalisation is inside the graph, and the same inputs are run
@@ -69,6 +80,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = trainer::train(&args, interrupt)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        }
+        Command::Cv { k, train } => {
+            if train.folds.is_some() || train.fold.is_some() {
+                anyhow::bail!("cv sets --folds and --fold itself: give the number of folds with --k");
+            }
+            let interrupt = Arc::new(AtomicBool::new(false));
+            let flag = interrupt.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+            let report = facegate_train::cv::cross_validate(&train, k, interrupt)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
         }
         Command::Export(args) => {
             let summary = export::export(&args)?;

@@ -144,6 +144,16 @@ pub struct TrainArgs {
     /// Stop after this many steps as if interrupted (for resume tests).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+    /// Person-k-fold: the number of person-disjoint folds (with --fold; `facegate-train cv` runs
+    /// them all). The fold's people are the test people (--test-people is then not used) and
+    /// --val-people of the other folds validate.
+    #[arg(long, requires = "fold")]
+    #[serde(default)]
+    pub folds: Option<usize>,
+    /// Person-k-fold: which fold (0 to FOLDS − 1) is tested.
+    #[arg(long, requires = "folds")]
+    #[serde(default)]
+    pub fold: Option<usize>,
 }
 
 impl TrainArgs {
@@ -374,9 +384,25 @@ pub struct TrainSummary {
     pub best_val_eer: f64,
     pub best_step: usize,
     pub test_eer: Option<f64>,
+    /// Held-out figures of the best checkpoint (`None` when there were too few test people).
+    pub test: Option<TestFigures>,
     pub diagnosis: String,
     pub images_per_second: f64,
     pub interrupted: bool,
+}
+
+/// The best checkpoint on the test people: all genuine and impostor pairs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestFigures {
+    pub people: usize,
+    pub eer: f64,
+    pub auc: f64,
+    /// TAR at FAR 1e-2 (`None` when there are too few impostor pairs to reach it).
+    pub tar_at_far_1e2: Option<f64>,
+    /// Chance that a stranger matches someone in a gallery of 20 / 500 members at the EER
+    /// threshold (FAR = EER per comparison).
+    pub open_set_20: f64,
+    pub open_set_500: f64,
 }
 
 /// Runs training. `interrupt` is set by Ctrl-C: the run saves `OUT/last` and returns.
@@ -391,7 +417,10 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     let spec = base.as_ref().map(|b| b.card.input.clone()).unwrap_or_else(|| default_input_spec(&arch));
     let (people, report) = scan(&args.data)?;
     let names: Vec<String> = people.keys().cloned().collect();
-    let splits = Splits::by_person(&names, args.seed, args.val_people, args.test_people)?;
+    let splits = match (args.folds, args.fold) {
+        (Some(k), Some(i)) => Splits::fold(&names, args.seed, k, i, args.val_people)?,
+        _ => Splits::by_person(&names, args.seed, args.val_people, args.test_people)?,
+    };
     if splits.train.len() < args.people_per_batch {
         bail!("{} training people is fewer than --people-per-batch {}", splits.train.len(), args.people_per_batch);
     }
@@ -721,6 +750,7 @@ fn run_loop(
             best_val_eer: state.best_eer,
             best_step: state.best_step,
             test_eer: None,
+            test: None,
             diagnosis: String::new(),
             images_per_second: ips,
             interrupted: true,
@@ -733,11 +763,21 @@ fn run_loop(
     let mut best_vs = nn::VarStore::new(device);
     let best_net = Net::new(&best_vs.root(), arch, base);
     best_vs.load(best_path)?;
-    let test_eer = if test_set.len() >= 2 && test_set.by_person.iter().filter(|v| !v.is_empty()).count() >= 2 {
-        Some(pair_scores(&embed_all(&best_net, &test_set.x), &test_set.y)?.eer().0)
+    let test = if test_set.len() >= 2 && test_set.by_person.iter().filter(|v| !v.is_empty()).count() >= 2 {
+        let scores = pair_scores(&embed_all(&best_net, &test_set.x), &test_set.y)?;
+        let eer = scores.eer().0;
+        Some(TestFigures {
+            people: test_set.by_person.iter().filter(|v| !v.is_empty()).count(),
+            eer,
+            auc: scores.auc(),
+            tar_at_far_1e2: scores.tar_at_far(1e-2).ok(),
+            open_set_20: facegate_shared::open_set_false_accept(eer, 20),
+            open_set_500: facegate_shared::open_set_false_accept(eer, 500),
+        })
     } else {
         None
     };
+    let test_eer = test.as_ref().map(|t| t.eer);
     let mut info = CheckpointInfo::load(best_path)?;
     info.test_eer = test_eer;
     write_atomic(&CheckpointInfo::path_for(best_path), serde_json::to_string_pretty(&info)?.as_bytes())?;
@@ -762,6 +802,7 @@ fn run_loop(
         best_val_eer: state.best_eer,
         best_step: state.best_step,
         test_eer,
+        test,
         diagnosis,
         images_per_second: ips,
         interrupted: false,

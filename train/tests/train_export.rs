@@ -159,3 +159,51 @@ fn bad_data_folders_fail_before_work_starts() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("need at least"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `facegate-train cv --k 4` on 8 ORL people (tiny runs): every person is a test person exactly
+/// once across the folds' `splits.json`, never trained or validated on in their own fold; the
+/// report's mean test EER is the mean of the folds'.
+#[test]
+fn cross_validation_tests_every_person_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_orl(dir.path());
+    let out = dir.path().join("cv");
+    let o = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
+        .current_dir(root())
+        .args(["cv", "--k", "4", "--data"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&out)
+        .args(["--val-people", "2", "--people-per-batch", "4", "--images-per-person", "4"])
+        .args(["--pretrain-steps", "6", "--steps", "12", "--epoch-steps", "6", "--device", "cpu", "--seed", "11"])
+        .arg("--cache")
+        .arg(root().join(".cache"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let cv = read(out.join("cv.json"));
+    let folds = cv["finished"].as_array().unwrap();
+    assert_eq!(folds.len(), 4, "{cv}");
+    let mut tested = Vec::new();
+    for f in 0..4 {
+        let s = read(out.join(format!("fold-{f}/splits.json")));
+        let names = |k: &str| -> Vec<String> {
+            s[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+        };
+        let (test, val, train) = (names("test"), names("val"), names("train"));
+        assert_eq!((test.len(), val.len(), train.len()), (2, 2, 4), "fold {f}: {s}");
+        assert!(test.iter().all(|p| !val.contains(p) && !train.contains(p)), "fold {f}: {s}");
+        assert_eq!(folds[f]["test"]["people"], 2);
+        tested.extend(test);
+    }
+    tested.sort();
+    let mut all: Vec<String> = (1..=8).map(|i| format!("s{i}")).collect();
+    all.sort();
+    assert_eq!(tested, all, "every person a test person exactly once");
+    let eers: Vec<f64> = folds.iter().map(|f| f["test"]["eer"].as_f64().unwrap()).collect();
+    assert!(eers.iter().all(|e| (0.0..=1.0).contains(e)), "{eers:?}");
+    let mean = eers.iter().sum::<f64>() / 4.0;
+    assert!((cv["test_eer"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{cv}");
+    assert!(std::fs::read_to_string(out.join("cv.md")).unwrap().contains("mean ± sd"));
+}
