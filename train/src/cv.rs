@@ -81,8 +81,8 @@ impl CvReport {
     /// The report as a Markdown table (percentages).
     pub fn markdown(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.2} %", 100.0 * v));
-        let mut out = format!(
-            "| fold | test people | best step | val EER | test EER | AUC | TAR @ FAR 1e-2 | stranger matches, 20 / 500 members | minutes |\n|---|---|---|---|---|---|---|---|---|\n"
+        let mut out = String::from(
+            "| fold | test people | best step | val EER | test EER | AUC | TAR @ FAR 1e-2 | stranger matches, 20 / 500 members | minutes |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &self.finished {
             out += &format!(
