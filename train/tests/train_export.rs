@@ -186,7 +186,7 @@ fn cross_validation_tests_every_person_once() {
     let folds = cv["finished"].as_array().unwrap();
     assert_eq!(folds.len(), 4, "{cv}");
     let mut tested = Vec::new();
-    for f in 0..4 {
+    for (f, fold) in folds.iter().enumerate() {
         let s = read(out.join(format!("fold-{f}/splits.json")));
         let names = |k: &str| -> Vec<String> {
             s[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
@@ -194,7 +194,7 @@ fn cross_validation_tests_every_person_once() {
         let (test, val, train) = (names("test"), names("val"), names("train"));
         assert_eq!((test.len(), val.len(), train.len()), (2, 2, 4), "fold {f}: {s}");
         assert!(test.iter().all(|p| !val.contains(p) && !train.contains(p)), "fold {f}: {s}");
-        assert_eq!(folds[f]["test"]["people"], 2);
+        assert_eq!(fold["test"]["people"], 2);
         tested.extend(test);
     }
     tested.sort();
