@@ -8,12 +8,14 @@
 //! - [`losses`]: contrastive and triplet losses with mining; [`optim`]: Adam/SGD with schedules;
 //! - [`trainer`]: the training loop (person splits, softmax pre-training, metric learning,
 //!   weight averaging, early stopping, resume); [`curves`]: metrics.csv, learning curves and the
-//!   under/overfitting diagnosis; [`cv`]: person-k-fold cross-validation;
+//!   under/overfitting diagnosis; [`cv`]: person-k-fold cross-validation; [`distill`]:
+//!   distillation from a frozen pretrained teacher;
 //! - [`onnx`]: writing an encoder as ONNX ([`onnx::write`]) and reading one into tch
 //!   ([`onnx::import`]); [`export`]: checkpoint → ONNX + card + golden pair, parity-checked.
 
 pub mod curves;
 pub mod cv;
+pub mod distill;
 pub mod export;
 pub mod losses;
 pub mod model;

@@ -39,6 +39,17 @@ enum Command {
         #[command(flatten)]
         train: trainer::TrainArgs,
     },
+    /// Compares `cv` runs of several recipes on the same folds: test EER per fold, mean ± sd,
+    /// the gain over the first (reference) run fold by fold, and whether it exceeds the
+    /// reference's fold-to-fold sd. Writes OUT.md, OUT.json and OUT.png (EER per fold, per recipe).
+    CvCompare {
+        /// NAME=DIR of each `cv` output folder (DIR/cv.json); the first is the reference.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<String>,
+        /// Output path without extension.
+        #[arg(long, short = 'o', default_value = "runs/cv-compare")]
+        out: std::path::PathBuf,
+    },
     /// Export a trained checkpoint to ONNX for the door unit (tract), with its model card.
     ///
     /// Batch-norm is folded, the L2 normalisation is inside the graph, and the same inputs are run
@@ -91,6 +102,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = facegate_train::cv::cross_validate(&train, k, interrupt)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        }
+        Command::CvCompare { runs, out } => {
+            let runs = runs
+                .iter()
+                .map(|r| match r.split_once('=') {
+                    Some((n, d)) if !n.is_empty() && !d.is_empty() => Ok((n.to_string(), std::path::PathBuf::from(d))),
+                    _ => Err(anyhow::anyhow!("'{r}': give each run as NAME=DIR")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let cmp = facegate_train::cv::Comparison::load(&runs)?;
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let with = |ext: &str| std::path::PathBuf::from(format!("{}.{ext}", out.display()));
+            facegate_shared::gallery_file::write_atomic(&with("md"), cmp.markdown().as_bytes())?;
+            facegate_shared::gallery_file::write_atomic(&with("json"), serde_json::to_string_pretty(&cmp)?.as_bytes())?;
+            cmp.plot(&with("png"))?;
+            println!("{}", cmp.markdown());
+            eprintln!("wrote {}, {} and {}", with("md").display(), with("json").display(), with("png").display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Export(args) => {
             let summary = export::export(&args)?;

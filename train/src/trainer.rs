@@ -19,10 +19,10 @@ use tch::{nn, Device, Kind, Tensor};
 
 use crate::curves::EpochMetrics;
 use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
-use crate::model::ArchConfig;
+use crate::model::{l2_normalise, ArchConfig};
 use crate::net::{is_onnx, BaseRef, Freeze, ImportedBase, Net};
 use crate::optim::{Optimizer, OptimizerKind};
-use facegate_hostkit::data::{aligned_crops, scan, Splits};
+use facegate_hostkit::data::{aligned_crops, scan, ImageEntry, Splits};
 
 /// Grey input mean and std on the 0–255 scale: maps pixels to `[-1, 1]`.
 pub const GREY_MEAN: f32 = 127.5;
@@ -154,6 +154,42 @@ pub struct TrainArgs {
     #[arg(long, requires = "folds")]
     #[serde(default)]
     pub fold: Option<usize>,
+    /// Distil from this pretrained ONNX encoder (its card beside it), e.g.
+    /// models/face_recognition_sface_2021dec.onnx: imported through the ONNX bridge, frozen, in
+    /// evaluation mode, run once on the training people's aligned faces (cached), and the
+    /// student's cosine similarities within each batch are pulled towards the teacher's.
+    #[arg(long)]
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
+    /// Weight of the distillation term (with --teacher).
+    #[arg(long, default_value_t = DEFAULT_DISTILL_WEIGHT)]
+    #[serde(default = "default_distill_weight")]
+    pub distill_weight: f64,
+    /// Augmentation: `basic` (flip, ±4 px shift, ±5 % scale, contrast and brightness) or
+    /// `strong` (also ±12° rotation, ±10 % scale, gamma, blur, noise: the door's lighting and
+    /// pose changes). --no-augment turns both off.
+    #[arg(long, value_enum, default_value = "basic")]
+    #[serde(default)]
+    pub augment: Augment,
+    /// Channels of the built-in encoder's stem, three blocks and head (default 24,48,96,128,32).
+    #[arg(long, value_delimiter = ',', num_args = 5)]
+    #[serde(default)]
+    pub widths: Option<Vec<i64>>,
+}
+
+/// Default weight of the distillation term.
+pub const DEFAULT_DISTILL_WEIGHT: f64 = 4.0;
+
+fn default_distill_weight() -> f64 {
+    DEFAULT_DISTILL_WEIGHT
+}
+
+/// How much the training images are varied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+pub enum Augment {
+    #[default]
+    Basic,
+    Strong,
 }
 
 impl TrainArgs {
@@ -196,7 +232,27 @@ impl TrainArgs {
         if self.val_people < 2 {
             bail!("--val-people must be at least 2 (validation EER needs impostor pairs)");
         }
+        if !(self.distill_weight >= 0.0 && self.distill_weight.is_finite()) {
+            bail!("--distill-weight must be a non-negative number");
+        }
+        if let Some(w) = &self.widths {
+            if w.len() != 5 || w.iter().any(|&c| !(1..=1024).contains(&c)) {
+                bail!("--widths takes 5 channel counts between 1 and 1024 (stem, 3 blocks, head), got {w:?}");
+            }
+            if imported {
+                bail!("--widths shapes the built-in encoder; an imported one (--init-from X.onnx) keeps its own");
+            }
+        }
         Ok(())
+    }
+
+    /// The built-in encoder's architecture these flags ask for.
+    pub fn arch(&self) -> ArchConfig {
+        let mut arch = ArchConfig::default();
+        if let Some(w) = &self.widths {
+            arch.widths.copy_from_slice(w);
+        }
+        arch
     }
 }
 
@@ -262,6 +318,17 @@ pub struct FaceSet {
     pub y: Tensor,
     /// Image indices for each person.
     pub by_person: Vec<Vec<i64>>,
+    /// The teacher's embeddings of these images (training set with --teacher only).
+    pub teacher: Option<Teacher>,
+}
+
+/// A frozen teacher's view of the training images.
+pub struct Teacher {
+    /// `N × Dt` unit rows (zero where `known` is 0).
+    pub embeddings: Tensor,
+    /// `N`: 1 where the teacher embedded the image.
+    pub known: Tensor,
+    pub fingerprint: String,
 }
 
 impl FaceSet {
@@ -275,7 +342,7 @@ impl FaceSet {
         for (i, (p, _)) in crops.iter().enumerate() {
             by_person[*p].push(i as i64);
         }
-        Self { x, y: Tensor::from_slice(&labels).to_device(device), by_person }
+        Self { x, y: Tensor::from_slice(&labels).to_device(device), by_person, teacher: None }
     }
 
     /// Number of images.
@@ -307,23 +374,47 @@ pub fn pair_scores(e: &Tensor, y: &Tensor) -> Result<Scores> {
     Ok(Scores::from_labelled_distances(&labels, |a, b| d[a * n + b])?)
 }
 
-fn augment(x: &Tensor) -> Tensor {
+/// Random variations of a batch (`N × C × H × W`, values in about `[-1, 1]`).
+fn augment(x: &Tensor, kind: Augment) -> Tensor {
+    let strong = kind == Augment::Strong;
     let b = x.size()[0];
     let dev = x.device();
     let opts = (Kind::Float, dev);
-    let scale = Tensor::rand([b], opts) * 0.1 + 0.95;
-    let flip = (Tensor::rand([b], opts).gt(0.5).to_kind(Kind::Float) * 2.0 - 1.0) * &scale;
-    // ±4 px at 64 px is ±0.125 in normalised coordinates
-    let shift = x.size()[3] as f64;
-    let tx = (Tensor::rand([b], opts) * 2.0 - 1.0) * (8.0 / shift);
-    let ty = (Tensor::rand([b], opts) * 2.0 - 1.0) * (8.0 / shift);
-    let zero = Tensor::zeros([b], opts);
-    let theta = Tensor::stack(&[flip, zero.shallow_clone(), tx, zero, scale, ty], 1).view([b, 2, 3]);
+    let uniform = |lo: f64, hi: f64, shape: &[i64]| Tensor::rand(shape, opts) * (hi - lo) + lo;
+    let scale = if strong { uniform(0.9, 1.1, &[b]) } else { uniform(0.95, 1.05, &[b]) };
+    let flip = Tensor::rand([b], opts).gt(0.5).to_kind(Kind::Float) * 2.0 - 1.0;
+    let angle = if strong { uniform(-12f64.to_radians(), 12f64.to_radians(), &[b]) } else { Tensor::zeros([b], opts) };
+    // ±4 px (strong: ±6 px) at 64 px, in normalised coordinates
+    let px = if strong { 6.0 } else { 4.0 };
+    let half = x.size()[3] as f64 / 2.0;
+    let tx = uniform(-px / half, px / half, &[b]);
+    let ty = uniform(-px / half, px / half, &[b]);
+    let (cos, sin) = (angle.cos() * &scale, angle.sin() * &scale);
+    // scale · rotation · horizontal flip
+    let theta = Tensor::stack(&[&cos * &flip, -sin.shallow_clone(), tx, &sin * &flip, cos, ty], 1).view([b, 2, 3]);
     let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
-    let moved = x.grid_sampler(&grid, 0, 1, false);
-    let contrast = (Tensor::rand([b, 1, 1, 1], opts) * 0.4 + 0.8).to_kind(Kind::Float);
-    let bright = (Tensor::rand([b, 1, 1, 1], opts) * 0.4 - 0.2).to_kind(Kind::Float);
-    moved * contrast + bright
+    let mut out = x.grid_sampler(&grid, 0, 1, false);
+    if strong {
+        // gamma on [0, 1]: under- and over-exposed doors
+        let gamma = uniform(-0.4, 0.4, &[b, 1, 1, 1]).exp();
+        out = ((out + 1.0) * 0.5).clamp(0.0, 1.0).pow(&gamma) * 2.0 - 1.0;
+        // a 3×3 binomial blur on a third of the faces (focus, motion)
+        let c = out.size()[1];
+        let k = Tensor::from_slice(&[1f32, 2., 1., 2., 4., 2., 1., 2., 1.]).to_device(dev) / 16.0;
+        let k = k.view([1, 1, 3, 3]).repeat([c, 1, 1, 1]);
+        let padded = out.pad([1, 1, 1, 1], "replicate", None);
+        let blurred = padded.conv2d(&k, None::<Tensor>, [1, 1], [0, 0], [1, 1], c);
+        let pick = Tensor::rand([b, 1, 1, 1], opts).lt(1.0 / 3.0);
+        out = blurred.where_self(&pick, &out);
+        // sensor noise
+        out = &out + Tensor::randn(out.size(), opts) * uniform(0.0, 0.04, &[b, 1, 1, 1]);
+    }
+    let (contrast, bright) = if strong {
+        (uniform(0.7, 1.3, &[b, 1, 1, 1]), uniform(-0.25, 0.25, &[b, 1, 1, 1]))
+    } else {
+        (uniform(0.8, 1.2, &[b, 1, 1, 1]), uniform(-0.2, 0.2, &[b, 1, 1, 1]))
+    };
+    out * contrast + bright
 }
 
 fn cosine_lr(peak: f64, step_in_phase: usize, phase_len: usize) -> f64 {
@@ -409,7 +500,7 @@ pub struct TestFigures {
 pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummary> {
     args.validate()?;
     let device = args.device.resolve()?;
-    let arch = ArchConfig::default();
+    let arch = args.arch();
     let base = match &args.init_from {
         Some(p) if is_onnx(p) => Some(ImportedBase::load(p).with_context(|| format!("--init-from {}", p.display()))?),
         _ => None,
@@ -452,22 +543,23 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     // Detect and align every image once (cached).
     let finder = FaceFinder::new(YuNet::load(&args.detector)?);
     type Faces = Vec<(usize, Vec<f32>)>;
-    let load_split = |split: &[String]| -> Result<(Faces, Vec<facegate_hostkit::data::Rejected>)> {
+    type Loaded = (Faces, Vec<ImageEntry>, Vec<facegate_hostkit::data::Rejected>);
+    let load_split = |split: &[String]| -> Result<Loaded> {
         let entries: Vec<_> = split.iter().flat_map(|p| people[p].iter().cloned()).collect();
         let bar = facegate_hostkit::progress::bar(entries.len() as u64, "aligning faces");
         let (crops, rejected) = aligned_crops(&finder, &entries, &spec, &args.cache, &bar);
         bar.finish_and_clear();
         let index: std::collections::HashMap<&String, usize> = split.iter().enumerate().map(|(i, p)| (p, i)).collect();
-        let out = entries
+        let (out, kept): (Faces, Vec<ImageEntry>) = entries
             .iter()
             .zip(crops)
-            .filter_map(|(e, c)| c.map(|c| (index[&e.person], preprocess(&c, &spec))))
-            .collect();
-        Ok((out, rejected))
+            .filter_map(|(e, c)| c.map(|c| ((index[&e.person], preprocess(&c, &spec)), e.clone())))
+            .unzip();
+        Ok((out, kept, rejected))
     };
-    let (train_crops, mut rejected) = load_split(&splits.train)?;
-    let (val_crops, r2) = load_split(&splits.val)?;
-    let (test_crops, r3) = load_split(&splits.test)?;
+    let (train_crops, train_entries, mut rejected) = load_split(&splits.train)?;
+    let (val_crops, _, r2) = load_split(&splits.val)?;
+    let (test_crops, _, r3) = load_split(&splits.test)?;
     rejected.extend(r2);
     rejected.extend(r3);
     if !rejected.is_empty() {
@@ -480,7 +572,36 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         &args.out.join("data_report.json"),
         serde_json::to_string_pretty(&serde_json::json!({"scan": report, "rejected": rejected}))?.as_bytes(),
     )?;
-    let train_set = FaceSet::new(&train_crops, &spec, splits.train.len(), device);
+    let mut train_set = FaceSet::new(&train_crops, &spec, splits.train.len(), device);
+    if let Some(teacher) = &args.teacher {
+        // the training people's images only: the teacher never sees a validation or test face
+        let (tb, by_sha) =
+            crate::distill::teacher_embeddings(teacher, &args.detector, &train_entries, &args.cache, device)?;
+        let dim = tb.embedding_dim as usize;
+        let mut rows = Vec::with_capacity(train_entries.len() * dim);
+        let mut known = Vec::with_capacity(train_entries.len());
+        for e in &train_entries {
+            match by_sha.get(&e.sha256) {
+                Some(v) => {
+                    rows.extend_from_slice(v);
+                    known.push(1f32);
+                }
+                None => {
+                    rows.extend(std::iter::repeat_n(0f32, dim));
+                    known.push(0f32);
+                }
+            }
+        }
+        let missing = known.iter().filter(|&&k| k == 0.0).count();
+        if missing > 0 {
+            eprintln!("teacher: {missing} training images have no teacher embedding (no face at its input size); they are not distilled");
+        }
+        train_set.teacher = Some(Teacher {
+            embeddings: Tensor::from_slice(&rows).view([train_entries.len() as i64, dim as i64]).to_device(device),
+            known: Tensor::from_slice(&known).to_device(device),
+            fingerprint: tb.card.fingerprint.to_string(),
+        });
+    }
     let val_set = FaceSet::new(&val_crops, &spec, splits.val.len(), device);
     let test_set = FaceSet::new(&test_crops, &spec, splits.test.len(), device);
     let train_people: Vec<usize> = (0..splits.train.len()).filter(|&p| train_set.by_person[p].len() >= 2).collect();
@@ -657,12 +778,17 @@ fn run_loop(
         let idx = Tensor::from_slice(&sample_batch(train_set, train_people, p, k, &mut rng)).to_device(device);
         let x = train_set.x.index_select(0, &idx);
         let y = train_set.y.index_select(0, &idx);
-        let x = if args.no_augment { x } else { augment(&x) };
-        let loss = if pretraining {
-            net.hidden_t(&x, true).apply(&head).cross_entropy_for_logits(&y)
+        let x = if args.no_augment { x } else { augment(&x, args.augment) };
+        let hidden = net.hidden_t(&x, true);
+        let mut loss = if pretraining {
+            hidden.apply(&head).cross_entropy_for_logits(&y)
         } else {
-            metric_loss(&net.embed_t(&x, true), &y)
+            metric_loss(&l2_normalise(&hidden), &y)
         };
+        if let Some(t) = &train_set.teacher {
+            let (te, known) = (t.embeddings.index_select(0, &idx), t.known.index_select(0, &idx));
+            loss = loss + crate::distill::relational_loss(&l2_normalise(&hidden), &te, &known) * args.distill_weight;
+        }
         opt.zero_grad();
         loss.backward();
         opt.step(lr);
