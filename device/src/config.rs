@@ -62,6 +62,10 @@
 //! challenge_turn_deg = 15  # 5 to 60: yaw change (degrees) that counts as the asked turn; the same
 //!                          # change the other way denies the appearance ("liveness_challenge_failed")
 //! challenge_passive = true # challenge: also require the passive 3-D test over the same frames
+//! challenge_max_failures = 3     # 1 to 20: failed challenges of one member within the lockout
+//! challenge_lockout_ms = 600000  # 10 s to 24 h: ... before that member gets no new challenge
+//!                          # ("liveness_locked") until the oldest failure is this old (a
+//!                          # recording that guesses the side wins half its tries; this bounds them)
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"
@@ -162,6 +166,8 @@ struct RawLiveness {
     challenge_command: Vec<String>,
     challenge_turn_deg: f32,
     challenge_passive: bool,
+    challenge_max_failures: u32,
+    challenge_lockout_ms: u64,
 }
 
 impl Default for RawLiveness {
@@ -181,6 +187,9 @@ impl Default for RawLiveness {
             // turn of a photo turned in the hand (1–2° on the model head, perspective only)
             challenge_turn_deg: 15.0,
             challenge_passive: true,
+            // a recording that guesses the side wins half its tries: 3 tries per 10 minutes
+            challenge_max_failures: 3,
+            challenge_lockout_ms: 600_000,
         }
     }
 }
@@ -216,6 +225,10 @@ pub struct LivenessSettings {
     pub challenge_command: Vec<String>,
     /// Whether `challenge` mode also requires the passive 3-D test.
     pub challenge_passive: bool,
+    /// Retry limit: failed challenges of one member within `challenge_lockout` before that
+    /// member gets no new challenge.
+    pub challenge_max_failures: u32,
+    pub challenge_lockout: Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -619,6 +632,8 @@ impl DoorConfig {
         within("liveness.min_pairs", lv.min_pairs, 1, 100, "pairs")?;
         within("liveness.timeout_ms", lv.timeout_ms, 500, 60_000, "ms")?;
         within("liveness.challenge_turn_deg", lv.challenge_turn_deg, 5.0, 60.0, "degrees")?;
+        within("liveness.challenge_max_failures", lv.challenge_max_failures, 1, 20, "failures")?;
+        within("liveness.challenge_lockout_ms", lv.challenge_lockout_ms, 10_000, 86_400_000, "ms")?;
         if lv.mode != LivenessMode::Off && canvas != (640, 480) {
             return Err(invalid(
                 "liveness.mode",
@@ -649,6 +664,8 @@ impl DoorConfig {
             },
             challenge_command: lv.challenge_command.clone(),
             challenge_passive: lv.challenge_passive,
+            challenge_max_failures: lv.challenge_max_failures,
+            challenge_lockout: Duration::from_millis(lv.challenge_lockout_ms),
         };
         within("log.keep", r.log.keep, 0, 1000, "files")?;
         let metrics = match r.metrics {
@@ -936,6 +953,8 @@ mod tests {
         ("liveness", "min_pairs", 1.0, 100.0),
         ("liveness", "timeout_ms", 500.0, 60_000.0),
         ("liveness", "challenge_turn_deg", 5.0, 60.0),
+        ("liveness", "challenge_max_failures", 1.0, 20.0),
+        ("liveness", "challenge_lockout_ms", 10_000.0, 86_400_000.0),
     ];
 
     fn with_value(section: &str, key: &str, value: &str) -> String {
@@ -979,6 +998,8 @@ mod tests {
             (_, "min_pairs") => c.liveness.check.min_pairs as f64,
             (_, "timeout_ms") => c.liveness.timeout.as_millis() as f64,
             (_, "challenge_turn_deg") => c.liveness.challenge.min_turn_deg.into(),
+            (_, "challenge_max_failures") => c.liveness.challenge_max_failures.into(),
+            (_, "challenge_lockout_ms") => c.liveness.challenge_lockout.as_millis() as f64,
             other => panic!("{other:?}"),
         }
     }

@@ -195,6 +195,12 @@ pub struct LivenessRule {
     pub challenge: Option<ChallengeCheck>,
     /// Passive only: from the appearance's first frame; with a challenge: from the challenge.
     pub timeout: Duration,
+    /// Challenge retry limit: after this many failed challenges of one member within
+    /// `lockout`, that member gets no new challenge (denied, `liveness_locked`) until the oldest
+    /// failure is `lockout` old. A recording that guesses the side wins half its tries; this
+    /// bounds how many tries it gets.
+    pub max_failures: u32,
+    pub lockout: Duration,
 }
 
 impl LivenessRule {
@@ -203,11 +209,19 @@ impl LivenessRule {
         use crate::config::LivenessMode;
         match l.mode {
             LivenessMode::Off => None,
-            LivenessMode::Passive => Some(Self { passive: Some(l.check), challenge: None, timeout: l.timeout }),
+            LivenessMode::Passive => Some(Self {
+                passive: Some(l.check),
+                challenge: None,
+                timeout: l.timeout,
+                max_failures: l.challenge_max_failures,
+                lockout: l.challenge_lockout,
+            }),
             LivenessMode::Challenge => Some(Self {
                 passive: l.challenge_passive.then_some(l.check),
                 challenge: Some(l.challenge),
                 timeout: l.timeout,
+                max_failures: l.challenge_max_failures,
+                lockout: l.challenge_lockout,
             }),
         }
     }
@@ -334,6 +348,8 @@ enum Gate {
     Wait,
     /// Denied with this reason code and measurement.
     Deny(&'static str, String),
+    /// Denied because the face failed the challenge it was given (counts towards the retry limit).
+    Failed(&'static str, String),
 }
 
 /// Frames of one appearance the liveness check looks at (the newest).
@@ -393,6 +409,8 @@ pub struct Door<S, E, K> {
     policy: DecisionPolicy,
     streak: Streak,
     cooldown_until: HashMap<MemberId, Duration>,
+    /// Frame times of each member's failed challenges within the lockout window.
+    challenge_failures: HashMap<MemberId, std::collections::VecDeque<Duration>>,
     claim: Option<Claim>,
     last_poll: Instant,
     last_at: Duration,
@@ -441,6 +459,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             poll_now: false,
             streak: Streak::default(),
             cooldown_until: HashMap::new(),
+            challenge_failures: HashMap::new(),
             claim: None,
             last_poll: Instant::now(),
             last_at: Duration::ZERO,
@@ -670,10 +689,14 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         }
         let mut liveness = None;
         if let (Some(rule), Decision::Granted { member, distance }) = (self.settings.liveness, &decision) {
-            match self.liveness_gate(rule, member, frame) {
+            let gate = self.liveness_gate(rule, member, frame);
+            if matches!(gate, Gate::Failed(..)) {
+                self.challenge_failures.entry(member.clone()).or_default().push_back(frame.at);
+            }
+            match gate {
                 Gate::Pass(detail) => liveness = Some(detail),
                 Gate::Wait => return, // not decided: more frames of this appearance may pass
-                Gate::Deny(reason, detail) => {
+                Gate::Deny(reason, detail) | Gate::Failed(reason, detail) => {
                     self.streak.decided = true;
                     let mut ev = Event::now(EventKind::Decision);
                     ev.frame = Some(frame.label.clone());
@@ -734,6 +757,17 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             );
         };
         let Some(issued) = &self.streak.challenge else {
+            if let Some((failures, free_in)) = self.challenge_lock(member, frame.at, rule) {
+                return Gate::Deny(
+                    "liveness_locked",
+                    format!(
+                        "{member} failed {failures} challenges within {} s (limit {}): no new challenge for {} s",
+                        rule.lockout.as_secs(),
+                        rule.max_failures,
+                        free_in.as_millis().div_ceil(1000).max(1)
+                    ),
+                );
+            }
             let Some(baseline) = check.baseline(&self.streak.landmarks) else {
                 // faces too small to measure a turn on: wait for a closer face, up to the timeout
                 let Some(waited) = timed_out(since) else { return Gate::Wait };
@@ -773,7 +807,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let asked = issued.turn.name();
         let verdict = check.judge(issued.turn, issued.baseline, &issued.frames);
         match verdict {
-            ChallengeVerdict::WrongWay { turn_deg } => Gate::Deny(
+            ChallengeVerdict::WrongWay { turn_deg } => Gate::Failed(
                 "liveness_challenge_failed",
                 format!("asked to turn {asked}, turned the other way by {turn_deg:.1}° (a recording cannot know the side)"),
             ),
@@ -790,11 +824,11 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 ))
             }
             _ if waited < rule.timeout => Gate::Wait,
-            ChallengeVerdict::Passed { turn_deg } => Gate::Deny(
+            ChallengeVerdict::Passed { turn_deg } => Gate::Failed(
                 "liveness_unconfirmed",
                 format!("turned {asked} by {turn_deg:.1}° as asked, but {} within {} ms", passive_text(), waited.as_millis()),
             ),
-            ChallengeVerdict::Pending { turn_deg } => Gate::Deny(
+            ChallengeVerdict::Pending { turn_deg } => Gate::Failed(
                 "liveness_unconfirmed",
                 format!(
                     "asked to turn {asked} by {:.1}° within {} ms, turned {turn_deg:.1}° (a photo does not turn its printed face)",
@@ -803,6 +837,22 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 ),
             ),
         }
+    }
+
+    /// `Some((failures, time until the next challenge))` when `member` has failed
+    /// `rule.max_failures` challenges within `rule.lockout` before `at`; forgets older failures.
+    fn challenge_lock(&mut self, member: &MemberId, at: Duration, rule: LivenessRule) -> Option<(usize, Duration)> {
+        let failures = self.challenge_failures.get_mut(member)?;
+        while failures.front().is_some_and(|&t| at.saturating_sub(t) >= rule.lockout) {
+            failures.pop_front();
+        }
+        if failures.is_empty() {
+            self.challenge_failures.remove(member);
+            return None;
+        }
+        let n = failures.len();
+        (n >= rule.max_failures as usize)
+            .then(|| (n, (failures[n - rule.max_failures as usize] + rule.lockout).saturating_sub(at)))
     }
 
     /// Claim mode: reads new claims and expires old ones. True when a claim is active.

@@ -447,7 +447,12 @@ fn check(common: &Common) -> Result<ExitCode> {
                 found.is_some(),
                 "liveness",
                 match found {
-                    Some(p) => format!("challenge through {} left|right (not run by check)", p.display()),
+                    Some(p) => format!(
+                        "challenge through {} left|right (not run by check); {} failed challenges within {} s lock a member out",
+                        p.display(),
+                        c.liveness.challenge_max_failures,
+                        c.liveness.challenge_lockout.as_secs()
+                    ),
                     None => format!("challenge command {cmd} not found"),
                 },
             );

@@ -773,8 +773,13 @@ fn kinds_of(sink: &MemorySink, k: EventKind) -> Vec<&Event> {
 /// A door with the passive liveness check (threshold 0.124 eye distances, 2 frame pairs, 1 s).
 fn live_door(f: &Fixture) -> (TestDoor, FakeLock) {
     let (mut d, lock) = door(f);
-    d.settings.liveness =
-        Some(LivenessRule { passive: Some(passive_check()), challenge: None, timeout: Duration::from_secs(1) });
+    d.settings.liveness = Some(LivenessRule {
+        passive: Some(passive_check()),
+        challenge: None,
+        timeout: Duration::from_secs(1),
+        max_failures: 3,
+        lockout: Duration::from_secs(600),
+    });
     (d, lock)
 }
 
@@ -782,14 +787,16 @@ fn passive_check() -> facegate_face::liveness::PassiveCheck {
     facegate_face::liveness::PassiveCheck { min_iod_px: 30.0, min_change: 0.03, threshold: 0.11, min_pairs: 2 }
 }
 
-/// A door with the challenge (15° within 1 s, `passive` too if asked), the coin's sides given in
-/// order, and the record of what the signal showed.
+/// A door with the challenge (15° within 1 s, `passive` too if asked; 2 failures within 60 s lock
+/// a member out), the coin's sides given in order, and the record of what the signal showed.
 fn challenge_door(f: &Fixture, sides: &[Turn], passive: bool) -> (TestDoor, FakeLock, RecordingSignal) {
     let (mut d, lock) = door(f);
     d.settings.liveness = Some(LivenessRule {
         passive: passive.then(passive_check),
         challenge: Some(ChallengeCheck { min_turn_deg: 15.0, min_iod_px: 30.0, confirm_frames: 2 }),
         timeout: Duration::from_secs(1),
+        max_failures: 2,
+        lockout: Duration::from_secs(60),
     });
     d.coin = Box::new(ScriptedCoin(sides.iter().copied().collect()));
     let signal = RecordingSignal::default();
@@ -885,6 +892,52 @@ fn the_challenge_grants_the_asked_turn_and_denies_the_other_side_a_photo_and_a_d
     run(&mut d);
     assert_eq!(decisions(&d), vec![("denied".into(), None, Some("unknown".into()))]);
     assert!(signal.shown.lock().unwrap().is_empty());
+}
+
+#[test]
+fn after_the_retry_limit_a_member_gets_no_challenge_until_the_lockout_ends() {
+    let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
+    // a recording of A turning left, replayed: asked right twice (2 failures), then left
+    let (mut d, lock, signal) =
+        challenge_door(&f, &[Turn::Right, Turn::Right, Turn::Left, Turn::Left, Turn::Left], false);
+    let replay: Vec<&str> = ["a", "a", "a"].into_iter().chain(TURN_LEFT).chain(["none"]).collect();
+    feed(&mut d, 0, &replay); // 0–0.7 s: failed (wrong way)
+    feed(&mut d, 1_000, &replay); // 1.0–1.7 s: failed again (first at 0.5 s): A is locked until 60.5 s
+    feed(&mut d, 2_000, &replay); // the side would now be right, but no challenge is given
+                                  // B is not locked: asked left (the next side), turns left, let in
+    feed(&mut d, 3_000, &["b", "b", "b", "b@head:-10", "b@head:-20", "b@head:-30", "b@head:-30", "none"]);
+    // a still face of A while locked: denied at once (no waiting for a timeout)
+    feed(&mut d, 30_000, &["a", "a", "a", "none"]);
+    // 60.7 s: the first failure is older than the window: A gets a challenge
+    feed(&mut d, 60_700, &replay);
+    run(&mut d);
+    let ds = decisions(&d);
+    let reason = |i: usize| ds[i].2.clone().unwrap_or_default();
+    assert_eq!(ds.len(), 6, "{ds:?}");
+    assert_eq!((reason(0).as_str(), reason(1).as_str()), ("liveness_challenge_failed", "liveness_challenge_failed"));
+    assert_eq!(reason(2), "liveness_locked");
+    assert_eq!(ds[3], granted("B"));
+    assert_eq!(reason(4), "liveness_locked");
+    assert_eq!(ds[5], granted("A"), "the lockout ends: the replay guessed the side this time");
+    assert_eq!(lock.unlocks(), 2);
+    // challenges shown: A, A, B, A (none while locked)
+    assert_eq!(*signal.shown.lock().unwrap(), vec![Turn::Right, Turn::Right, Turn::Left, Turn::Left]);
+    let locked = &kinds(&d, EventKind::Decision)[2];
+    assert_eq!(locked.frame.as_deref(), Some("a"), "denied at the first recognised frame");
+    let detail = locked.detail.as_deref().unwrap();
+    assert!(detail.contains("A failed 2 challenges within 60 s (limit 2): no new challenge for 59 s"), "{detail}");
+    let second = kinds(&d, EventKind::Decision)[4].detail.clone().unwrap();
+    assert!(second.contains("no new challenge for 31 s"), "{second}");
+
+    // a door that cannot ask (no signal) does not count against the member
+    let (mut d, _, _) = challenge_door(&f, &[Turn::Left; 4], false);
+    d.challenge_signal = None;
+    for i in 0..3 {
+        feed(&mut d, 1_000 * i, &["a", "a", "a", "none"]);
+    }
+    run(&mut d);
+    let reasons: Vec<Option<String>> = decisions(&d).into_iter().map(|x| x.2).collect();
+    assert_eq!(reasons, vec![Some("liveness_challenge_failed".to_string()); 3], "never locked");
 }
 
 #[test]

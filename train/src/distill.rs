@@ -108,6 +108,14 @@ pub fn relational_loss(student: &Tensor, teacher: &Tensor, known: &Tensor) -> Te
     ((s - t).square() * &pairs).sum(Kind::Float) / pairs.sum(Kind::Float).clamp_min(1.0)
 }
 
+/// Embedding distillation loss: the mean of `1 − cos` between the projected student rows and the
+/// teacher's embeddings (both unit rows of the teacher's size), over the images the teacher
+/// embedded (`known`); the teacher gets no gradient.
+pub fn embedding_loss(projected: &Tensor, teacher: &Tensor, known: &Tensor) -> Tensor {
+    let cos = (projected * teacher.detach()).sum_dim_intlist(1, false, Kind::Float);
+    ((-cos + 1.0) * known).sum(Kind::Float) / known.sum(Kind::Float).clamp_min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +149,15 @@ mod tests {
         let _ = unknown.narrow(0, 0, 4).copy_(&rotated.narrow(0, 0, 4));
         assert!(relational_loss(&unknown, &t, &first_half).double_value(&[]) < 1e-10);
         assert!(relational_loss(&unknown, &t, &all).double_value(&[]) > 1e-3);
+    }
+
+    #[test]
+    fn embedding_loss_is_one_minus_cosine_over_known_rows() {
+        let t = l2_normalise(&Tensor::from_slice(&[1f32, 0., 0., 1., 1., 1.]).view([3, 2]));
+        let known = Tensor::from_slice(&[1f32, 1., 0.]);
+        assert!(embedding_loss(&t, &t, &known).double_value(&[]).abs() < 1e-7);
+        // row 0 orthogonal (loss 1), row 1 equal (0), row 2 opposite but unknown: mean 0.5
+        let s = l2_normalise(&Tensor::from_slice(&[0f32, 1., 0., 1., -1., -1.]).view([3, 2]));
+        assert!((embedding_loss(&s, &t, &known).double_value(&[]) - 0.5).abs() < 1e-6);
     }
 }

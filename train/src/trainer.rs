@@ -161,6 +161,12 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(default)]
     pub teacher: Option<PathBuf>,
+    /// What is distilled (with --teacher): `relational` (the student's cosine similarities within
+    /// each batch pulled towards the teacher's), `embedding` (the student's last hidden layer,
+    /// through a trained projection, regressed onto the teacher's embedding), or `both`.
+    #[arg(long, value_enum, default_value = "relational")]
+    #[serde(default)]
+    pub distill: DistillKind,
     /// Weight of the distillation term (with --teacher).
     #[arg(long, default_value_t = DEFAULT_DISTILL_WEIGHT)]
     #[serde(default = "default_distill_weight")]
@@ -182,6 +188,15 @@ pub const DEFAULT_DISTILL_WEIGHT: f64 = 4.0;
 
 fn default_distill_weight() -> f64 {
     DEFAULT_DISTILL_WEIGHT
+}
+
+/// Which distillation term (`--distill`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+pub enum DistillKind {
+    #[default]
+    Relational,
+    Embedding,
+    Both,
 }
 
 /// How much the training images are varied.
@@ -615,6 +630,18 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     let head_vs = nn::VarStore::new(device);
     let head =
         nn::linear(head_vs.root() / "classifier", net.embedding_dim(), splits.train.len() as i64, Default::default());
+    // --distill embedding|both: the student's last hidden layer is projected to the teacher's
+    // size and regressed onto its embedding (the projection trains with the classifier head and
+    // is not part of the exported encoder)
+    let projection = match (&train_set.teacher, args.distill) {
+        (Some(t), DistillKind::Embedding | DistillKind::Both) => Some(nn::linear(
+            head_vs.root() / "projection",
+            net.embedding_dim(),
+            t.embeddings.size()[1],
+            Default::default(),
+        )),
+        _ => None,
+    };
     match (&args.init_from, &base) {
         (Some(init), None) => {
             let mut tmp = nn::VarStore::new(device);
@@ -696,6 +723,7 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         net,
         head_vs,
         head,
+        projection.as_ref(),
         opt,
         state,
         base.as_ref(),
@@ -723,6 +751,7 @@ fn run_loop(
     net: Net,
     head_vs: nn::VarStore,
     head: nn::Linear,
+    projection: Option<&nn::Linear>,
     mut opt: Optimizer,
     mut state: RunState,
     base: Option<&ImportedBase>,
@@ -787,7 +816,14 @@ fn run_loop(
         };
         if let Some(t) = &train_set.teacher {
             let (te, known) = (t.embeddings.index_select(0, &idx), t.known.index_select(0, &idx));
-            loss = loss + crate::distill::relational_loss(&l2_normalise(&hidden), &te, &known) * args.distill_weight;
+            if matches!(args.distill, DistillKind::Relational | DistillKind::Both) {
+                loss =
+                    loss + crate::distill::relational_loss(&l2_normalise(&hidden), &te, &known) * args.distill_weight;
+            }
+            if let Some(proj) = projection {
+                let p = l2_normalise(&hidden.apply(proj));
+                loss = loss + crate::distill::embedding_loss(&p, &te, &known) * args.distill_weight;
+            }
         }
         opt.zero_grad();
         loss.backward();

@@ -207,3 +207,77 @@ fn cross_validation_tests_every_person_once() {
     assert!((cv["test_eer"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12, "{cv}");
     assert!(std::fs::read_to_string(out.join("cv.md")).unwrap().contains("mean ± sd"));
 }
+
+/// SHA-256 of a file, hex.
+fn sha256_hex(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+#[test]
+fn distillation_shows_the_teacher_training_faces_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_orl(dir.path());
+    let cache = dir.path().join("cache");
+    let sface = root().join("models/face_recognition_sface_2021dec.onnx");
+    assert!(sface.exists(), "{} missing: run `make setup`", sface.display());
+    let run = |out: &Path, teacher: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_facegate-train"));
+        c.current_dir(root()).args(["train", "--data"]).arg(&data).arg("-o").arg(out);
+        c.args(["--val-people", "2", "--test-people", "2", "--people-per-batch", "4", "--images-per-person", "4"]);
+        c.args(["--pretrain-steps", "6", "--steps", "6", "--epoch-steps", "6", "--device", "cpu", "--seed", "11"]);
+        c.arg("--cache").arg(&cache);
+        if teacher {
+            c.arg("--teacher").arg(&sface).args(["--distill-weight", "4"]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let plain = dir.path().join("plain");
+    let taught = dir.path().join("taught");
+    run(&plain, false);
+    let log = run(&taught, true);
+    assert!(log.contains("teacher:") && log.contains("embedded"), "{log}");
+
+    // the teacher's cache holds exactly the training people's images: nothing of the
+    // validation or test people was given to it
+    let splits: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(taught.join("splits.json")).unwrap()).unwrap();
+    let people =
+        |k: &str| -> Vec<String> { splits[k].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect() };
+    let shas_of = |names: &[String]| -> std::collections::BTreeSet<String> {
+        names
+            .iter()
+            .flat_map(|p| std::fs::read_dir(data.join(p)).unwrap().map(|e| sha256_hex(&e.unwrap().path())))
+            .collect()
+    };
+    let teacher_dirs: Vec<_> = std::fs::read_dir(cache.join("teacher")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(teacher_dirs.len(), 1, "{teacher_dirs:?}");
+    let cached: std::collections::BTreeSet<String> = std::fs::read_dir(&teacher_dirs[0])
+        .unwrap()
+        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached, shas_of(&people("train")), "teacher saw exactly the training images");
+    let held_out: Vec<String> = people("val").into_iter().chain(people("test")).collect();
+    assert!(cached.is_disjoint(&shas_of(&held_out)));
+    for f in std::fs::read_dir(&teacher_dirs[0]).unwrap() {
+        assert_eq!(std::fs::metadata(f.unwrap().path()).unwrap().len(), 128 * 4, "SFace: 128 floats per image");
+    }
+
+    // the distillation term is in the loss: same seed, same batches, a different training loss
+    let first_loss = |out: &Path| -> f64 {
+        let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "train_loss").unwrap();
+        csv.lines().nth(1).unwrap().split(',').nth(col).unwrap().parse().unwrap()
+    };
+    let (a, b) = (first_loss(&plain), first_loss(&taught));
+    assert!(b > a + 1e-3, "softmax loss {a} without the teacher, {b} with it (the term adds a positive amount)");
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(taught.join("best.json")).unwrap()).unwrap();
+    assert!(info["args"]["teacher"].as_str().unwrap().ends_with("face_recognition_sface_2021dec.onnx"), "{info}");
+
+    // a second run reads the teacher's embeddings from the cache
+    let again = run(&dir.path().join("again"), true);
+    assert!(again.contains(&format!("from the cache {}", teacher_dirs[0].display())), "{again}");
+}
