@@ -61,8 +61,18 @@ fn decisions(log: &[serde_json::Value]) -> Vec<(String, String)> {
 /// Runs the door on `uri` until a source event says `until` (a pipe never ends by itself: the
 /// command exiting is an outage), then stops it with SIGTERM; its event log.
 fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Value> {
+    /// Kills the door if an assertion fails before it is stopped (no door left running).
+    struct Running(Option<std::process::Child>);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
     let path = config(u, name, uri);
-    let child = spawn_door(&path);
+    let mut running = Running(Some(spawn_door(&path)));
     let log = u.path(&format!("{name}.jsonl"));
     let t = Instant::now();
     loop {
@@ -73,8 +83,9 @@ fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Val
         assert!(t.elapsed() < Duration::from_secs(120), "no {until:?} in the log:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let id = running.0.as_ref().map(|c| c.id()).unwrap();
+    assert!(std::process::Command::new("kill").args(["-TERM", &id.to_string()]).status().unwrap().success());
+    let out = running.0.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     events(Path::new(&log))
 }
@@ -191,8 +202,9 @@ fn a_child_that_never_writes_is_an_outage_and_is_killed_when_the_door_stops() {
     assert!(outage.contains("unavailable, door locked"), "{outage}");
     let waited = t.elapsed();
     assert!(waited >= Duration::from_secs(5), "{waited:?}");
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
-    let out = child.wait_with_output().unwrap();
+    let id = running.0.as_ref().map(|c| c.id()).unwrap();
+    assert!(std::process::Command::new("kill").args(["-TERM", &id.to_string()]).status().unwrap().success());
+    let out = running.0.take().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(Duration::from_millis(200));
     let left = std::process::Command::new("pgrep").args(["-f", "sleep 61.25"]).output().unwrap();

@@ -178,7 +178,7 @@ pub struct TrainArgs {
     #[serde(default)]
     pub augment: Augment,
     /// Channels of the built-in encoder's stem, three blocks and head (default 24,48,96,128,32).
-    #[arg(long, value_delimiter = ',', num_args = 5)]
+    #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub widths: Option<Vec<i64>>,
 }

@@ -177,18 +177,8 @@ const MM_PER_PHOTO_PX: f64 = 2.0;
 /// `photo` wrapped on a vertical cylinder of radius `radius_px` photo pixels (its edges bent away
 /// from the camera), then held and moved as [`plane_homography`] holds a flat one, drawn into a
 /// copy of `bg` by forward projection of a 4×4 grid of points per photo pixel, with noise.
-#[allow(clippy::too_many_arguments)]
-fn render_bent(
-    photo: &RgbImage,
-    bg: &RgbImage,
-    radius_px: f64,
-    yaw: f64,
-    pitch: f64,
-    roll: f64,
-    scale: f64,
-    dx: f64,
-    rng: &mut SplitMix64,
-) -> RgbImage {
+fn render_bent(photo: &RgbImage, bg: &RgbImage, radius_px: f64, pose: &Pose, rng: &mut SplitMix64) -> RgbImage {
+    let Pose { yaw, pitch, roll, scale, dx } = *pose;
     let mut frame = bg.clone();
     let (w, h) = (photo.width() as f64, photo.height() as f64);
     let r = rotation(yaw, pitch, roll);
@@ -274,19 +264,25 @@ fn add_noise(img: &mut RgbImage, amp: u64, rng: &mut SplitMix64) {
 /// 3×, the size the benches use; any other photo is scaled to the same height.
 const DRAWN_HEIGHT: f64 = 336.0;
 
-/// A frame: `photo` scaled to [`DRAWN_HEIGHT`] and held as a plane at the given pose, on the
-/// background.
-#[allow(clippy::too_many_arguments)]
-fn render(
-    photo: &RgbImage,
-    bg: &RgbImage,
+/// How a photo is held in front of the camera: rotations in degrees, size relative to
+/// [`DRAWN_HEIGHT`], horizontal offset from the frame's centre in pixels.
+#[derive(Debug, Clone, Copy)]
+struct Pose {
     yaw: f64,
     pitch: f64,
     roll: f64,
     scale: f64,
     dx: f64,
-    rng: &mut SplitMix64,
-) -> RgbImage {
+}
+
+impl Pose {
+    /// Facing the camera, centred, at the drawn height.
+    const REST: Pose = Pose { yaw: 0.0, pitch: 0.0, roll: 0.0, scale: 1.0, dx: 0.0 };
+}
+
+/// A frame: `photo` scaled to [`DRAWN_HEIGHT`] and held as a plane at `pose`, on the background.
+fn render(photo: &RgbImage, bg: &RgbImage, pose: &Pose, rng: &mut SplitMix64) -> RgbImage {
+    let Pose { yaw, pitch, roll, scale, dx } = *pose;
     let mut frame = bg.clone();
     let h = plane_homography(
         photo.width() as f64,
@@ -366,7 +362,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         let mut posed = Vec::new();
         let mut shown = Vec::new();
         for img in &imgs {
-            let frame = render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut rng);
+            let frame = render(img, &bg, &Pose::REST, &mut rng);
             if let Some(l) = landmarks(&finder, &frame)? {
                 posed.push((HeadPose::from_landmarks(&l).yaw, l));
                 if a.save_frames.is_some() {
@@ -411,7 +407,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                 pitch = (pitch + uniform(&mut rng, -8.0, 8.0)).clamp(-30.0, 30.0);
                 let (roll, scale, dx) =
                     (uniform(&mut rng, -10.0, 10.0), uniform(&mut rng, 0.8, 1.2), uniform(&mut rng, -60.0, 60.0));
-                let frame = render(photo, &bg, yaw, pitch, roll, scale, dx, &mut rng);
+                let frame = render(photo, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut rng);
                 if let Some(l) = landmarks(&finder, &frame)? {
                     frames.push(l);
                 }
@@ -435,7 +431,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         let by_yaw: Vec<(f32, &RgbImage)> = {
             let mut v: Vec<(f32, &RgbImage)> = Vec::new();
             for img in &imgs {
-                let frame = render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut crng);
+                let frame = render(img, &bg, &Pose::REST, &mut crng);
                 if let Some(l) = landmarks(&finder, &frame)? {
                     v.push((HeadPose::from_landmarks(&l).yaw, img));
                 }
@@ -466,7 +462,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
             }
             let mut frames = Vec::new();
             for img in &shown {
-                if let Some(l) = landmarks(&finder, &render(img, &bg, 0.0, 0.0, 0.0, 1.0, 0.0, &mut crng))? {
+                if let Some(l) = landmarks(&finder, &render(img, &bg, &Pose::REST, &mut crng))? {
                     frames.push(l);
                 }
             }
@@ -487,7 +483,9 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                 pitch = (pitch + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
                 let (roll, scale, dx) =
                     (uniform(&mut crng, -3.0, 3.0), uniform(&mut crng, 0.95, 1.05), uniform(&mut crng, -20.0, 20.0));
-                if let Some(l) = landmarks(&finder, &render(img, &bg, yaw, pitch, roll, scale, dx, &mut crng))? {
+                if let Some(l) =
+                    landmarks(&finder, &render(img, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut crng))?
+                {
                     frames.push(l);
                 }
             }
@@ -506,7 +504,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                 pitch = (pitch + uniform(&mut brng, -8.0, 8.0)).clamp(-30.0, 30.0);
                 let (roll, scale, dx) =
                     (uniform(&mut brng, -10.0, 10.0), uniform(&mut brng, 0.8, 1.2), uniform(&mut brng, -60.0, 60.0));
-                let frame = render_bent(photo, &bg, radius_px, yaw, pitch, roll, scale, dx, &mut brng);
+                let frame = render_bent(photo, &bg, radius_px, &Pose { yaw, pitch, roll, scale, dx }, &mut brng);
                 if let Some(l) = landmarks(&finder, &frame)? {
                     frames.push(l);
                 }
