@@ -95,6 +95,52 @@ pub fn teacher_embeddings(
     Ok((base, out))
 }
 
+/// Blends of two training people's faces (`λ·a + (1 − λ)·b`, λ in [0.35, 0.65]): new faces,
+/// none of them a training person, on which the teacher's judgement is still available. `student_x`
+/// and `teacher_x` hold the same images at each network's input (`N × C × H × W`, preprocessed;
+/// preprocessing is affine, so blending preprocessed inputs is preprocessing the blend); rows
+/// whose `teacher_ok` is false are not used. Returns the student's inputs (`n × …`) and the
+/// teacher's unit embeddings of the same blends (`n × Dt`).
+pub fn blends(
+    teacher: &ImportedBase,
+    student_x: &Tensor,
+    teacher_x: &Tensor,
+    teacher_ok: &[bool],
+    labels: &[i64],
+    n: usize,
+    seed: u64,
+) -> Result<(Tensor, Tensor)> {
+    let usable: Vec<usize> = (0..labels.len()).filter(|&i| teacher_ok[i]).collect();
+    if usable.len() < 2 || usable.iter().all(|&i| labels[i] == labels[usable[0]]) {
+        bail!("blends need faces of at least two training people that the teacher embedded");
+    }
+    let mut rng = facegate_shared::synthetic::SplitMix64::new(seed);
+    let (mut a, mut b, mut lam) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    while a.len() < n {
+        let (i, j) = (usable[rng.below(usable.len())], usable[rng.below(usable.len())]);
+        if labels[i] == labels[j] {
+            continue;
+        }
+        a.push(i as i64);
+        b.push(j as i64);
+        lam.push(0.35 + 0.3 * (rng.next_u64() as f64 / u64::MAX as f64) as f32);
+    }
+    let dev = student_x.device();
+    let (a, b) = (Tensor::from_slice(&a).to_device(dev), Tensor::from_slice(&b).to_device(dev));
+    let lam = Tensor::from_slice(&lam).to_device(dev).view([-1, 1, 1, 1]);
+    let mix = |x: &Tensor| x.index_select(0, &a) * &lam + x.index_select(0, &b) * (lam.neg() + 1.0);
+    let student = mix(student_x);
+    let vs = nn::VarStore::new(dev);
+    let net = Net::new(&vs.root(), &ArchConfig::default(), Some(teacher));
+    let tx = mix(teacher_x);
+    let started = std::time::Instant::now();
+    let emb: Vec<Tensor> =
+        (0..n as i64).step_by(32).map(|s| tch::no_grad(|| net.embed_t(&tx.narrow(0, s, (n as i64 - s).min(32)), false))).collect();
+    let emb = Tensor::cat(&emb, 0);
+    eprintln!("teacher: embedded {n} blends of two training people in {:.1} s", started.elapsed().as_secs_f64());
+    Ok((student, emb))
+}
+
 /// Relational distillation loss: the mean squared difference between the student's and the
 /// teacher's cosine similarities over the off-diagonal pairs of the batch whose two images both
 /// have a teacher embedding (`known`: `N` floats, 1 or 0). Both are unit rows (`N × Ds`,

@@ -167,6 +167,11 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value = "relational")]
     #[serde(default)]
     pub distill: DistillKind,
+    /// With --teacher: also distil on this many blends of two training people's faces (new
+    /// faces, none a training person), 32 of them beside each batch (0: none).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub distill_blends: usize,
     /// Weight of the distillation term (with --teacher).
     #[arg(long, default_value_t = DEFAULT_DISTILL_WEIGHT)]
     #[serde(default = "default_distill_weight")]
@@ -344,6 +349,8 @@ pub struct Teacher {
     /// `N`: 1 where the teacher embedded the image.
     pub known: Tensor,
     pub fingerprint: String,
+    /// `--distill-blends`: the student's inputs of blended faces and the teacher's embeddings.
+    pub blends: Option<(Tensor, Tensor)>,
 }
 
 impl FaceSet {
@@ -611,10 +618,30 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         if missing > 0 {
             eprintln!("teacher: {missing} training images have no teacher embedding (no face at its input size); they are not distilled");
         }
+        let blends = if args.distill_blends > 0 {
+            let tspec = tb.card.input.clone();
+            let bar = facegate_hostkit::progress::bar(train_entries.len() as u64, "aligning faces for the teacher");
+            let (tcrops, _) = aligned_crops(&finder, &train_entries, &tspec, &args.cache, &bar);
+            bar.finish_and_clear();
+            let tlen = tspec.channels.channels() * (tspec.width * tspec.height) as usize;
+            let ok: Vec<bool> = tcrops.iter().map(Option::is_some).collect();
+            let flat: Vec<f32> = tcrops
+                .iter()
+                .flat_map(|c| c.as_ref().map_or_else(|| vec![0f32; tlen], |c| preprocess(c, &tspec)))
+                .collect();
+            let tx = Tensor::from_slice(&flat)
+                .view([train_entries.len() as i64, tspec.channels.channels() as i64, tspec.height as i64, tspec.width as i64])
+                .to_device(device);
+            let labels: Vec<i64> = train_crops.iter().map(|(p, _)| *p as i64).collect();
+            Some(crate::distill::blends(&tb, &train_set.x, &tx, &ok, &labels, args.distill_blends, args.seed ^ 0x5EED_B1E0)?)
+        } else {
+            None
+        };
         train_set.teacher = Some(Teacher {
             embeddings: Tensor::from_slice(&rows).view([train_entries.len() as i64, dim as i64]).to_device(device),
             known: Tensor::from_slice(&known).to_device(device),
             fingerprint: tb.card.fingerprint.to_string(),
+            blends,
         });
     }
     let val_set = FaceSet::new(&val_crops, &spec, splits.val.len(), device);
@@ -808,7 +835,20 @@ fn run_loop(
         let x = train_set.x.index_select(0, &idx);
         let y = train_set.y.index_select(0, &idx);
         let x = if args.no_augment { x } else { augment(&x, args.augment) };
-        let hidden = net.hidden_t(&x, true);
+        // --distill-blends: 32 blended faces go through the student beside the batch
+        let blends = train_set.teacher.as_ref().and_then(|t| t.blends.as_ref());
+        let blend_idx = blends.map(|(bx, _)| {
+            let n = bx.size()[0] as usize;
+            Tensor::from_slice(&(0..32).map(|_| rng.below(n) as i64).collect::<Vec<_>>()).to_device(device)
+        });
+        let (hidden, blend_hidden) = match (&blend_idx, blends) {
+            (Some(bi), Some((bx, _))) => {
+                let all = net.hidden_t(&Tensor::cat(&[&x, &bx.index_select(0, bi)], 0), true);
+                let b = x.size()[0];
+                (all.narrow(0, 0, b), Some(all.narrow(0, b, all.size()[0] - b)))
+            }
+            _ => (net.hidden_t(&x, true), None),
+        };
         let mut loss = if pretraining {
             hidden.apply(&head).cross_entropy_for_logits(&y)
         } else {
@@ -817,8 +857,15 @@ fn run_loop(
         if let Some(t) = &train_set.teacher {
             let (te, known) = (t.embeddings.index_select(0, &idx), t.known.index_select(0, &idx));
             if matches!(args.distill, DistillKind::Relational | DistillKind::Both) {
-                loss =
-                    loss + crate::distill::relational_loss(&l2_normalise(&hidden), &te, &known) * args.distill_weight;
+                let (s, te, known) = match (&blend_hidden, &blend_idx, &t.blends) {
+                    (Some(bh), Some(bi), Some((_, be))) => (
+                        Tensor::cat(&[&hidden, bh], 0),
+                        Tensor::cat(&[&te, &be.index_select(0, bi)], 0),
+                        Tensor::cat(&[&known, &Tensor::ones([bi.size()[0]], (Kind::Float, device))], 0),
+                    ),
+                    _ => (hidden.shallow_clone(), te.shallow_clone(), known.shallow_clone()),
+                };
+                loss = loss + crate::distill::relational_loss(&l2_normalise(&s), &te, &known) * args.distill_weight;
             }
             if let Some(proj) = projection {
                 let p = l2_normalise(&hidden.apply(proj));
