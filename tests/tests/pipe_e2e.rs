@@ -60,17 +60,19 @@ fn decisions(log: &[serde_json::Value]) -> Vec<(String, String)> {
 
 /// Runs the door on `uri` until a source event says `until` (a pipe never ends by itself: the
 /// command exiting is an outage), then stops it with SIGTERM; its event log.
-fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Value> {
-    /// Kills the door if an assertion fails before it is stopped (no door left running).
-    struct Running(Option<std::process::Child>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            if let Some(c) = self.0.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+/// A started door, killed if an assertion fails before it is stopped (no door left running).
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
+}
+
+fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Value> {
     let path = config(u, name, uri);
     let mut running = Running(Some(spawn_door(&path)));
     let log = u.path(&format!("{name}.jsonl"));
@@ -188,7 +190,7 @@ const PEAK_MB: f64 = 120.0;
 fn a_child_that_never_writes_is_an_outage_and_is_killed_when_the_door_stops() {
     let u = unit();
     let path = config(&u, "silent", "pipe:sleep 61.25");
-    let child = spawn_door(&path);
+    let mut running = Running(Some(spawn_door(&path)));
     let log = u.path("silent.jsonl");
     let t = Instant::now();
     let outage = loop {

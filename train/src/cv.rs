@@ -296,9 +296,23 @@ impl Comparison {
             .x_label_area_size(35)
             .y_label_area_size(45)
             .build_cartesian_2d(-0.5..self.folds as f64 - 0.5, 0.0..top)?;
-        c.configure_mesh().x_desc("fold").y_desc("test EER (%)").x_labels(self.folds).draw()?;
+        c.configure_mesh()
+            .x_desc("fold")
+            .y_desc("test EER (%)")
+            .x_labels(self.folds)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()?;
+        const COLOURS: [RGBColor; 7] = [
+            RGBColor(200, 30, 30),
+            RGBColor(30, 90, 200),
+            RGBColor(20, 140, 60),
+            RGBColor(150, 60, 170),
+            RGBColor(230, 120, 0),
+            RGBColor(0, 150, 160),
+            RGBColor(60, 60, 60),
+        ];
         for (i, r) in self.recipes.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
+            let colour = COLOURS[i % COLOURS.len()];
             let dx = (i as f64 - (self.recipes.len() - 1) as f64 / 2.0) * 0.08;
             let pts: Vec<(f64, f64)> = r.test_eer.iter().enumerate().map(|(f, e)| (f as f64 + dx, 100.0 * e)).collect();
             c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?

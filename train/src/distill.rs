@@ -134,8 +134,10 @@ pub fn blends(
     let net = Net::new(&vs.root(), &ArchConfig::default(), Some(teacher));
     let tx = mix(teacher_x);
     let started = std::time::Instant::now();
-    let emb: Vec<Tensor> =
-        (0..n as i64).step_by(32).map(|s| tch::no_grad(|| net.embed_t(&tx.narrow(0, s, (n as i64 - s).min(32)), false))).collect();
+    let emb: Vec<Tensor> = (0..n as i64)
+        .step_by(32)
+        .map(|s| tch::no_grad(|| net.embed_t(&tx.narrow(0, s, (n as i64 - s).min(32)), false)))
+        .collect();
     let emb = Tensor::cat(&emb, 0);
     eprintln!("teacher: embedded {n} blends of two training people in {:.1} s", started.elapsed().as_secs_f64());
     Ok((student, emb))

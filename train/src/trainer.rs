@@ -630,10 +630,23 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
                 .flat_map(|c| c.as_ref().map_or_else(|| vec![0f32; tlen], |c| preprocess(c, &tspec)))
                 .collect();
             let tx = Tensor::from_slice(&flat)
-                .view([train_entries.len() as i64, tspec.channels.channels() as i64, tspec.height as i64, tspec.width as i64])
+                .view([
+                    train_entries.len() as i64,
+                    tspec.channels.channels() as i64,
+                    tspec.height as i64,
+                    tspec.width as i64,
+                ])
                 .to_device(device);
             let labels: Vec<i64> = train_crops.iter().map(|(p, _)| *p as i64).collect();
-            Some(crate::distill::blends(&tb, &train_set.x, &tx, &ok, &labels, args.distill_blends, args.seed ^ 0x5EED_B1E0)?)
+            Some(crate::distill::blends(
+                &tb,
+                &train_set.x,
+                &tx,
+                &ok,
+                &labels,
+                args.distill_blends,
+                args.seed ^ 0x5EED_B1E0,
+            )?)
         } else {
             None
         };

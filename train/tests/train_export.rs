@@ -228,7 +228,7 @@ fn distillation_shows_the_teacher_training_faces_only() {
         c.args(["--pretrain-steps", "6", "--steps", "6", "--epoch-steps", "6", "--device", "cpu", "--seed", "11"]);
         c.arg("--cache").arg(&cache);
         if teacher {
-            c.arg("--teacher").arg(&sface).args(["--distill-weight", "4"]);
+            c.arg("--teacher").arg(&sface).args(["--distill-weight", "4", "--distill-blends", "16"]);
         }
         let o = c.output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -239,6 +239,7 @@ fn distillation_shows_the_teacher_training_faces_only() {
     run(&plain, false);
     let log = run(&taught, true);
     assert!(log.contains("teacher:") && log.contains("embedded"), "{log}");
+    assert!(log.contains("embedded 16 blends of two training people"), "{log}");
 
     // the teacher's cache holds exactly the training people's images: nothing of the
     // validation or test people was given to it
