@@ -62,10 +62,13 @@
 //! challenge_turn_deg = 15  # 5 to 60: yaw change (degrees) that counts as the asked turn; the same
 //!                          # change the other way denies the appearance ("liveness_challenge_failed")
 //! challenge_passive = true # challenge: also require the passive 3-D test over the same frames
-//! challenge_max_failures = 3     # 1 to 20: failed challenges of one member within the lockout
-//! challenge_lockout_ms = 600000  # 10 s to 24 h: ... before that member gets no new challenge
+//! challenge_max_failures = 3     # 1 to 10: failed challenges of one member within the lockout
+//! challenge_lockout_ms = 600000  # 1 min to 24 h: ... before that member gets no new challenge
 //!                          # ("liveness_locked") until the oldest failure is this old (a
-//!                          # recording that guesses the side wins half its tries; this bounds them)
+//!                          # recording that guesses the side wins half its tries; this bounds
+//!                          # them). A challenge counts as failed from when it is given until it is
+//!                          # passed: turning the other way, not turning, or leaving all count; a
+//!                          # failing challenge command or the passive test refusing do not
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"
@@ -632,8 +635,8 @@ impl DoorConfig {
         within("liveness.min_pairs", lv.min_pairs, 1, 100, "pairs")?;
         within("liveness.timeout_ms", lv.timeout_ms, 500, 60_000, "ms")?;
         within("liveness.challenge_turn_deg", lv.challenge_turn_deg, 5.0, 60.0, "degrees")?;
-        within("liveness.challenge_max_failures", lv.challenge_max_failures, 1, 20, "failures")?;
-        within("liveness.challenge_lockout_ms", lv.challenge_lockout_ms, 10_000, 86_400_000, "ms")?;
+        within("liveness.challenge_max_failures", lv.challenge_max_failures, 1, 10, "failures")?;
+        within("liveness.challenge_lockout_ms", lv.challenge_lockout_ms, 60_000, 86_400_000, "ms")?;
         if lv.mode != LivenessMode::Off && canvas != (640, 480) {
             return Err(invalid(
                 "liveness.mode",
@@ -953,8 +956,8 @@ mod tests {
         ("liveness", "min_pairs", 1.0, 100.0),
         ("liveness", "timeout_ms", 500.0, 60_000.0),
         ("liveness", "challenge_turn_deg", 5.0, 60.0),
-        ("liveness", "challenge_max_failures", 1.0, 20.0),
-        ("liveness", "challenge_lockout_ms", 10_000.0, 86_400_000.0),
+        ("liveness", "challenge_max_failures", 1.0, 10.0),
+        ("liveness", "challenge_lockout_ms", 60_000.0, 86_400_000.0),
     ];
 
     fn with_value(section: &str, key: &str, value: &str) -> String {

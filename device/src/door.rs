@@ -348,7 +348,10 @@ enum Gate {
     Wait,
     /// Denied with this reason code and measurement.
     Deny(&'static str, String),
-    /// Denied because the face failed the challenge it was given (counts towards the retry limit).
+    /// Denied because the face failed the challenge it was given: turned the other way, or did
+    /// not turn. The failure, counted when the challenge was given, stands (retry limit); a
+    /// `Pass` or a `Deny` after a challenge takes it back (the member passed, or the door or the
+    /// passive test failed, not the member).
     Failed(&'static str, String),
 }
 
@@ -690,8 +693,14 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let mut liveness = None;
         if let (Some(rule), Decision::Granted { member, distance }) = (self.settings.liveness, &decision) {
             let gate = self.liveness_gate(rule, member, frame);
-            if matches!(gate, Gate::Failed(..)) {
-                self.challenge_failures.entry(member.clone()).or_default().push_back(frame.at);
+            if let (Gate::Pass(_) | Gate::Deny(..), Some(issued)) = (&gate, &self.streak.challenge) {
+                // counted when given (so a challenge left unfinished counts); the member is not at fault
+                let given = issued.at;
+                if let Some(f) = self.challenge_failures.get_mut(member) {
+                    if let Some(i) = f.iter().position(|&t| t == given) {
+                        f.remove(i);
+                    }
+                }
             }
             match gate {
                 Gate::Pass(detail) => liveness = Some(detail),
@@ -792,6 +801,9 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 return Gate::Deny("liveness_challenge_failed", format!("could not show the challenge: {e}"));
             }
             self.streak.challenge = Some(Issued { turn, baseline, at: frame.at, frames: Vec::new() });
+            // counted as failed until it is passed: an attacker who hides the face when the side
+            // is wrong, to draw again, uses up a try all the same
+            self.challenge_failures.entry(member.clone()).or_default().push_back(frame.at);
             let mut ev = Event::now(EventKind::Challenge).detail(format!(
                 "asked {member} to turn {} (their own side) by {:.0}° within {} ms; yaw now {baseline:.1}°",
                 turn.name(),
@@ -805,16 +817,18 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         };
         let waited = frame.at.saturating_sub(issued.at);
         let asked = issued.turn.name();
+        if let Some(Err(why)) = self.challenge_signal.as_mut().map(|s| s.status()) {
+            return Gate::Deny(
+                "liveness_challenge_failed",
+                format!("the challenge output failed, the member may not have been told: {why}"),
+            );
+        }
         let verdict = check.judge(issued.turn, issued.baseline, &issued.frames);
         match verdict {
             ChallengeVerdict::WrongWay { turn_deg } => Gate::Failed(
                 "liveness_challenge_failed",
                 format!("asked to turn {asked}, turned the other way by {turn_deg:.1}° (a recording cannot know the side)"),
             ),
-            ChallengeVerdict::Passed { .. } if self.challenge_signal.as_mut().map(|s| s.status()).is_some_and(|r| r.is_err()) => {
-                let why = self.challenge_signal.as_mut().map(|s| s.status()).and_then(|r| r.err()).unwrap_or_default();
-                Gate::Deny("liveness_challenge_failed", format!("the challenge output failed, the member may not have been told: {why}"))
-            }
             ChallengeVerdict::Passed { turn_deg } if passive_ok => {
                 let extra = passive.map_or(String::new(), |_| format!("; {}", passive_text()));
                 Gate::Pass(format!(
@@ -824,7 +838,8 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 ))
             }
             _ if waited < rule.timeout => Gate::Wait,
-            ChallengeVerdict::Passed { turn_deg } => Gate::Failed(
+            // the member did as asked; the passive test refused: not counted against them
+            ChallengeVerdict::Passed { turn_deg } => Gate::Deny(
                 "liveness_unconfirmed",
                 format!("turned {asked} by {turn_deg:.1}° as asked, but {} within {} ms", passive_text(), waited.as_millis()),
             ),

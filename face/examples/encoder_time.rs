@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut runs = 200usize;
     if let Some(i) = args.iter().position(|a| a == "--runs") {
         runs = args.get(i + 1).ok_or("--runs needs a number")?.parse()?;
+        if runs == 0 {
+            return Err("--runs must be at least 1".into());
+        }
         args.drain(i..i + 2);
     }
     if args.is_empty() {

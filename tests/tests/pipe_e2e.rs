@@ -58,20 +58,26 @@ fn decisions(log: &[serde_json::Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs the door on `uri` until a source event says `until` (a pipe never ends by itself: the
-/// command exiting is an outage), then stops it with SIGTERM; its event log.
-/// A started door, killed if an assertion fails before it is stopped (no door left running).
+/// A started door, stopped if an assertion fails before the test stops it (no door left running).
 struct Running(Option<std::process::Child>);
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(c) = self.0.as_mut() {
+            // SIGTERM first: the door stops its pipe child; SIGKILL if it has not exited in 5 s
+            let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(5) && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
+/// Runs the door on `uri` until a source event says `until` (a pipe never ends by itself: the
+/// command exiting is an outage), then stops it with SIGTERM; its event log.
 fn run_door(u: &Unit, name: &str, uri: &str, until: &str) -> Vec<serde_json::Value> {
     let path = config(u, name, uri);
     let mut running = Running(Some(spawn_door(&path)));

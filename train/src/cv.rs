@@ -214,6 +214,19 @@ impl Comparison {
                 );
             }
         }
+        // the same people tested in each fold (same data, seed, k and --val-people)
+        let tested = |dir: &Path, fold: usize| -> Result<Vec<String>> {
+            let p = dir.join(format!("fold-{fold}")).join("splits.json");
+            Ok(facegate_hostkit::data::Splits::load(&p)?.test)
+        };
+        for fold in 0..folds {
+            let first = tested(&runs[0].1, fold)?;
+            for (name, dir) in &runs[1..] {
+                if tested(dir, fold)? != first {
+                    bail!("{name}: fold {fold} tests other people than {}'s: not the same folds", runs[0].0);
+                }
+            }
+        }
         let eers = |r: &CvReport| {
             let mut f: Vec<(usize, f64)> = r.finished.iter().map(|f| (f.fold, f.test.eer)).collect();
             f.sort_by_key(|x| x.0);
@@ -364,7 +377,12 @@ mod tests {
                 },
             })
             .collect();
-        std::fs::create_dir_all(dir).unwrap();
+        for f in 0..eers.len() {
+            let test = if seed == 7 { vec![format!("s{f}")] } else { vec![format!("t{f}")] };
+            let s = facegate_hostkit::data::Splits { seed, train: vec![], val: vec![], test };
+            std::fs::create_dir_all(dir.join(format!("fold-{f}"))).unwrap();
+            s.save(&dir.join(format!("fold-{f}/splits.json"))).unwrap();
+        }
         let r = CvReport::new(eers.len(), seed, finished, false);
         std::fs::write(dir.join("cv.json"), serde_json::to_string(&r).unwrap()).unwrap();
     }
@@ -395,5 +413,12 @@ mod tests {
             .to_string()
             .contains("not the same folds"));
         assert!(Comparison::load(&named(&[("today", &a)])).is_err());
+        // same seed and k but other people tested in a fold
+        let f = d.path().join("f");
+        run(&f, 7, &[0.01, 0.01, 0.01, 0.01, 0.01]);
+        let other = facegate_hostkit::data::Splits { seed: 7, train: vec![], val: vec![], test: vec!["s9".into()] };
+        other.save(&f.join("fold-3/splits.json")).unwrap();
+        let err = Comparison::load(&named(&[("today", &a), ("f", &f)])).unwrap_err().to_string();
+        assert!(err.contains("fold 3 tests other people"), "{err}");
     }
 }

@@ -19,7 +19,8 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::model::ArchConfig;
 use crate::net::{ImportedBase, Net};
 
-/// Version of the cached teacher embedding files; part of the cache path.
+/// Version of the cached teacher embedding files; part of the cache path with the detection and
+/// alignment pipeline's version and the teacher's fingerprint.
 const CACHE_VERSION: u32 = 1;
 
 /// Unit teacher embeddings of `entries`, keyed by image SHA-256. Images whose face the
@@ -34,8 +35,11 @@ pub fn teacher_embeddings(
     let base = ImportedBase::load(teacher).with_context(|| format!("--teacher {}", teacher.display()))?;
     let spec = base.card.input.clone();
     let dim = base.embedding_dim as usize;
-    let dir: PathBuf =
-        cache.join("teacher").join(format!("v{CACHE_VERSION}-{}", &base.card.fingerprint.to_string()[..16]));
+    let dir: PathBuf = cache.join("teacher").join(format!(
+        "v{CACHE_VERSION}-p{}-{}",
+        facegate_hostkit::data::PIPELINE_VERSION,
+        &base.card.fingerprint.to_string()[..16]
+    ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let file = |sha: &str| dir.join(format!("{sha}.f32"));
     let mut out = HashMap::new();

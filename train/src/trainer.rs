@@ -168,7 +168,8 @@ pub struct TrainArgs {
     #[serde(default)]
     pub distill: DistillKind,
     /// With --teacher: also distil on this many blends of two training people's faces (new
-    /// faces, none a training person), 32 of them beside each batch (0: none).
+    /// faces, none a training person), 32 of them beside each batch (0: none). They go through
+    /// the student with the batch, so they share its batch-norm statistics.
     #[arg(long, default_value_t = 0)]
     #[serde(default)]
     pub distill_blends: usize,
@@ -254,6 +255,12 @@ impl TrainArgs {
         }
         if !(self.distill_weight >= 0.0 && self.distill_weight.is_finite()) {
             bail!("--distill-weight must be a non-negative number");
+        }
+        if self.teacher.is_none() && (self.distill_blends > 0 || self.distill != DistillKind::Relational) {
+            bail!("--distill and --distill-blends shape the distillation: give the teacher with --teacher");
+        }
+        if imported && self.augment == Augment::Strong {
+            bail!("--augment strong assumes inputs scaled to [-1, 1] (the built-in encoder); an imported encoder keeps its own scaling: use --augment basic");
         }
         if let Some(w) = &self.widths {
             if w.len() != 5 || w.iter().any(|&c| !(1..=1024).contains(&c)) {
