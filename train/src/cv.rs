@@ -299,7 +299,7 @@ impl Comparison {
         let root = BitMapBackend::new(path, (760, 460)).into_drawing_area();
         root.fill(&WHITE)?;
         let top =
-            self.recipes.iter().flat_map(|r| r.test_eer.iter()).fold(0.0f64, |a, &b| a.max(b)) * 100.0 * 1.15 + 0.5;
+            self.recipes.iter().flat_map(|r| r.test_eer.iter()).fold(0.0f64, |a, &b| a.max(b)) * 100.0 * 1.6 + 0.5; // room for the legend above the points
         let mut c = ChartBuilder::on(&root)
             .caption(
                 format!("test EER per fold ({} person-disjoint folds, seed {})", self.folds, self.seed),
