@@ -198,7 +198,7 @@ mod tests {
         // images without a teacher embedding take no part
         let unknown = l2_normalise(&Tensor::randn([8, 16], (Kind::Float, Device::Cpu)));
         let first_half = Tensor::from_slice(&[1f32, 1., 1., 1., 0., 0., 0., 0.]);
-        let _ = unknown.narrow(0, 0, 4).copy_(&rotated.narrow(0, 0, 4));
+        unknown.narrow(0, 0, 4).copy_(&rotated.narrow(0, 0, 4));
         assert!(relational_loss(&unknown, &t, &first_half).double_value(&[]) < 1e-10);
         assert!(relational_loss(&unknown, &t, &all).double_value(&[]) > 1e-3);
     }

@@ -885,11 +885,11 @@ fn run_loop(
                     ),
                     _ => (hidden.shallow_clone(), te.shallow_clone(), known.shallow_clone()),
                 };
-                loss = loss + crate::distill::relational_loss(&l2_normalise(&s), &te, &known) * args.distill_weight;
+                loss += crate::distill::relational_loss(&l2_normalise(&s), &te, &known) * args.distill_weight;
             }
             if let Some(proj) = projection {
                 let p = l2_normalise(&hidden.apply(proj));
-                loss = loss + crate::distill::embedding_loss(&p, &te, &known) * args.distill_weight;
+                loss += crate::distill::embedding_loss(&p, &te, &known) * args.distill_weight;
             }
         }
         opt.zero_grad();
