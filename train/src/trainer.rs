@@ -355,7 +355,6 @@ pub struct Teacher {
     pub embeddings: Tensor,
     /// `N`: 1 where the teacher embedded the image.
     pub known: Tensor,
-    pub fingerprint: String,
     /// `--distill-blends`: the student's inputs of blended faces and the teacher's embeddings.
     pub blends: Option<(Tensor, Tensor)>,
 }
@@ -660,7 +659,6 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         train_set.teacher = Some(Teacher {
             embeddings: Tensor::from_slice(&rows).view([train_entries.len() as i64, dim as i64]).to_device(device),
             known: Tensor::from_slice(&known).to_device(device),
-            fingerprint: tb.card.fingerprint.to_string(),
             blends,
         });
     }
