@@ -3,7 +3,8 @@
 # of 8 ORL people (each photo enlarged 3x on grey, as the criterion bench and the OpenCV peer
 # use), a signed gallery of 4 of them, for each encoder (SFace, the ORL-trained one) and each
 # detection canvas (640x480, and the door's default 320x256); stages on one thread, then the
-# stream throughput on 1 and 2 threads in the same run. Needs `make setup`; builds release
+# stream throughput on 1 and 2 threads in the same run; then SFace on both canvases with window
+# detection (model.roi_refresh = 10: one thread, reported apart as OpenCV's pipeline has none). Needs `make setup`; builds release
 # binaries; frames made with OpenCV from the peer venv of scripts/peer_bench.sh.
 # Usage: scripts/door_bench.sh [FRAMES]     Output: .cache/door-bench/*.json and a summary.
 set -euo pipefail
@@ -36,13 +37,17 @@ for enc in sface orl; do
     "$FG" enroll --model "$model" "${extra[@]}" --gallery "$W/$enc.fgg" --key "$W/k.secret" --id "s$p" --name "s$p" \
       data/orl/s$p/{1,2,3}.pgm >/dev/null
   done
-  for canvas in "640, 480" "320, 256"; do
-    tag="$enc-${canvas/, /x}"
+  variants=("640, 480|0" "320, 256|0")
+  [ "$enc" = sface ] && variants+=("640, 480|10" "320, 256|10")
+  for v in "${variants[@]}"; do
+    canvas=${v%|*}; roi=${v#*|}
+    tag="$enc-${canvas/, /x}"; [ "$roi" != 0 ] && tag="$tag-roi$roi"
     mkdir -p "$W/$tag/inbox" && cp "$W/$enc.fgg" "$W/$tag/inbox/gallery.fgg"
     cat > "$W/$tag.toml" <<TOML
 [model]
 encoder = "$model"
 canvas = [$canvas]
+roi_refresh = $roi
 [gallery]
 inbox = "$W/$tag/inbox/gallery.fgg"
 state_dir = "$W/$tag/state"
@@ -56,14 +61,17 @@ kind = "dry-run"
 path = "$W/$tag/events.jsonl"
 TOML
     "$DOOR" check --config "$W/$tag.toml" >/dev/null
-    "$DOOR" bench --config "$W/$tag.toml" --frames "$N" --threads 2 --json > "$W/$tag.json"
+    threads=2; [ "$roi" != 0 ] && threads=1
+    "$DOOR" bench --config "$W/$tag.toml" --frames "$N" --threads $threads --json > "$W/$tag.json"
   done
 done
 python3 - "$W" <<'PY'
 import json, sys, glob, os
-print(f"{'encoder-canvas':<16} {'detect':>8} {'align':>7} {'encode':>8} {'frame':>8} {'p99':>8} {'1 thr':>8} {'2 thr':>8} {'x':>5}")
+print(f"{'encoder-canvas':<22} {'detect':>8} {'window':>8} {'align':>7} {'encode':>8} {'frame':>8} {'p99':>8} {'1 thr':>8} {'2 thr':>8} {'x':>5}")
 for f in sorted(glob.glob(sys.argv[1] + "/*.json")):
     j = json.load(open(f)); s = j["stream"]
-    print(f"{os.path.basename(f)[:-5]:<16} {j['detect']['median_ms']:>6.2f}ms {j['align']['median_ms']:>5.2f}ms {j['encode']['median_ms']:>6.2f}ms "
+    win = j.get("detect_window") or {}
+    win = f"{win['median_ms']:>6.2f}ms" if win else f"{'-':>8}"
+    print(f"{os.path.basename(f)[:-5]:<22} {j['detect']['median_ms']:>6.2f}ms {win} {j['align']['median_ms']:>5.2f}ms {j['encode']['median_ms']:>6.2f}ms "
           f"{j['frame_to_decision']['median_ms']:>6.2f}ms {j['frame_to_decision']['p99_ms']:>6.2f}ms {s['fps_1_thread']:>6.1f}/s {s['fps']:>6.1f}/s {s['speedup']:>5.2f}")
 PY

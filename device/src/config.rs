@@ -11,6 +11,10 @@
 //!                          # about 55 px wide in a 640x480 frame (BENCHMARKS.md); faces come out
 //!                          # slightly differently aligned, so recheck a gallery's decisions with it
 //! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4)
+//! roi_refresh = 0          # 0 to 100: 0 detects on the whole canvas every frame; N >= 2 detects in a
+//!                          # window of the canvas around the last face and on the whole canvas at least
+//!                          # every N frames and whenever the window loses the face (needs threads = 1
+//!                          # and liveness off)
 //!
 //! [gallery]
 //! inbox = "/var/lib/facegate/inbox/gallery.fgg"  # where signed galleries are dropped (door reads only)
@@ -242,6 +246,7 @@ struct RawModel {
     min_face_px: f32,
     canvas: Vec<u32>,
     threads: u32,
+    roi_refresh: u32,
 }
 
 impl Default for RawModel {
@@ -254,6 +259,7 @@ impl Default for RawModel {
             min_face_px: 40.0,
             canvas: vec![640, 480],
             threads: 1,
+            roi_refresh: 0,
         }
     }
 }
@@ -397,6 +403,8 @@ pub struct ModelSettings {
     pub canvas: (u32, u32),
     /// Frames embedded in parallel (decided in order).
     pub threads: usize,
+    /// Window detection: the whole canvas at least every this many frames (0: every frame).
+    pub roi_refresh: u32,
 }
 
 /// Gallery settings.
@@ -530,6 +538,16 @@ impl DoorConfig {
         let m = &r.model;
         within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
         within("model.threads", m.threads, 1, 16, "threads")?;
+        within("model.roi_refresh", m.roi_refresh, 0, 100, "frames")?;
+        if m.roi_refresh > 1 && m.threads > 1 {
+            return Err(invalid(
+                "model.roi_refresh",
+                format!(
+                    "window detection follows the face from one frame to the next, in order; with threads = {} frames are detected out of order: use threads = 1 or roi_refresh = 0",
+                    m.threads
+                ),
+            ));
+        }
         let canvas = match m.canvas[..] {
             [w, h] if [w, h].iter().all(|s| (32..=2048).contains(s) && s % 32 == 0) => (w, h),
             _ => {
@@ -645,6 +663,12 @@ impl DoorConfig {
                 ),
             ));
         }
+        if lv.mode != LivenessMode::Off && r.model.roi_refresh > 1 {
+            return Err(invalid(
+                "model.roi_refresh",
+                "liveness was calibrated with detection on the whole canvas; windows move the landmarks by a few pixels: use roi_refresh = 0 with liveness on".to_owned(),
+            ));
+        }
         if lv.mode == LivenessMode::Challenge && lv.challenge_command.first().is_none_or(|c| c.is_empty()) {
             return Err(invalid(
                 "liveness.challenge_command",
@@ -685,6 +709,7 @@ impl DoorConfig {
                 min_face_px: r.model.min_face_px,
                 canvas,
                 threads: r.model.threads as usize,
+                roi_refresh: r.model.roi_refresh,
             },
             gallery: GallerySettings {
                 paths: crate::store::StorePaths { inbox, state_dir },
@@ -877,6 +902,8 @@ mod tests {
             ("[model]\ncanvas = [0, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [4096, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [320]\n", "model.canvas"),
+            ("[model]\nroi_refresh = 10\nthreads = 2\n", "model.roi_refresh"),
+            ("[model]\nroi_refresh = 10\n[liveness]\nmode = \"passive\"\n", "model.roi_refresh"),
             ("[model]\ncanvas = [320, 256]\n[liveness]\nmode = \"passive\"\n", "liveness.mode"),
             ("[liveness]\nmode = \"challenge\"\n", "liveness.challenge_command"),
             ("[liveness]\nmode = \"challenge\"\nchallenge_command = [\"\"]\n", "liveness.challenge_command"),
@@ -932,6 +959,7 @@ mod tests {
     const NUMERIC: &[(&str, &str, f64, f64)] = &[
         ("model", "min_face_px", 8.0, 4096.0),
         ("model", "threads", 1.0, 16.0),
+        ("model", "roi_refresh", 0.0, 100.0),
         ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
         ("gallery", "max_bytes", 4096.0, 1_073_741_824.0),
         ("gallery", "fetch_interval_ms", 1000.0, 3_600_000.0),
@@ -977,6 +1005,7 @@ mod tests {
         match (section, key) {
             (_, "min_face_px") => c.model.min_face_px.into(),
             (_, "threads") => c.model.threads as f64,
+            (_, "roi_refresh") => c.model.roi_refresh.into(),
             (_, "reload_interval_ms") => c.gallery.reload_interval.as_millis() as f64,
             ("gallery", "max_bytes") => c.gallery.max_bytes as f64,
             (_, "fetch_interval_ms") => c.gallery.pull.as_ref().unwrap().interval.as_millis() as f64,

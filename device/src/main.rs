@@ -16,7 +16,7 @@ use facegate_device::pull::Puller;
 use facegate_device::source::{self, FrameSource};
 use facegate_device::store::{Access, GalleryStore, StoreError};
 use facegate_device::{Door, DoorConfig, DoorSettings};
-use facegate_face::{Encoder, FaceError, FacePipeline, TractEncoder, YuNet};
+use facegate_face::{DetectPath, Encoder, FaceError, FacePipeline, RoiDetector, TractEncoder};
 use facegate_shared::install::InstallRules;
 use facegate_shared::{keys, peak_rss_bytes, percentile, VerifyingKey};
 use std::path::PathBuf;
@@ -123,11 +123,10 @@ fn main() -> ExitCode {
     }
 }
 
-type Pipeline = FacePipeline<YuNet, TractEncoder>;
+type Pipeline = FacePipeline<RoiDetector, TractEncoder>;
 
 fn pipeline(c: &DoorConfig) -> Result<Pipeline> {
-    let (w, h) = c.model.canvas;
-    let det = YuNet::load_with_canvas(&c.model.detector, w, h)
+    let det = RoiDetector::load(&c.model.detector, c.model.canvas, c.model.roi_refresh)
         .with_context(|| format!("detector {}", c.model.detector.display()))?;
     let enc = TractEncoder::load(&c.model.encoder).with_context(|| format!("encoder {}", c.model.encoder.display()))?;
     let mut p = FacePipeline::new(det, enc);
@@ -280,6 +279,7 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let src = source::open(&c.source)?;
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
+    let detections = p.finder.detector.counts();
     let (src, embedder): (Box<dyn FrameSource>, Box<dyn FaceEmbedder>) = if c.model.threads > 1 {
         let p = Arc::new(p);
         let (src, embedder) = embed_ahead(src, c.model.threads, move |f| observe(&p, f));
@@ -333,7 +333,8 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let (med, p99) = s.latency_median_p99().unwrap_or((f64::NAN, f64::NAN));
     eprintln!(
         "facegate-door: {} frames, {} faces, {} granted, {} denied, {} lock failures, {} bad frames, \
-         {} source outages; frame latency median {med:.1} ms, p99 {p99:.1} ms; peak RSS {:.1} MB",
+         {} source outages; frame latency median {med:.1} ms, p99 {p99:.1} ms; peak RSS {:.1} MB; \
+         detection: {} on the whole canvas, {} in windows ({} windows lost the face)",
         s.frames,
         s.faces,
         s.granted,
@@ -341,7 +342,10 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
         s.lock_failures,
         s.bad_frames,
         s.source_outages,
-        peak_rss_bytes().unwrap_or(0) as f64 / 1e6
+        peak_rss_bytes().unwrap_or(0) as f64 / 1e6,
+        detections.whole(),
+        detections.windows(),
+        detections.windows_lost()
     );
     match result {
         Ok(_) => Ok(ExitCode::SUCCESS),
@@ -382,6 +386,20 @@ fn check(common: &Common) -> Result<ExitCode> {
                 true,
                 "model",
                 format!("{} ({}-d, fingerprint {})", card.name, card.embedding_dim.get(), card.fingerprint),
+            );
+            let (w, h) = c.model.canvas;
+            let sides = p.finder.detector.window_sides();
+            line(
+                true,
+                "detector",
+                match sides.last() {
+                    Some(_) => format!(
+                        "YuNet on {w}x{h}; windows of {} px around the last face, the whole canvas at least every {} frames",
+                        sides.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("/"),
+                        c.model.roi_refresh
+                    ),
+                    None => format!("YuNet on {w}x{h}, the whole canvas every frame"),
+                },
             );
             match store(&c, &p, Access::ReadOnly) {
                 Ok(mut s) => {
@@ -579,7 +597,10 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
     let policy = DoorSettings::from_config(&c).policy(st.matcher().gallery().threshold)?;
     let today = facegate_shared::Date::today();
     let (mut det, mut ali, mut enc, mut mat, mut total) = (vec![], vec![], vec![], vec![], vec![]);
+    // detection split by where it ran: the whole canvas, or a window around the last face
+    let (mut det_whole, mut det_window) = (vec![], vec![]);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    p.finder.detector.reset();
     for i in 0..frames {
         let f = &images[i % images.len()];
         // The door's own path (`FaceEmbedder::embed` calls `embed_largest`, which is this
@@ -591,6 +612,10 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
             r => r?,
         };
         det.push(ms(stages.detect));
+        match p.finder.detector.last_path() {
+            DetectPath::Whole => det_whole.push(ms(stages.detect)),
+            DetectPath::Window(_) => det_window.push(ms(stages.detect)),
+        }
         if let Some(face) = face {
             ali.extend(stages.align.map(ms));
             enc.extend(stages.encode.map(ms));
@@ -606,7 +631,10 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         v.sort_by(f64::total_cmp);
         percentile(&v, 0.5)
     };
-    // throughput: one thread, then `threads`, back to back on the same frames
+    // throughput: one thread, then `threads`, back to back on the same frames; window detection
+    // follows one stream in order, so the door runs it on one thread only, and so does this
+    let threads = if c.model.roi_refresh > 1 { 1 } else { threads };
+    p.finder.detector.reset();
     let one = stream_fps(&p, &st, &policy, &images, frames, 1)?;
     let many = if threads > 1 { stream_fps(&p, &st, &policy, &images, frames, threads)? } else { one };
     let round2 = |v: f64| (v * 100.0).round() / 100.0;
@@ -620,6 +648,10 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         "canvas": [c.model.canvas.0, c.model.canvas.1],
         "threads": 1,
         "detect": stats(det),
+        "roi_refresh": c.model.roi_refresh,
+        "window_sides": p.finder.detector.window_sides(),
+        "detect_whole": stats(det_whole),
+        "detect_window": stats(det_window),
         "align": stats(ali),
         "encode": stats(enc),
         "match": stats(mat),
@@ -637,8 +669,11 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for k in ["detect", "align", "encode", "match", "frame_to_decision"] {
+        for k in ["detect", "detect_whole", "detect_window", "align", "encode", "match", "frame_to_decision"] {
             let v = &out[k];
+            if v.is_null() {
+                continue;
+            }
             println!("{k:<18} median {:>9} ms   p99 {:>9} ms   (n={})", v["median_ms"], v["p99_ms"], v["n"]);
         }
         println!("{:<18} {} frames/s end to end; peak RSS {} MB", "throughput", out["fps"], out["peak_rss_mb"]);

@@ -1,11 +1,13 @@
 //! Face pipeline latency on one core: YuNet detection at 640×480, 640×640 and 320×256, alignment, SFace and
 //! default-encoder encoding (with the load-time graph rewrites and as shipped; YuNet also as shipped), and a whole 640×480 frame (detect + align + encode) with each. The frame is ORL `s1/1.pgm`
-//! upscaled 3× on a grey 640×480 background. Needs `make setup`.
+//! upscaled 3× on a grey 640×480 background. Window detection (`RoiDetector`, after the first
+//! frame) is benched apart. Needs `make setup`.
 //! Run: `cargo bench -p facegate-face --bench pipeline`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use facegate_face::{
-    align_face, card_path_for, load_image, paths, Encoder, FaceDetector, FacePipeline, GraphPrep, TractEncoder, YuNet,
+    align_face, card_path_for, load_image, paths, DetectPath, Encoder, FaceDetector, FacePipeline, GraphPrep,
+    RoiDetector, TractEncoder, YuNet,
 };
 use image::{imageops, Rgb, RgbImage};
 use std::path::Path;
@@ -35,6 +37,15 @@ fn pipeline(c: &mut Criterion) {
         let det = YuNet::load_with(&root.join(paths::YUNET), w, h, GraphPrep::AsShipped).unwrap();
         g.bench_function(format!("detect_yunet_{w}x{h}_as_shipped"), |b| b.iter(|| det.detect(&frame).unwrap()));
     }
+    // window detection (the door's `model.roi_refresh`): after the first frame, a window around
+    // the face; reported apart from the whole-canvas figures (OpenCV's pipeline has no windows)
+    for (w, h) in [(640, 480), (320, 256)] {
+        let det = RoiDetector::load(&root.join(paths::YUNET), (w, h), 100).unwrap();
+        det.detect(&frame).unwrap();
+        assert_eq!(det.detect(&frame).unwrap().len(), 1);
+        let DetectPath::Window(side) = det.last_path() else { panic!("no window at {w}x{h}") };
+        g.bench_function(format!("detect_yunet_{w}x{h}_window_{side}"), |b| b.iter(|| det.detect(&frame).unwrap()));
+    }
     let det = YuNet::load(&root.join(paths::YUNET)).unwrap();
     let d = det.detect(&frame).unwrap()[0];
     g.bench_function("align_112", |b| b.iter(|| align_face(&frame, &d.landmarks, 112, 112).unwrap()));
@@ -58,6 +69,11 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("frame_640x480_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
     let p = FacePipeline::new(YuNet::load_with_canvas(&root.join(paths::YUNET), 320, 256).unwrap(), p.encoder);
     g.bench_function("frame_320x256_detect_align_sface", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
+    let p = FacePipeline::new(RoiDetector::load(&root.join(paths::YUNET), (640, 480), 100).unwrap(), p.encoder);
+    p.embed_largest(&frame).unwrap().unwrap();
+    g.bench_function("frame_640x480_window_detect_align_sface", |b| {
+        b.iter(|| p.embed_largest(&frame).unwrap().unwrap())
+    });
     let p = FacePipeline::new(YuNet::load(&root.join(paths::YUNET)).unwrap(), default);
     g.bench_function("frame_640x480_detect_align_default", |b| b.iter(|| p.embed_largest(&frame).unwrap().unwrap()));
     let p = FacePipeline::new(YuNet::load_with_canvas(&root.join(paths::YUNET), 320, 256).unwrap(), p.encoder);

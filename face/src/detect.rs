@@ -131,7 +131,59 @@ impl YuNet {
     /// does).
     pub fn profile(&self, img: &RgbImage, runs: u32) -> Result<crate::profile::Profile, FaceError> {
         let lb = Letterbox::fit(img.width(), img.height(), self.canvas);
-        crate::profile::profile_plan(&self.plan, canvas_tensor(img, lb, self.canvas), runs)
+        crate::profile::profile_plan(&self.plan, canvas_tensor(img, lb, (0, 0), self.canvas), runs)
+    }
+
+    /// The canvas width and height this detector runs at.
+    pub fn canvas(&self) -> (u32, u32) {
+        self.canvas
+    }
+
+    /// The minimum score.
+    pub fn score_threshold(&self) -> f32 {
+        self.score_threshold
+    }
+
+    /// Faces in a window of a larger canvas: `img` placed by `lb` on that canvas (as the larger
+    /// detector would place it), and this detector run on the part of it whose top-left corner is
+    /// `origin` (canvas pixels) — the same canvas pixels, so the same faces, read at a fraction
+    /// of the cost. Detections are in `img`'s coordinates, best score first.
+    pub fn detect_window(
+        &self,
+        img: &RgbImage,
+        lb: Letterbox,
+        origin: (u32, u32),
+    ) -> Result<Vec<Detection>, FaceError> {
+        let (w, h) = img.dimensions();
+        if w == 0 || h == 0 {
+            return Err(FaceError::EmptyImage { width: w, height: h });
+        }
+        let outputs = self
+            .plan
+            .run(tvec!(canvas_tensor(img, lb, origin, self.canvas).into()))
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
+        let arrays = outputs
+            .iter()
+            .map(|o| o.to_plain_array_view::<f32>())
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
+        let views = arrays
+            .iter()
+            .map(|a| a.as_slice().ok_or_else(|| FaceError::Inference("non-contiguous YuNet output".into())))
+            .collect::<Result<Vec<&[f32]>, _>>()?;
+        let dets = decode_yunet(&views, self.canvas, self.score_threshold)?;
+        let inv = 1.0 / lb.scale;
+        let (ox, oy) = (origin.0 as f32, origin.1 as f32);
+        let mapped = dets
+            .into_iter()
+            .map(|d| Detection {
+                bbox: [(d.bbox[0] + ox) * inv, (d.bbox[1] + oy) * inv, d.bbox[2] * inv, d.bbox[3] * inv],
+                score: d.score,
+                landmarks: d.landmarks.map(|[x, y]| [(x + ox) * inv, (y + oy) * inv]),
+            })
+            .filter(|d| d.bbox[0] < w as f32 && d.bbox[1] < h as f32)
+            .collect();
+        Ok(non_max_suppression(mapped, NMS_IOU))
     }
 
     /// Sets the minimum score.
@@ -161,27 +213,31 @@ impl Letterbox {
     }
 }
 
-/// The canvas tensor: BGR planes, 0–255, the image scaled by `lb` at the top left, zero padding.
+/// The canvas tensor: BGR planes, 0–255, the image scaled by `lb` at the top left, zero padding;
+/// of that whole canvas, the `canvas`-sized part from `origin` (canvas pixels; `(0, 0)` and the
+/// whole canvas for a plain detection).
 ///
 /// A shrink by up to 2× (a 640×480 camera frame on a 320×256 canvas) is bilinear (pixel centres
 /// aligned, edges clamped, as OpenCV's `INTER_LINEAR`) in the same pass that fills the planes:
 /// 0.3 ms instead of 5 ms for the image crate's triangle filter plus a copy. Larger shrinks
 /// (where 2×2 taps would alias) and enlargements (small photos; the golden numbers were measured
 /// on them) keep the triangle filter.
-fn canvas_tensor(img: &RgbImage, lb: Letterbox, canvas: (u32, u32)) -> Tensor {
+fn canvas_tensor(img: &RgbImage, lb: Letterbox, origin: (u32, u32), canvas: (u32, u32)) -> Tensor {
     let shrink = img.width() as f32 / lb.width as f32;
     if (lb.width, lb.height) != img.dimensions() && !(shrink > 1.0 && shrink <= 2.0) {
         let scaled = image::imageops::resize(img, lb.width, lb.height, image::imageops::FilterType::Triangle);
-        return bilinear_canvas(&scaled, lb, canvas);
+        return bilinear_canvas(&scaled, lb, origin, canvas);
     }
-    bilinear_canvas(img, lb, canvas)
+    bilinear_canvas(img, lb, origin, canvas)
 }
 
 /// [`canvas_tensor`]'s bilinear pass (an exact copy when `lb` is the image's own size). Written
 /// straight into tract's own (aligned, zeroed) tensor: building an ndarray and converting it
-/// copied the 3.7 MB of a 640×480 canvas once more per frame.
-fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tensor {
+/// copied the 3.7 MB of a 640×480 canvas once more per frame. A window (`origin` ≠ 0, or a
+/// `canvas` smaller than the placed image) holds exactly the values the whole canvas has there.
+fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (ox, oy): (u32, u32), (cw, ch): (u32, u32)) -> Tensor {
     let (cw, ch) = (cw as usize, ch as usize);
+    let (ox, oy) = (ox as usize, oy as usize);
     let plane = cw * ch;
     let mut tensor = Tensor::zero::<f32>(&[1, 3, ch, cw]).expect("canvas tensor");
     let mut view = tensor.try_as_plain_ram_mut().expect("plain canvas");
@@ -205,10 +261,11 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tenso
     };
     if (lb.width, lb.height) == (sw, sh) {
         // same size: a plain copy into the planes
-        for (y, row) in raw.chunks_exact(stride).enumerate() {
-            let o = y * cw..y * cw + sw as usize;
+        let cols = (sw as usize).saturating_sub(ox).min(cw);
+        for (y, row) in raw.chunks_exact(stride).skip(oy).take(ch).enumerate() {
+            let o = y * cw..y * cw + cols;
             let planes = b[o.clone()].iter_mut().zip(&mut g[o.clone()]).zip(&mut r[o]);
-            for (p, ((bb, gg), rr)) in row.chunks_exact(3).zip(planes) {
+            for (p, ((bb, gg), rr)) in row.get(ox * 3..).unwrap_or_default().chunks_exact(3).zip(planes) {
                 (*bb, *gg, *rr) = (f32::from(p[2]), f32::from(p[1]), f32::from(p[0]));
             }
         }
@@ -216,10 +273,10 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (cw, ch): (u32, u32)) -> Tenso
     }
     let (cols, rows) = (taps(lb.width, sw), taps(lb.height, sh));
     let last_col = sw as usize - 1;
-    // per column: byte offsets of the two source pixels, and the weight
+    // per column of the window: byte offsets of the two source pixels, and the weight
     let cols: Vec<(usize, usize, f32)> =
-        cols.iter().map(|&(c0, wx)| (c0 * 3, (c0 + 1).min(last_col) * 3, wx)).collect();
-    for (y, &(r0, wy)) in rows.iter().enumerate() {
+        cols.iter().skip(ox).take(cw).map(|&(c0, wx)| (c0 * 3, (c0 + 1).min(last_col) * 3, wx)).collect();
+    for (y, &(r0, wy)) in rows.iter().skip(oy).take(ch).enumerate() {
         let r1 = (r0 + 1).min(sh as usize - 1);
         let (row0, row1) = (&raw[r0 * stride..][..stride], &raw[r1 * stride..][..stride]);
         let o = y * cw..y * cw + cols.len();
@@ -243,32 +300,7 @@ impl FaceDetector for YuNet {
         if w == 0 || h == 0 {
             return Err(FaceError::EmptyImage { width: w, height: h });
         }
-        let lb = Letterbox::fit(w, h, self.canvas);
-        let outputs = self
-            .plan
-            .run(tvec!(canvas_tensor(img, lb, self.canvas).into()))
-            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
-        let arrays = outputs
-            .iter()
-            .map(|o| o.to_plain_array_view::<f32>())
-            .collect::<TractResult<Vec<_>>>()
-            .map_err(|e| FaceError::Inference(format!("{e:#}")))?;
-        let views = arrays
-            .iter()
-            .map(|a| a.as_slice().ok_or_else(|| FaceError::Inference("non-contiguous YuNet output".into())))
-            .collect::<Result<Vec<&[f32]>, _>>()?;
-        let dets = decode_yunet(&views, self.canvas, self.score_threshold)?;
-        let inv = 1.0 / lb.scale;
-        let mapped = dets
-            .into_iter()
-            .map(|d| Detection {
-                bbox: d.bbox.map(|v| v * inv),
-                score: d.score,
-                landmarks: d.landmarks.map(|[x, y]| [x * inv, y * inv]),
-            })
-            .filter(|d| d.bbox[0] < w as f32 && d.bbox[1] < h as f32)
-            .collect();
-        Ok(non_max_suppression(mapped, NMS_IOU))
+        self.detect_window(img, Letterbox::fit(w, h, self.canvas), (0, 0))
     }
 }
 
@@ -337,19 +369,44 @@ mod tests {
     fn canvas_is_bgr_planes_scaled_bilinearly_with_zero_padding() {
         let img = RgbImage::from_fn(4, 2, |x, y| image::Rgb([(10 * x + y) as u8, 100, 200 + x as u8]));
         // same size: an exact copy, BGR, padding zero
-        let t = canvas_tensor(&img, Letterbox { scale: 1.0, width: 4, height: 2 }, (6, 4));
+        let t = canvas_tensor(&img, Letterbox { scale: 1.0, width: 4, height: 2 }, (0, 0), (6, 4));
         let v = t.to_plain_array_view::<f32>().unwrap();
         assert_eq!(v.shape(), &[1, 3, 4, 6]);
         assert_eq!((v[[0, 2, 1, 3]], v[[0, 1, 1, 3]], v[[0, 0, 1, 3]]), (31.0, 100.0, 203.0));
         assert_eq!((v[[0, 2, 0, 4]], v[[0, 0, 3, 0]]), (0.0, 0.0));
         // halved: each output pixel is the mean of a 2×2 block (centres aligned)
-        let t = bilinear_canvas(&img, Letterbox { scale: 0.5, width: 2, height: 1 }, (2, 1));
+        let t = bilinear_canvas(&img, Letterbox { scale: 0.5, width: 2, height: 1 }, (0, 0), (2, 1));
         let v = t.to_plain_array_view::<f32>().unwrap();
         assert_eq!((v[[0, 2, 0, 0]], v[[0, 2, 0, 1]]), (5.5, 25.5));
         // doubled: edges clamp, inner pixels interpolate
-        let t = bilinear_canvas(&img, Letterbox { scale: 2.0, width: 8, height: 4 }, (8, 4));
+        let t = bilinear_canvas(&img, Letterbox { scale: 2.0, width: 8, height: 4 }, (0, 0), (8, 4));
         let v = t.to_plain_array_view::<f32>().unwrap();
         assert_eq!((v[[0, 2, 0, 0]], v[[0, 2, 0, 1]], v[[0, 2, 0, 2]], v[[0, 2, 3, 7]]), (0.0, 2.5, 7.5, 31.0));
+    }
+
+    #[test]
+    fn a_window_holds_exactly_the_whole_canvas_values_there() {
+        let img =
+            RgbImage::from_fn(100, 70, |x, y| image::Rgb([(3 * x + y) as u8, (x * y % 251) as u8, (7 * y) as u8]));
+        // same size, halved (the bilinear pass), and enlarged (the triangle filter first)
+        for (scale, canvas) in [(1.0, (100, 96)), (0.64, (64, 64)), (1.6, (160, 128))] {
+            let lb = Letterbox::fit(100, 70, canvas);
+            assert_eq!(lb.scale, scale);
+            let whole = canvas_tensor(&img, lb, (0, 0), canvas);
+            let whole = whole.to_plain_array_view::<f32>().unwrap();
+            for (origin, window) in [((32, 32), (64, 32)), ((0, 32), (32, 64)), ((96, 0), (32, 32))] {
+                if origin.0 + window.0 > canvas.0 || origin.1 + window.1 > canvas.1 {
+                    continue;
+                }
+                let part = canvas_tensor(&img, lb, origin, window);
+                let part = part.to_plain_array_view::<f32>().unwrap();
+                assert_eq!(part.shape(), &[1, 3, window.1 as usize, window.0 as usize]);
+                for ((_, c, y, x), v) in part.indexed_iter().map(|(i, v)| ((i[0], i[1], i[2], i[3]), *v)) {
+                    let w = whole[[0, c, y + origin.1 as usize, x + origin.0 as usize]];
+                    assert_eq!(v, w, "scale {scale} origin {origin:?} at c{c} y{y} x{x}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod profile;
 pub mod quality;
 pub mod rewrite;
 pub mod sface;
+mod track;
 
 pub use align::{align_face, template_for, AlignedFace, Similarity, ARCFACE_TEMPLATE_112, TEMPLATE_SIDE};
 pub use detect::{
@@ -30,6 +31,7 @@ pub use image_io::{decode_image, load_image, MAX_DECODE_BYTES, MAX_FILE_BYTES, M
 pub use pipeline::{FaceEmbedding, FaceFinder, FacePipeline, FoundFace, StageTimings, DEFAULT_MIN_FACE_PX};
 pub use preprocess::{preprocess, LUMA_WEIGHTS};
 pub use quality::{inconsistent_photos, HeadPose, QualityLimits, QualityProblem, QualityReport};
+pub use track::{DetectCounts, DetectPath, RoiDetector, EDGE_PX, MARGIN, MAX_AREA_FRACTION, WINDOW_SIDES};
 
 /// Default file names inside `models/`.
 pub mod paths {

@@ -339,6 +339,76 @@ fn two_embedding_threads_give_the_same_decisions_frame_for_frame() {
     assert_eq!(one, two);
 }
 
+/// The unit's replay as camera frames: each photo enlarged 2× on a grey 640×480 frame, drifting
+/// 4 px right and 2 px down per frame (a face a door camera sees from about a metre, moving).
+fn camera_frames(u: &Unit) -> String {
+    let out = u.path("camera-frames");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(u.path("frames")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for (i, path) in names.iter().enumerate() {
+        let photo = image::open(path).unwrap().to_rgb8();
+        let photo = image::imageops::resize(&photo, 184, 224, image::imageops::FilterType::Triangle);
+        let mut frame = image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110]));
+        let k = (i % 40) as i64;
+        image::imageops::overlay(&mut frame, &photo, 150 + 4 * k, 60 + 2 * k);
+        frame.save(Path::new(&out).join(path.file_name().unwrap()).with_extension("png")).unwrap();
+    }
+    out
+}
+
+/// Window detection (`model.roi_refresh = 10`) on camera-sized frames: after a face is found the
+/// door detects in a window of the canvas around it, and on the whole canvas at least every 10
+/// frames and whenever the window loses the face. On the same frames as the whole-canvas door:
+/// the same people let in, as themselves, and no one else; decisions at most a few frames apart
+/// (window landmarks differ by a few pixels); most detections ran in windows; `check` says so.
+#[test]
+fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
+    let u = set_up();
+    let frames = camera_frames(&u);
+    let on_camera = |c: String| c.replace(&format!("dir:{}", u.path("frames")), &format!("dir:{frames}"));
+    let whole = decisions_with(&u, "whole", on_camera);
+    let windows = decisions_with(&u, "windows", |c| on_camera(c).replace("[model]\n", "[model]\nroi_refresh = 10\n"));
+    assert!(whole.len() >= 2 * u.members.len(), "{whole:?}");
+    // person in frame → members granted
+    let granted = |d: &[(String, String, String)]| -> BTreeMap<String, BTreeSet<String>> {
+        let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (frame, decision, member) in d {
+            if decision == "granted" {
+                m.entry(frame.split('-').nth(1).unwrap().to_owned()).or_default().insert(member.clone());
+            }
+        }
+        m
+    };
+    let members: BTreeMap<String, BTreeSet<String>> =
+        u.members.iter().map(|m| (m.clone(), BTreeSet::from([m.clone()]))).collect();
+    assert_eq!(granted(&whole), members, "{whole:?}");
+    assert_eq!(granted(&windows), members, "{windows:?}");
+    // Measured: one member's grant came one frame earlier with windows (3 decisions differ: the
+    // whole canvas's denial and its grant two frames later, the windows' one grant between them);
+    // allowed: 2 more.
+    let differ =
+        whole.iter().filter(|d| !windows.contains(d)).count() + windows.iter().filter(|d| !whole.contains(d)).count();
+    assert!(differ <= 5, "{differ} decisions differ:\n{whole:?}\n{windows:?}");
+    // the summary line of a run: every frame detected, most of them in a window
+    let config = u.path("windows.toml");
+    let o = run("facegate-door", &["run", "--config", &config]);
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let count = |what: &str| -> u64 {
+        let at = err.find(what).unwrap_or_else(|| panic!("no {what:?} in {err}"));
+        err[..at].trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let frames = count(" frames,");
+    let (whole_canvas, in_windows) = (count(" on the whole canvas"), count(" in windows"));
+    eprintln!("{err}");
+    assert_eq!(whole_canvas + in_windows, frames, "{err}");
+    assert!(in_windows * 10 >= frames * 8, "at most 1 in 10 frames (plus losses) on the whole canvas: {err}");
+    let check = run("facegate-door", &["check", "--config", &config]);
+    ok(&check);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("whole canvas at least every 10 frames"), "{check:?}");
+}
+
 /// Liveness on: the real door replays a print attack of an enrolled member (ORL s1's photo moved
 /// as a rigid plane, rendered by `facegate pad-eval --save-frames`), a frame without a face, then
 /// the member's own photos in head-yaw order (a head turning from one side to the other). The
