@@ -306,6 +306,53 @@ struct RunState {
     best_step: usize,
     bad_epochs: usize,
     stopped_early: bool,
+    /// The flags that shape the run ([`recipe`]); a resume with others is refused. Absent in
+    /// states saved before it was recorded (those resume unchecked).
+    #[serde(default)]
+    recipe: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Flags that do not change what a run computes: where it writes, how it was started, the
+/// device (a run may continue on another), and the crop cache.
+const NOT_RECIPE: [&str; 5] = ["out", "resume", "stop_after", "device", "cache"];
+
+/// The flags that shape a run, by name.
+fn recipe(args: &TrainArgs) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let serde_json::Value::Object(mut m) = serde_json::to_value(args)? else {
+        bail!("training flags are not a JSON object");
+    };
+    m.retain(|k, _| !NOT_RECIPE.contains(&k.as_str()));
+    Ok(m)
+}
+
+/// Refuses to resume a run with other flags than it started with, naming them.
+fn check_resume_recipe(
+    saved: &serde_json::Map<String, serde_json::Value>,
+    now: &serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let null = serde_json::Value::Null;
+    let mut keys: Vec<&String> = saved.keys().chain(now.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| saved.get(*k).unwrap_or(&null) != now.get(*k).unwrap_or(&null))
+        .map(|k| {
+            format!(
+                "--{}: {} at the start, {} now",
+                k.replace('_', "-"),
+                saved.get(k).unwrap_or(&null),
+                now.get(k).unwrap_or(&null)
+            )
+        })
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "--resume with other training flags than the run started with ({}); resume with the same flags, or start a new run in another --out",
+            differ.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Saved beside `best.safetensors`: enough to rebuild and describe the model.
@@ -742,13 +789,18 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         best_step: 0,
         bad_epochs: 0,
         stopped_early: false,
+        recipe: Some(recipe(args)?),
     };
     let (mut vs, mut head_vs) = (vs, head_vs);
     if args.resume {
-        state = serde_json::from_str(
+        let saved: RunState = serde_json::from_str(
             &std::fs::read_to_string(last.join("state.json"))
                 .with_context(|| format!("--resume: no run to resume in {}", last.display()))?,
         )?;
+        if let (Some(was), Some(now)) = (&saved.recipe, &state.recipe) {
+            check_resume_recipe(was, now)?;
+        }
+        state = RunState { recipe: state.recipe, ..saved };
         // loading copies into the existing tensors, so the modules and the optimiser see them
         vs.load(last.join("encoder.safetensors"))?;
         ema_vs.load(last.join("ema.safetensors"))?;

@@ -80,6 +80,13 @@ fn train_resume_and_export() {
     let resumed = dir.path().join("resumed");
     let out = train(&data, &resumed, &["--stop-after", "9"]);
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    // resuming with another recipe is refused, naming the flag, and changes nothing
+    let before = std::fs::read(resumed.join("last/state.json")).unwrap();
+    let out = train(&data, &resumed, &["--resume", "--lr", "0.005"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--lr: 0.002 at the start, 0.005 now"), "{err}");
+    assert_eq!(std::fs::read(resumed.join("last/state.json")).unwrap(), before);
     let out = train(&data, &resumed, &["--resume"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for f in ["last/encoder.safetensors", "last/ema.safetensors", "best.safetensors"] {
