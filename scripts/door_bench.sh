@@ -3,8 +3,10 @@
 # of 8 ORL people (each photo enlarged 3x on grey, as the criterion bench and the OpenCV peer
 # use), a signed gallery of 4 of them, for each encoder (SFace, the ORL-trained one) and each
 # detection canvas (640x480, and the door's default 320x256); stages on one thread, then the
-# stream throughput on 1 and 2 threads in the same run; then SFace on both canvases with window
-# detection (model.roi_refresh = 10: one thread, reported apart as OpenCV's pipeline has none). Needs `make setup`; builds release
+# stream throughput on 1 and 2 threads in the same run. Then, on a second set of frames (photos
+# enlarged 2x, drifting 4 px right and 2 px down per frame: a face the window can follow), SFace
+# on both canvases with and without window detection (model.roi_refresh = 10: one thread;
+# reported apart, as OpenCV's pipeline has no windows). Needs `make setup`; builds release
 # binaries; frames made with OpenCV from the peer venv of scripts/peer_bench.sh.
 # Usage: scripts/door_bench.sh [FRAMES]     Output: .cache/door-bench/*.json and a summary.
 set -euo pipefail
@@ -18,16 +20,24 @@ fi
 cargo build --release -q -p facegate-host -p facegate-device
 FG=target/release/facegate DOOR=target/release/facegate-door
 W=.cache/door-bench
-rm -rf "$W" && mkdir -p "$W/frames"
-"$VENV/bin/python" - "$W/frames" <<'PY'
+rm -rf "$W" && mkdir -p "$W/frames" "$W/frames2x"
+"$VENV/bin/python" - "$W/frames" "$W/frames2x" <<'PY'
 import sys, cv2, numpy as np
-out = sys.argv[1]
+out, out2 = sys.argv[1], sys.argv[2]
+i = 0
 for p in range(1, 9):
     for k in (4, 5):
-        face = cv2.resize(cv2.imread(f"data/orl/s{p}/{k}.pgm", cv2.IMREAD_COLOR), (276, 336), interpolation=cv2.INTER_LINEAR)
+        photo = cv2.imread(f"data/orl/s{p}/{k}.pgm", cv2.IMREAD_COLOR)
+        face = cv2.resize(photo, (276, 336), interpolation=cv2.INTER_LINEAR)
         frame = np.full((480, 640, 3), 110, np.uint8)
         frame[70:406, 180:456] = face
         cv2.imwrite(f"{out}/s{p}-{k}.png", frame)
+        face = cv2.resize(photo, (184, 224), interpolation=cv2.INTER_LINEAR)
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        x, y = 150 + 4 * i, 60 + 2 * i
+        frame[y:y + 224, x:x + 184] = face
+        cv2.imwrite(f"{out2}/s{p}-{k}.png", frame)
+        i += 1
 PY
 "$FG" keys init --secret "$W/k.secret" --public "$W/k.pub" >/dev/null
 for enc in sface orl; do
@@ -37,11 +47,11 @@ for enc in sface orl; do
     "$FG" enroll --model "$model" "${extra[@]}" --gallery "$W/$enc.fgg" --key "$W/k.secret" --id "s$p" --name "s$p" \
       data/orl/s$p/{1,2,3}.pgm >/dev/null
   done
-  variants=("640, 480|0" "320, 256|0")
-  [ "$enc" = sface ] && variants+=("640, 480|10" "320, 256|10")
+  variants=("640, 480|0|frames" "320, 256|0|frames")
+  [ "$enc" = sface ] && variants+=("640, 480|0|frames2x" "640, 480|10|frames2x" "320, 256|0|frames2x" "320, 256|10|frames2x")
   for v in "${variants[@]}"; do
-    canvas=${v%|*}; roi=${v#*|}
-    tag="$enc-${canvas/, /x}"; [ "$roi" != 0 ] && tag="$tag-roi$roi"
+    IFS='|' read -r canvas roi frames <<< "$v"
+    tag="$enc-${canvas/, /x}"; [ "$frames" = frames2x ] && tag="$tag-2x-roi$roi"
     mkdir -p "$W/$tag/inbox" && cp "$W/$enc.fgg" "$W/$tag/inbox/gallery.fgg"
     cat > "$W/$tag.toml" <<TOML
 [model]
@@ -53,7 +63,7 @@ inbox = "$W/$tag/inbox/gallery.fgg"
 state_dir = "$W/$tag/state"
 trusted_keys = ["$W/k.pub"]
 [source]
-uri = "dir:$W/frames"
+uri = "dir:$W/$frames"
 pace = false
 [lock]
 kind = "dry-run"
