@@ -11,7 +11,7 @@
 //!                          # about 55 px wide in a 640x480 frame (BENCHMARKS.md); faces come out
 //!                          # slightly differently aligned, so recheck a gallery's decisions with it
 //! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4)
-//! roi_refresh = 0          # 0 to 100: 0 detects on the whole canvas every frame; N >= 2 detects in a
+//! roi_refresh = 0          # 0 to 30: 0 detects on the whole canvas every frame; N >= 2 detects in a
 //!                          # window of the canvas around the last face and on the whole canvas at least
 //!                          # every N frames and whenever the window loses the face (needs threads = 1
 //!                          # and liveness off)
@@ -538,7 +538,8 @@ impl DoorConfig {
         let m = &r.model;
         within("model.min_face_px", m.min_face_px, 8.0, 4096.0, "pixels")?;
         within("model.threads", m.threads, 1, 16, "threads")?;
-        within("model.roi_refresh", m.roi_refresh, 0, 100, "frames")?;
+        // at most 30: a second, larger face elsewhere in the frame is seen within 2 s at 15 frames/s
+        within("model.roi_refresh", m.roi_refresh, 0, 30, "frames")?;
         if m.roi_refresh > 1 && m.threads > 1 {
             return Err(invalid(
                 "model.roi_refresh",
@@ -959,7 +960,7 @@ mod tests {
     const NUMERIC: &[(&str, &str, f64, f64)] = &[
         ("model", "min_face_px", 8.0, 4096.0),
         ("model", "threads", 1.0, 16.0),
-        ("model", "roi_refresh", 0.0, 100.0),
+        ("model", "roi_refresh", 0.0, 30.0),
         ("gallery", "reload_interval_ms", 100.0, 3_600_000.0),
         ("gallery", "max_bytes", 4096.0, 1_073_741_824.0),
         ("gallery", "fetch_interval_ms", 1000.0, 3_600_000.0),

@@ -1,11 +1,11 @@
 //! How far window detection ([`RoiDetector`]) moves YuNet's landmarks, and SFace's embedding,
 //! from the whole canvas's, beside how far the whole canvas's own move when the frame moves by
-//! one pixel (the detector's jitter). ORL photos of 3 people enlarged to 140, 200 and 260 px on a
+//! one pixel (the detector's jitter). Only frames detected in a window are compared. ORL photos of 3 people enlarged to 140, 200 and 260 px on a
 //! grey 640×480 frame, moving 7 px right and 3 px down per frame (5 frames after the first).
 //! Run: `cargo run --release -p facegate-face --example window_gap` (needs `make setup`).
 
 use facegate_face::{
-    align_face, load_image, paths, Detection, Encoder, FaceDetector, RoiDetector, TractEncoder, YuNet,
+    align_face, load_image, paths, DetectPath, Detection, Encoder, FaceDetector, RoiDetector, TractEncoder, YuNet,
 };
 use image::{imageops, Rgb, RgbImage};
 use std::path::{Path, PathBuf};
@@ -44,8 +44,8 @@ fn main() {
                 let w = whole.detect(&f).unwrap()[0];
                 let w1 = whole.detect(&f1).unwrap()[0];
                 let r = roi.detect(&f).unwrap()[0];
-                if i == 0 {
-                    continue; // the whole canvas: nothing to compare
+                if !matches!(roi.last_path(), DetectPath::Window(_)) {
+                    continue; // the whole canvas (the first frame, or a face too large): nothing to compare
                 }
                 all_win.push(lm_gap(&w, &r, 0.0, 0.0));
                 all_shift.push(lm_gap(&w, &w1, 1.0, 1.0));
@@ -53,7 +53,7 @@ fn main() {
                 all_dwin.push(ew.distance(&er).unwrap());
                 all_dshift.push(ew.distance(&e1).unwrap());
             }
-            eprintln!("face {side} px, s{p}: last frame's path {:?}", roi.last_path());
+            eprintln!("face {side} px, s{p}: {} window frames so far", all_win.len());
         }
     }
     let summary = |v: &[f32]| {

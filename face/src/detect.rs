@@ -158,6 +158,9 @@ impl YuNet {
         if w == 0 || h == 0 {
             return Err(FaceError::EmptyImage { width: w, height: h });
         }
+        if lb.width == 0 || lb.height == 0 || !(lb.scale > 0.0) {
+            return Err(FaceError::Inference(format!("bad placement on the canvas: {lb:?}")));
+        }
         let outputs = self
             .plan
             .run(tvec!(canvas_tensor(img, lb, origin, self.canvas).into()))
@@ -394,10 +397,20 @@ mod tests {
             assert_eq!(lb.scale, scale);
             let whole = canvas_tensor(&img, lb, (0, 0), canvas);
             let whole = whole.to_plain_array_view::<f32>().unwrap();
-            for (origin, window) in [((32, 32), (64, 32)), ((0, 32), (32, 64)), ((96, 0), (32, 32))] {
+            let mut compared = 0;
+            // windows inside the image, crossing its right or bottom edge into the padding
+            let windows = [
+                ((32, 32), (64, 32)),
+                ((0, 32), (32, 64)),
+                ((96, 0), (32, 32)),
+                ((32, 0), (32, 32)),
+                ((0, 32), (64, 32)),
+            ];
+            for (origin, window) in windows {
                 if origin.0 + window.0 > canvas.0 || origin.1 + window.1 > canvas.1 {
                     continue;
                 }
+                compared += 1;
                 let part = canvas_tensor(&img, lb, origin, window);
                 let part = part.to_plain_array_view::<f32>().unwrap();
                 assert_eq!(part.shape(), &[1, 3, window.1 as usize, window.0 as usize]);
@@ -406,6 +419,7 @@ mod tests {
                     assert_eq!(v, w, "scale {scale} origin {origin:?} at c{c} y{y} x{x}");
                 }
             }
+            assert!(compared >= 2, "scale {scale}: {compared} windows compared");
         }
     }
 

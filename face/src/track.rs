@@ -4,13 +4,14 @@
 //! detection on the whole canvas costs most of a frame. [`RoiDetector`] runs YuNet on the whole
 //! canvas when it has no face to follow, and then on a square window of that same canvas around
 //! the face it found last. The window holds exactly the whole canvas's pixels there (same scale,
-//! same filter, its corner on YuNet's 32-pixel grid), at a fraction of the cost. The detections
-//! are close to the whole canvas's but not identical: YuNet's deeper layers see far enough to
-//! notice the window's edges. Measured (`examples/window_gap.rs`): landmarks move by as much as
-//! the whole canvas's own move when the frame shifts by one pixel. It goes back to the whole
-//! canvas:
-//! - when the window finds no face, or any face within [`EDGE_PX`] of a window edge that has
-//!   image beyond it (the face may be leaving, or another face may be cut by the window);
+//! same filter, its corner on YuNet's 32-pixel grid); YuNet's time falls with the window's area
+//! (building the canvas does not when the frame is shrunk more than 2×: the whole frame is
+//! resized first, as for the whole canvas). The detections are close to the whole canvas's but
+//! not identical: YuNet's deeper layers see far enough to notice the window's edges. Measured
+//! (`examples/window_gap.rs`): landmarks about 1.4× as far from the whole canvas's as the whole
+//! canvas's own move when the frame shifts by one pixel. It goes back to the whole canvas:
+//! - when the window finds no face (or fails), or any face within [`EDGE_PX`] of a window edge
+//!   that has image beyond it (the face may be leaving, or another face may be cut by the window);
 //! - at least once every `refresh` frames, so a face elsewhere in the frame (a second person, a
 //!   larger face) is seen within `refresh` frames;
 //! - when the face is too large for the largest window worth running, and when the frame size
@@ -110,16 +111,8 @@ impl RoiDetector {
                 .map(|&s| YuNet::load_with_canvas(path, s, s).map(|d| (s, d)))
                 .collect::<Result<_, _>>()?
         };
-        Ok(Self::from_parts(whole, windows, refresh))
-    }
-
-    /// A detector from already loaded parts (windows: side and a detector on that square canvas).
-    pub fn from_parts(whole: YuNet, mut windows: Vec<(u32, YuNet)>, refresh: u32) -> Self {
-        windows.sort_by_key(|(s, _)| *s);
-        let threshold = whole.score_threshold();
-        let windows = windows.into_iter().map(|(s, d)| (s, d.with_score_threshold(threshold))).collect();
         let state = Follow { dims: (0, 0), last: None, windows_since_whole: 0, path: DetectPath::Whole };
-        Self { whole, windows, refresh, state: Mutex::new(state), counts: DetectCounts::default() }
+        Ok(Self { whole, windows, refresh, state: Mutex::new(state), counts: DetectCounts::default() })
     }
 
     /// Sets the minimum score, on the whole canvas and every window.
@@ -160,36 +153,41 @@ impl RoiDetector {
         // the state is plain numbers, valid whatever a panicking holder did
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// The smallest prepared window holding `bbox` (image pixels) with its margin, and its
-    /// top-left corner on the canvas.
-    fn window_for(&self, bbox: [f32; 4], lb: Letterbox) -> Option<(usize, (u32, u32))> {
-        let (cw, ch) = self.whole.canvas();
-        let [x, y, w, h] = bbox.map(|v| v * lb.scale);
-        let m = MARGIN * w.max(h);
-        let (lo_x, hi_x) = ((x - m).max(0.0), (x + w + m).min(cw as f32));
-        let (lo_y, hi_y) = ((y - m).max(0.0), (y + h + m).min(ch as f32));
-        let corner = |lo: f32, side: u32, canvas: u32| ((lo / GRID as f32).floor() as u32 * GRID).min(canvas - side);
-        self.windows.iter().enumerate().find_map(|(i, &(s, _))| {
-            let (ox, oy) = (corner(lo_x, s, cw), corner(lo_y, s, ch));
-            ((ox + s) as f32 >= hi_x && (oy + s) as f32 >= hi_y).then_some((i, (ox, oy)))
-        })
-    }
+/// The first of `sides` (ascending, each at most the canvas's width and height) whose window
+/// holds `bbox` (image pixels, placed on the `canvas` by `lb`) with its [`MARGIN`]s, and the
+/// window's top-left corner on the canvas (on the [`GRID`], inside the canvas).
+fn window_for(sides: &[u32], (cw, ch): (u32, u32), bbox: [f32; 4], lb: Letterbox) -> Option<(usize, (u32, u32))> {
+    let [x, y, w, h] = bbox.map(|v| v * lb.scale);
+    let m = MARGIN * w.max(h);
+    let (lo_x, hi_x) = ((x - m).max(0.0), (x + w + m).min(cw as f32));
+    let (lo_y, hi_y) = ((y - m).max(0.0), (y + h + m).min(ch as f32));
+    let corner =
+        |lo: f32, side: u32, canvas: u32| ((lo / GRID as f32).floor() as u32 * GRID).min(canvas.saturating_sub(side));
+    sides.iter().enumerate().find_map(|(i, &s)| {
+        if s > cw || s > ch {
+            return None;
+        }
+        let (ox, oy) = (corner(lo_x, s, cw), corner(lo_y, s, ch));
+        ((ox + s) as f32 >= hi_x && (oy + s) as f32 >= hi_y).then_some((i, (ox, oy)))
+    })
+}
 
-    /// Whether a window's faces are the whole canvas's: none near an edge with image beyond it.
-    fn clear_of_edges(dets: &[Detection], lb: Letterbox, (ox, oy): (u32, u32), side: u32) -> bool {
-        let (l, t) = (ox as f32, oy as f32);
-        let (r, b) = ((ox + side) as f32, (oy + side) as f32);
-        let (inner_left, inner_top) = (ox > 0, oy > 0);
-        let (inner_right, inner_bottom) = (ox + side < lb.width, oy + side < lb.height);
-        dets.iter().all(|d| {
-            let [x, y, w, h] = d.bbox.map(|v| v * lb.scale);
-            !(inner_left && x < l + EDGE_PX
-                || inner_top && y < t + EDGE_PX
-                || inner_right && x + w > r - EDGE_PX
-                || inner_bottom && y + h > b - EDGE_PX)
-        })
-    }
+/// Whether a window's faces are the whole canvas's: none within [`EDGE_PX`] of a window edge that
+/// has image beyond it (on the canvas, the image fills `lb.width × lb.height` from the corner).
+fn clear_of_edges(dets: &[Detection], lb: Letterbox, (ox, oy): (u32, u32), side: u32) -> bool {
+    let (l, t) = (ox as f32, oy as f32);
+    let (r, b) = ((ox + side) as f32, (oy + side) as f32);
+    let (inner_left, inner_top) = (ox > 0, oy > 0);
+    let (inner_right, inner_bottom) = (ox + side < lb.width, oy + side < lb.height);
+    dets.iter().all(|d| {
+        let [x, y, w, h] = d.bbox.map(|v| v * lb.scale);
+        !(inner_left && x < l + EDGE_PX
+            || inner_top && y < t + EDGE_PX
+            || inner_right && x + w > r - EDGE_PX
+            || inner_bottom && y + h > b - EDGE_PX)
+    })
 }
 
 fn largest(dets: &[Detection]) -> Option<[f32; 4]> {
@@ -207,16 +205,17 @@ impl FaceDetector for RoiDetector {
             let st = self.state();
             match st.last {
                 Some(bbox) if st.dims == dims && st.windows_since_whole + 1 < self.refresh => {
-                    self.window_for(bbox, lb).map(|w| (w, st.windows_since_whole))
+                    let sides: Vec<u32> = self.windows.iter().map(|(s, _)| *s).collect();
+                    window_for(&sides, self.whole.canvas(), bbox, lb).map(|w| (w, st.windows_since_whole))
                 }
                 _ => None,
             }
         };
         if let Some(((i, origin), since)) = follow {
             let (side, det) = &self.windows[i];
-            // an error here is the frame's error, as on the whole canvas: nothing is retried
-            let dets = det.detect_window(img, lb, origin)?;
-            if !dets.is_empty() && Self::clear_of_edges(&dets, lb, origin, *side) {
+            // a window that fails is a window that lost the face: the whole canvas decides
+            let dets = det.detect_window(img, lb, origin).unwrap_or_default();
+            if !dets.is_empty() && clear_of_edges(&dets, lb, origin, *side) {
                 self.counts.add(1);
                 let mut st = self.state();
                 *st = Follow {
@@ -240,5 +239,62 @@ impl FaceDetector for RoiDetector {
         let mut st = self.state();
         *st = Follow { dims, last: largest(&dets), windows_since_whole: 0, path: DetectPath::Whole };
         Ok(dets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(bbox: [f32; 4]) -> Detection {
+        Detection { bbox, score: 0.9, landmarks: [[0.0; 2]; 5] }
+    }
+
+    const FULL: Letterbox = Letterbox { scale: 1.0, width: 640, height: 480 };
+
+    #[test]
+    fn the_window_is_the_smallest_that_holds_the_face_and_its_margins_on_the_grid() {
+        let sides = [128, 160, 192, 256, 320, 384];
+        // 100×120 face at (300, 200): margins 36 → 264..436 × 164..356, corners on the grid
+        // (256, 160): a 192-px window reaches 448 × 352 (< 356), so 256 (to 512 × 416)
+        assert_eq!(window_for(&sides, (640, 480), [300.0, 200.0, 100.0, 120.0], FULL), Some((3, (256, 160))));
+        // at the right and bottom edges the corner moves in so the window stays on the canvas
+        assert_eq!(window_for(&sides, (640, 480), [560.0, 400.0, 60.0, 60.0], FULL), Some((0, (512, 352))));
+        // at the left and top edges it starts at 0
+        assert_eq!(window_for(&sides, (640, 480), [0.0, 0.0, 60.0, 60.0], FULL), Some((0, (0, 0))));
+        // a face too large for 384 px with its margins: none
+        assert_eq!(window_for(&sides, (640, 480), [200.0, 100.0, 200.0, 260.0], FULL), None);
+        // image pixels are scaled to canvas pixels: the same face on a half-size canvas needs less
+        let half = Letterbox { scale: 0.5, width: 320, height: 240 };
+        assert_eq!(window_for(&sides, (320, 256), [300.0, 200.0, 100.0, 120.0], half), Some((0, (128, 64))));
+        // sides larger than the canvas are never chosen
+        assert_eq!(window_for(&[512], (320, 256), [10.0, 10.0, 10.0, 10.0], half), None);
+    }
+
+    #[test]
+    fn a_face_near_an_inner_window_edge_sends_detection_back_to_the_whole_canvas() {
+        let (o, side) = ((256, 160), 256);
+        let inside = det([300.0, 200.0, 100.0, 120.0]);
+        assert!(clear_of_edges(&[inside], FULL, o, side));
+        // within 8 px of each edge in turn (the window is 256..512 × 160..416)
+        for near in [
+            [263.0, 200.0, 50.0, 50.0],
+            [300.0, 167.0, 50.0, 50.0],
+            [455.0, 200.0, 50.0, 50.0],
+            [300.0, 360.0, 50.0, 50.0],
+        ] {
+            assert!(!clear_of_edges(&[inside, det(near)], FULL, o, side), "{near:?}");
+        }
+        // 9 px away: clear
+        assert!(clear_of_edges(&[det([265.0, 169.0, 50.0, 50.0])], FULL, o, side));
+        // an edge with no image beyond it (the canvas's corner, or past the image on the canvas)
+        // does not count
+        assert!(clear_of_edges(&[det([1.0, 1.0, 50.0, 50.0])], FULL, (0, 0), 128));
+        // a face reaching 510 of a window ending at 512: cut when the image goes on (640 wide),
+        // clear when the image ends before the window does (400 wide)
+        let at_right = det([415.0, 200.0, 95.0, 95.0]);
+        assert!(!clear_of_edges(&[at_right], FULL, o, side));
+        let narrow = Letterbox { scale: 1.0, width: 400, height: 480 };
+        assert!(clear_of_edges(&[at_right], narrow, o, side));
     }
 }

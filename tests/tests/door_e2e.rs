@@ -403,7 +403,9 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
     let (whole_canvas, in_windows) = (count(" on the whole canvas"), count(" in windows"));
     eprintln!("{err}");
     assert_eq!(whole_canvas + in_windows, frames, "{err}");
-    assert!(in_windows * 10 >= frames * 8, "at most 1 in 10 frames (plus losses) on the whole canvas: {err}");
+    // measured 133 of 148 (the whole canvas every 10th frame and at the first of the run);
+    // allowed: 85 %
+    assert!(in_windows * 100 >= frames * 85, "at most 1 in 10 frames (plus losses) on the whole canvas: {err}");
     let check = run("facegate-door", &["check", "--config", &config]);
     ok(&check);
     assert!(String::from_utf8_lossy(&check.stdout).contains("whole canvas at least every 10 frames"), "{check:?}");

@@ -800,7 +800,9 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         if let (Some(was), Some(now)) = (&saved.recipe, &state.recipe) {
             check_resume_recipe(was, now)?;
         }
-        state = RunState { recipe: state.recipe, ..saved };
+        // a state saved before flags were recorded stays unchecked: its first resume's flags are
+        // not the ones it started with
+        state = saved;
         // loading copies into the existing tensors, so the modules and the optimiser see them
         vs.load(last.join("encoder.safetensors"))?;
         ema_vs.load(last.join("ema.safetensors"))?;
