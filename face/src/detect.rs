@@ -158,7 +158,7 @@ impl YuNet {
         if w == 0 || h == 0 {
             return Err(FaceError::EmptyImage { width: w, height: h });
         }
-        if lb.width == 0 || lb.height == 0 || !(lb.scale > 0.0) {
+        if lb.width == 0 || lb.height == 0 || lb.scale.is_nan() || lb.scale <= 0.0 {
             return Err(FaceError::Inference(format!("bad placement on the canvas: {lb:?}")));
         }
         let outputs = self
