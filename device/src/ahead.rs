@@ -3,10 +3,13 @@
 //!
 //! [`embed_ahead`] wraps a frame source and an embedding function into a pair the door uses as
 //! it is: an [`AheadSource`] (a [`FrameSource`]) and an [`AheadEmbedder`] (a [`FaceEmbedder`]).
-//! The source reads up to `threads` frames ahead of the door and hands each to a worker; it
-//! returns frames, and the source's errors, in the order it read them, each frame once its
-//! embedding is done. The embedder then gives the door that frame's result. Decisions are
-//! therefore the same as with one thread, frame for frame; only the time per frame changes.
+//! The source reads up to `threads` frames ahead of the door and hands frame number k (from 0) to
+//! worker k mod `threads`; it returns frames, and the source's errors, in the order it read them,
+//! each frame once its embedding is done. The embedder then gives the door that frame's result.
+//! Decisions are therefore the same as with one thread, frame for frame, when embedding a frame
+//! depends on that frame alone; a worker that keeps state (a window detector following the face)
+//! sees a fixed sequence of frames (every `threads`-th), so its results do not depend on timing
+//! either. Only the time per frame changes.
 //!
 //! Fail-secure: the door thread still makes every decision and owns the lock; a worker that
 //! panics yields an error result for its frame (the door logs it, its streak is reset); if every
@@ -40,7 +43,8 @@ pub struct AheadSource<S> {
     done: BTreeMap<u64, (Frame, Outcome)>,
     next_seq: u64,
     ended: bool,
-    jobs: Option<Sender<(u64, Frame)>>,
+    /// One queue per worker: frame k goes to worker k mod `ahead`.
+    jobs: Vec<Sender<(u64, Frame)>>,
     results: Receiver<(u64, Frame, Outcome)>,
     handoff: Handoff,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -52,30 +56,28 @@ pub struct AheadEmbedder {
 }
 
 /// Splits `inner` and `embed` into a source reading up to `threads` frames ahead, embedded on
-/// `threads` worker threads, and the embedder that hands the door each frame's result.
+/// `threads` worker threads, and the embedder that hands the door each frame's result. `embed`
+/// is called with the worker's number (0 to `threads` − 1) and the frame.
 pub fn embed_ahead<S, F>(inner: S, threads: usize, embed: F) -> (AheadSource<S>, AheadEmbedder)
 where
     S: FrameSource,
-    F: Fn(&Frame) -> Outcome + Send + Sync + 'static,
+    F: Fn(usize, &Frame) -> Outcome + Send + Sync + 'static,
 {
     let threads = threads.max(1);
     let embed = Arc::new(embed);
-    let (jobs, job_rx) = channel::<(u64, Frame)>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
     let (result_tx, results) = channel();
+    let mut jobs = Vec::with_capacity(threads);
     let workers = (0..threads)
         .map(|i| {
-            let (job_rx, result_tx, embed) = (job_rx.clone(), result_tx.clone(), embed.clone());
+            let (job_tx, job_rx) = channel::<(u64, Frame)>();
+            jobs.push(job_tx);
+            let (result_tx, embed) = (result_tx.clone(), embed.clone());
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((seq, frame)) = job else { return };
+                    let Ok((seq, frame)) = job_rx.recv() else { return };
                     let started = std::time::Instant::now();
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embed(&frame)))
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embed(i, &frame)))
                         .unwrap_or_else(|_| Err(FaceError::Inference("the face pipeline panicked".into())))
                         .map(|o| o.map(|o| Observation { embed_time: Some(started.elapsed()), ..o }));
                     if result_tx.send((seq, frame, outcome)).is_err() {
@@ -93,7 +95,7 @@ where
         done: BTreeMap::new(),
         next_seq: 0,
         ended: false,
-        jobs: Some(jobs),
+        jobs,
         results,
         handoff: handoff.clone(),
         workers,
@@ -110,7 +112,8 @@ impl<S: FrameSource> AheadSource<S> {
                 Ok(Some(frame)) => {
                     let seq = self.next_seq;
                     self.next_seq += 1;
-                    match self.jobs.as_ref().map(|j| j.send((seq, frame))) {
+                    let worker = (seq % self.ahead as u64) as usize;
+                    match self.jobs.get(worker).map(|j| j.send((seq, frame))) {
                         Some(Ok(())) => self.order.push_back(Slot::Pending(seq)),
                         _ => self
                             .order
@@ -168,7 +171,7 @@ impl<S: FrameSource> FrameSource for AheadSource<S> {
 
 impl<S> Drop for AheadSource<S> {
     fn drop(&mut self) {
-        self.jobs = None; // workers see the channel close and return
+        self.jobs.clear(); // workers see their channel close and return
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
@@ -227,7 +230,7 @@ mod tests {
         steps.push_back(Err(SourceErrorKind::Unavailable));
         steps.push_back(Ok(frame(9)));
         let inner = ScriptedSource { steps, ..Default::default() };
-        let (mut src, mut emb) = embed_ahead(inner, 3, slow_embed);
+        let (mut src, mut emb) = embed_ahead(inner, 3, |_, f| slow_embed(f));
         let mut seen = Vec::new();
         loop {
             match src.next_frame() {
@@ -267,10 +270,32 @@ mod tests {
         );
     }
 
+    /// Frame k goes to worker k mod N, whatever the timing: a worker that keeps state sees a
+    /// fixed sequence of frames.
+    #[test]
+    fn each_worker_embeds_every_nth_frame() {
+        let inner = ScriptedSource { steps: (0..10).map(|i| Ok(frame(i))).collect(), ..Default::default() };
+        let seen: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+        let log = seen.clone();
+        let (mut src, mut emb) = embed_ahead(inner, 3, move |w, f| {
+            log.lock().unwrap().push((w, f.label.clone()));
+            slow_embed(f) // f5 panics: its worker goes on
+        });
+        while let Ok(Some(f)) = src.next_frame() {
+            let _ = emb.embed(&f);
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        let expected: Vec<(usize, String)> = (0..10).map(|i| ((i % 3) as usize, format!("f{i}"))).collect();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
+
     #[test]
     fn a_skipped_frame_result_is_dropped_and_a_frame_without_one_is_an_error() {
         let inner = ScriptedSource { steps: (0..3).map(|i| Ok(frame(i))).collect(), ..Default::default() };
-        let (mut src, mut emb) = embed_ahead(inner, 2, slow_embed);
+        let (mut src, mut emb) = embed_ahead(inner, 2, |_, f| slow_embed(f));
         let _skipped = src.next_frame().unwrap().unwrap();
         let f1 = src.next_frame().unwrap().unwrap();
         let o = emb.embed(&f1).unwrap().unwrap();

@@ -13,8 +13,8 @@
 //! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4)
 //! roi_refresh = 0          # 0 to 30: 0 detects on the whole canvas every frame; N >= 2 detects in a
 //!                          # window of the canvas around the last face and on the whole canvas at least
-//!                          # every N frames and whenever the window loses the face (needs threads = 1
-//!                          # and liveness off)
+//!                          # every N frames and whenever the window loses the face (liveness off;
+//!                          # with threads = T each thread follows every T-th frame)
 //!
 //! [gallery]
 //! inbox = "/var/lib/facegate/inbox/gallery.fgg"  # where signed galleries are dropped (door reads only)
@@ -540,15 +540,6 @@ impl DoorConfig {
         within("model.threads", m.threads, 1, 16, "threads")?;
         // at most 30: a second, larger face elsewhere in the frame is seen within 2 s at 15 frames/s
         within("model.roi_refresh", m.roi_refresh, 0, 30, "frames")?;
-        if m.roi_refresh > 1 && m.threads > 1 {
-            return Err(invalid(
-                "model.roi_refresh",
-                format!(
-                    "window detection follows the face from one frame to the next, in order; with threads = {} frames are detected out of order: use threads = 1 or roi_refresh = 0",
-                    m.threads
-                ),
-            ));
-        }
         let canvas = match m.canvas[..] {
             [w, h] if [w, h].iter().all(|s| (32..=2048).contains(s) && s % 32 == 0) => (w, h),
             _ => {
@@ -903,7 +894,6 @@ mod tests {
             ("[model]\ncanvas = [0, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [4096, 256]\n", "model.canvas"),
             ("[model]\ncanvas = [320]\n", "model.canvas"),
-            ("[model]\nroi_refresh = 10\nthreads = 2\n", "model.roi_refresh"),
             ("[model]\nroi_refresh = 10\n[liveness]\nmode = \"passive\"\n", "model.roi_refresh"),
             ("[model]\ncanvas = [320, 256]\n[liveness]\nmode = \"passive\"\n", "liveness.mode"),
             ("[liveness]\nmode = \"challenge\"\n", "liveness.challenge_command"),

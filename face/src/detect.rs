@@ -78,7 +78,8 @@ pub fn non_max_suppression(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection>
 
 type Plan = std::sync::Arc<TypedSimplePlan>;
 
-/// The YuNet detector run by tract.
+/// The YuNet detector run by tract. Clones share the plan.
+#[derive(Clone)]
 pub struct YuNet {
     plan: Plan,
     canvas: (u32, u32),

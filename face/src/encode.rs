@@ -34,7 +34,9 @@ pub enum GraphPrep {
     AsShipped,
 }
 
-/// An ONNX encoder run by tract (single-threaded), loaded once and optimised for batch 1.
+/// An ONNX encoder run by tract (single-threaded), loaded once and optimised for batch 1. Clones
+/// share the plan.
+#[derive(Clone)]
 pub struct TractEncoder {
     plan: std::sync::Arc<TypedSimplePlan>,
     card: ModelCard,

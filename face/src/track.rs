@@ -19,8 +19,9 @@
 //!
 //! `refresh` 0 (or 1): the whole canvas on every frame; no window plans are prepared.
 //! Several threads may share one detector (its state is behind a lock held only between
-//! inferences), but then which frame a window comes from depends on timing; the door refuses
-//! windows with more than one embedding thread.
+//! inferences), but then which frame a window comes from depends on timing. The door gives each
+//! embedding thread its own [`RoiDetector::follower`] and each thread every N-th frame, so each
+//! follows a fixed sequence of frames and the decisions do not depend on timing.
 
 use image::RgbImage;
 use std::path::Path;
@@ -115,6 +116,19 @@ impl RoiDetector {
         Ok(Self { whole, windows, refresh, state: Mutex::new(state), counts: DetectCounts::default() })
     }
 
+    /// Another detector on the same plans (nothing is loaded again) that follows its own faces
+    /// from a fresh start, with its own `refresh`; its detections are counted with this one's.
+    pub fn follower(&self, refresh: u32) -> Self {
+        let state = Follow { dims: (0, 0), last: None, windows_since_whole: 0, path: DetectPath::Whole };
+        Self {
+            whole: self.whole.clone(),
+            windows: self.windows.clone(),
+            refresh,
+            state: Mutex::new(state),
+            counts: self.counts.clone(),
+        }
+    }
+
     /// Sets the minimum score, on the whole canvas and every window.
     pub fn with_score_threshold(self, t: f32) -> Self {
         let Self { whole, windows, refresh, state, counts } = self;
@@ -125,6 +139,11 @@ impl RoiDetector {
     /// The whole-canvas detector.
     pub fn whole(&self) -> &YuNet {
         &self.whole
+    }
+
+    /// The whole canvas at least every this many frames (below 2: every frame).
+    pub fn refresh(&self) -> u32 {
+        self.refresh
     }
 
     /// Window sides prepared (canvas pixels), smallest first.

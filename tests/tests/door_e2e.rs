@@ -384,6 +384,14 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
         u.members.iter().map(|m| (m.clone(), BTreeSet::from([m.clone()]))).collect();
     assert_eq!(granted(&whole), members, "{whole:?}");
     assert_eq!(granted(&windows), members, "{windows:?}");
+    // two threads, each following every other frame with its own window: the same people, and
+    // the same decisions on a second run (nothing depends on the threads' timing)
+    let two = |name: &str| {
+        decisions_with(&u, name, |c| on_camera(c).replace("[model]\n", "[model]\nroi_refresh = 10\nthreads = 2\n"))
+    };
+    let (two_a, two_b) = (two("windows-2a"), two("windows-2b"));
+    assert_eq!(granted(&two_a), members, "{two_a:?}");
+    assert_eq!(two_a, two_b);
     // Measured: one member's grant came one frame earlier with windows (3 decisions differ: the
     // whole canvas's denial and its grant two frames later, the windows' one grant between them);
     // allowed: 2 more.
