@@ -5,8 +5,8 @@
 # detection canvas (640x480, and the door's default 320x256); stages on one thread, then the
 # stream throughput on 1 and 2 threads in the same run. Then, on a second set of frames (photos
 # enlarged 2x, drifting 4 px right and 2 px down per frame: a face the window can follow), SFace
-# on both canvases with and without window detection (model.roi_refresh = 10: one thread;
-# reported apart, as OpenCV's pipeline has no windows). Needs `make setup`; builds release
+# on both canvases with and without window detection (model.roi_refresh = 10; reported apart,
+# as OpenCV's pipeline has no windows). Needs `make setup`; builds release
 # binaries; frames made with OpenCV from the peer venv of scripts/peer_bench.sh.
 # Usage: scripts/door_bench.sh [FRAMES]     Output: .cache/door-bench/*.json and a summary.
 set -euo pipefail
@@ -71,8 +71,7 @@ kind = "dry-run"
 path = "$W/$tag/events.jsonl"
 TOML
     "$DOOR" check --config "$W/$tag.toml" >/dev/null
-    threads=2; [ "$roi" != 0 ] && threads=1
-    "$DOOR" bench --config "$W/$tag.toml" --frames "$N" --threads $threads --json > "$W/$tag.json"
+    "$DOOR" bench --config "$W/$tag.toml" --frames "$N" --threads 2 --json > "$W/$tag.json"
   done
 done
 python3 - "$W" <<'PY'
