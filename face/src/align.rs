@@ -87,37 +87,57 @@ pub fn align_face(img: &RgbImage, landmarks: &[[f32; 2]; 5], width: u32, height:
     let to_crop = Similarity::estimate(landmarks, &template_for(width, height))?;
     let back = to_crop.inverse();
     let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    let src = Source { raw: img.as_raw(), w: img.width() as i64, h: img.height() as i64 };
     for v in 0..height {
         for u in 0..width {
             let [x, y] = back.apply([u as f32, v as f32]);
-            rgb.extend_from_slice(&bilinear(img, x, y));
+            rgb.extend_from_slice(&src.bilinear(x, y));
         }
     }
     Some(AlignedFace { width, height, rgb })
 }
 
-/// Bilinear sample at `(x, y)` with a black border.
-fn bilinear(img: &RgbImage, x: f32, y: f32) -> [f32; 3] {
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let px = |xi: i64, yi: i64| -> [f32; 3] {
-        if xi < 0 || yi < 0 || xi >= w || yi >= h {
-            [0.0; 3]
+/// The source image's bytes (RGB, row-major) and size, read without per-pixel bounds checks
+/// where all four neighbours are inside (0.5 ms per 112×112 crop through `get_pixel`).
+struct Source<'a> {
+    raw: &'a [u8],
+    w: i64,
+    h: i64,
+}
+
+impl Source<'_> {
+    /// Bilinear sample at `(x, y)` with a black border.
+    fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
+        let (x0, y0) = (x.floor(), y.floor());
+        let (fx, fy) = (x - x0, y - y0);
+        let (x0, y0) = (x0 as i64, y0 as i64);
+        let (p00, p10, p01, p11) = if x0 >= 0 && y0 >= 0 && x0 + 1 < self.w && y0 + 1 < self.h {
+            // all four inside: two adjacent pixels on each of two rows
+            let i = ((y0 * self.w + x0) * 3) as usize;
+            let j = i + (self.w * 3) as usize;
+            let (a, b) = (&self.raw[i..i + 6], &self.raw[j..j + 6]);
+            let f = |p: &[u8]| [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])];
+            (f(&a[..3]), f(&a[3..]), f(&b[..3]), f(&b[3..]))
         } else {
-            let p = img.get_pixel(xi as u32, yi as u32).0;
-            [f32::from(p[0]), f32::from(p[1]), f32::from(p[2])]
+            (self.px(x0, y0), self.px(x0 + 1, y0), self.px(x0, y0 + 1), self.px(x0 + 1, y0 + 1))
+        };
+        let mut out = [0.0; 3];
+        for c in 0..3 {
+            let top = p00[c] + (p10[c] - p00[c]) * fx;
+            let bottom = p01[c] + (p11[c] - p01[c]) * fx;
+            out[c] = top + (bottom - top) * fy;
         }
-    };
-    let (p00, p10, p01, p11) = (px(x0, y0), px(x0 + 1, y0), px(x0, y0 + 1), px(x0 + 1, y0 + 1));
-    let mut out = [0.0; 3];
-    for c in 0..3 {
-        let top = p00[c] + (p10[c] - p00[c]) * fx;
-        let bottom = p01[c] + (p11[c] - p01[c]) * fx;
-        out[c] = top + (bottom - top) * fy;
+        out
     }
-    out
+
+    /// One pixel, black outside the image.
+    fn px(&self, x: i64, y: i64) -> [f32; 3] {
+        if x < 0 || y < 0 || x >= self.w || y >= self.h {
+            return [0.0; 3];
+        }
+        let i = ((y * self.w + x) * 3) as usize;
+        [f32::from(self.raw[i]), f32::from(self.raw[i + 1]), f32::from(self.raw[i + 2])]
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +156,36 @@ mod tests {
         let p = est.inverse().apply(est.apply([3.0, 4.0]));
         assert!((p[0] - 3.0).abs() < 1e-4 && (p[1] - 4.0).abs() < 1e-4);
         assert!(Similarity::estimate(&[[1.0, 1.0]; 5], &dst).is_none());
+    }
+
+    /// The unchecked inner path and the checked border path sample the same values as a plain
+    /// per-pixel reference, inside, across the border and outside.
+    #[test]
+    fn bilinear_inside_and_across_the_border_matches_a_reference() {
+        let img = RgbImage::from_fn(7, 5, |x, y| image::Rgb([(x * 30 + y) as u8, (y * 40) as u8, (x * y) as u8]));
+        let src = Source { raw: img.as_raw(), w: 7, h: 5 };
+        let reference = |x: f32, y: f32| -> [f32; 3] {
+            let get = |xi: i64, yi: i64, c: usize| {
+                if xi < 0 || yi < 0 || xi >= 7 || yi >= 5 {
+                    0.0
+                } else {
+                    f32::from(img.get_pixel(xi as u32, yi as u32)[c])
+                }
+            };
+            let (x0, y0) = (x.floor(), y.floor());
+            let (fx, fy) = (x - x0, y - y0);
+            let (x0, y0) = (x0 as i64, y0 as i64);
+            std::array::from_fn(|c| {
+                let top = get(x0, y0, c) + (get(x0 + 1, y0, c) - get(x0, y0, c)) * fx;
+                let bottom = get(x0, y0 + 1, c) + (get(x0 + 1, y0 + 1, c) - get(x0, y0 + 1, c)) * fx;
+                top + (bottom - top) * fy
+            })
+        };
+        for (x, y) in
+            [(0.0, 0.0), (2.25, 1.5), (5.9, 3.99), (6.0, 4.0), (6.5, 2.0), (-0.5, 1.0), (3.0, -0.25), (9.0, 9.0)]
+        {
+            assert_eq!(src.bilinear(x, y), reference(x, y), "at ({x}, {y})");
+        }
     }
 
     #[test]
