@@ -108,9 +108,18 @@ struct Source<'a> {
 impl Source<'_> {
     /// Bilinear sample at `(x, y)` with a black border.
     fn bilinear(&self, x: f32, y: f32) -> [f32; 3] {
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let (x0, y0) = (x0 as i64, y0 as i64);
+        // `floor` without SSE4.1 is a call into libm per coordinate; this is the same value for
+        // every coordinate a crop can have (|x| < 2^31; NaN, from degenerate landmarks, gives 0)
+        let floor = |v: f32| {
+            let i = v as i64;
+            if (i as f32) > v {
+                i - 1
+            } else {
+                i
+            }
+        };
+        let (x0, y0) = (floor(x), floor(y));
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
         let (p00, p10, p01, p11) = if x0 >= 0 && y0 >= 0 && x0 + 1 < self.w && y0 + 1 < self.h {
             // all four inside: two adjacent pixels on each of two rows
             let i = ((y0 * self.w + x0) * 3) as usize;
