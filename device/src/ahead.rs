@@ -286,8 +286,7 @@ mod tests {
         }
         let mut seen = seen.lock().unwrap().clone();
         seen.sort();
-        let expected: Vec<(usize, String)> = (0..10).map(|i| ((i % 3) as usize, format!("f{i}"))).collect();
-        let mut expected = expected;
+        let mut expected: Vec<(usize, String)> = (0..10).map(|i| (i % 3, format!("f{i}"))).collect();
         expected.sort();
         assert_eq!(seen, expected);
     }

@@ -147,8 +147,9 @@ impl YuNet {
 
     /// Faces in a window of a larger canvas: `img` placed by `lb` on that canvas (as the larger
     /// detector would place it), and this detector run on the part of it whose top-left corner is
-    /// `origin` (canvas pixels) — the same canvas pixels, so the same faces, read at a fraction
-    /// of the cost. Detections are in `img`'s coordinates, best score first.
+    /// `origin` (canvas pixels): the same canvas pixels, at a fraction of the cost; the faces are
+    /// close to the larger canvas's, not identical (YuNet's deeper layers see the window's
+    /// edges). Detections are in `img`'s coordinates, best score first.
     pub fn detect_window(
         &self,
         img: &RgbImage,

@@ -177,14 +177,19 @@ impl RoiDetector {
 /// The first of `sides` (ascending, each at most the canvas's width and height) whose window
 /// holds `bbox` (image pixels, placed on the `canvas` by `lb`) with its [`MARGIN`]s, and the
 /// window's top-left corner on the canvas (on the [`GRID`], inside the canvas).
-fn window_for(sides: &[u32], (cw, ch): (u32, u32), bbox: [f32; 4], lb: Letterbox) -> Option<(usize, (u32, u32))> {
+fn window_for(
+    sides: impl IntoIterator<Item = u32>,
+    (cw, ch): (u32, u32),
+    bbox: [f32; 4],
+    lb: Letterbox,
+) -> Option<(usize, (u32, u32))> {
     let [x, y, w, h] = bbox.map(|v| v * lb.scale);
     let m = MARGIN * w.max(h);
     let (lo_x, hi_x) = ((x - m).max(0.0), (x + w + m).min(cw as f32));
     let (lo_y, hi_y) = ((y - m).max(0.0), (y + h + m).min(ch as f32));
     let corner =
         |lo: f32, side: u32, canvas: u32| ((lo / GRID as f32).floor() as u32 * GRID).min(canvas.saturating_sub(side));
-    sides.iter().enumerate().find_map(|(i, &s)| {
+    sides.into_iter().enumerate().find_map(|(i, s)| {
         if s > cw || s > ch {
             return None;
         }
@@ -224,8 +229,8 @@ impl FaceDetector for RoiDetector {
             let st = self.state();
             match st.last {
                 Some(bbox) if st.dims == dims && st.windows_since_whole + 1 < self.refresh => {
-                    let sides: Vec<u32> = self.windows.iter().map(|(s, _)| *s).collect();
-                    window_for(&sides, self.whole.canvas(), bbox, lb).map(|w| (w, st.windows_since_whole))
+                    let sides = self.windows.iter().map(|(s, _)| *s);
+                    window_for(sides, self.whole.canvas(), bbox, lb).map(|w| (w, st.windows_since_whole))
                 }
                 _ => None,
             }
@@ -276,18 +281,18 @@ mod tests {
         let sides = [128, 160, 192, 256, 320, 384];
         // 100×120 face at (300, 200): margins 36 → 264..436 × 164..356, corners on the grid
         // (256, 160): a 192-px window reaches 448 × 352 (< 356), so 256 (to 512 × 416)
-        assert_eq!(window_for(&sides, (640, 480), [300.0, 200.0, 100.0, 120.0], FULL), Some((3, (256, 160))));
+        assert_eq!(window_for(sides, (640, 480), [300.0, 200.0, 100.0, 120.0], FULL), Some((3, (256, 160))));
         // at the right and bottom edges the corner moves in so the window stays on the canvas
-        assert_eq!(window_for(&sides, (640, 480), [560.0, 400.0, 60.0, 60.0], FULL), Some((0, (512, 352))));
+        assert_eq!(window_for(sides, (640, 480), [560.0, 400.0, 60.0, 60.0], FULL), Some((0, (512, 352))));
         // at the left and top edges it starts at 0
-        assert_eq!(window_for(&sides, (640, 480), [0.0, 0.0, 60.0, 60.0], FULL), Some((0, (0, 0))));
+        assert_eq!(window_for(sides, (640, 480), [0.0, 0.0, 60.0, 60.0], FULL), Some((0, (0, 0))));
         // a face too large for 384 px with its margins: none
-        assert_eq!(window_for(&sides, (640, 480), [200.0, 100.0, 200.0, 260.0], FULL), None);
+        assert_eq!(window_for(sides, (640, 480), [200.0, 100.0, 200.0, 260.0], FULL), None);
         // image pixels are scaled to canvas pixels: the same face on a half-size canvas needs less
         let half = Letterbox { scale: 0.5, width: 320, height: 240 };
-        assert_eq!(window_for(&sides, (320, 256), [300.0, 200.0, 100.0, 120.0], half), Some((0, (128, 64))));
+        assert_eq!(window_for(sides, (320, 256), [300.0, 200.0, 100.0, 120.0], half), Some((0, (128, 64))));
         // sides larger than the canvas are never chosen
-        assert_eq!(window_for(&[512], (320, 256), [10.0, 10.0, 10.0, 10.0], half), None);
+        assert_eq!(window_for([512], (320, 256), [10.0, 10.0, 10.0, 10.0], half), None);
     }
 
     #[test]
