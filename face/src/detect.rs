@@ -115,13 +115,13 @@ impl YuNet {
             }
             GraphPrep::AsShipped => None,
         };
-        let plan = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .with_ignore_value_info(true)
             .model_for_read(&mut rewritten.as_deref().unwrap_or(&bytes))
             .map_err(err)?
             .with_input_fact(0, f32::fact([1, 3, height as usize, width as usize]).into())
-            .map_err(err)?
-            .into_optimized()
+            .map_err(err)?;
+        let plan = crate::prelu_op::optimized(model, prep == GraphPrep::Rewritten)
             .map_err(err)?
             .into_runnable()
             .map_err(err)?;

@@ -77,7 +77,8 @@ impl TractEncoder {
         if input_name != spec.name {
             return Err(FaceError::CardMismatch { what: "input name", card: spec.name.clone(), graph: input_name });
         }
-        let typed = model.with_input_fact(0, f32::fact(shape).into()).map_err(err)?.into_optimized().map_err(|e| {
+        let model = model.with_input_fact(0, f32::fact(shape).into()).map_err(err)?;
+        let typed = crate::prelu_op::optimized(model, prep == GraphPrep::Rewritten).map_err(|e| {
             FaceError::CardMismatch { what: "input shape", card: format!("{shape:?}"), graph: format!("{e:#}") }
         })?;
         let out_fact = typed.output_fact(0).map_err(err)?;
@@ -102,6 +103,12 @@ impl TractEncoder {
             .map_err(|e| FaceError::Inference(e.to_string()))?
             .into();
         crate::profile::profile_plan(&self.plan, t, runs)
+    }
+
+    /// How many nodes of the optimised plan run tract operator `op` (e.g. `ChannelPrelu`, the
+    /// load-time PReLU of [`crate::prelu_op`]).
+    pub fn operator_count(&self, op: &str) -> usize {
+        self.plan.model().nodes().iter().filter(|n| n.op().name() == op).count()
     }
 
     /// The model's fingerprint (from its verified card).

@@ -636,19 +636,20 @@ mod tests {
         }
     }
 
-    fn run(model: &pb::ModelProto, x: &tract_onnx::prelude::Tensor) -> Vec<Vec<f32>> {
+    /// The net's outputs on `x`, and the names of the optimised plan's operators; `fuse` puts in
+    /// the load-time [`crate::prelu_op::ChannelPrelu`] as the door does.
+    fn run(model: &pb::ModelProto, x: &tract_onnx::prelude::Tensor, fuse: bool) -> (Vec<Vec<f32>>, Vec<String>) {
         use tract_onnx::prelude::*;
-        let plan = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .model_for_read(&mut &*model.encode_to_vec())
             .unwrap()
             .with_input_fact(0, f32::fact([1, 4, 12, 16]).into())
-            .unwrap()
-            .into_optimized()
-            .unwrap()
-            .into_runnable()
             .unwrap();
+        let typed = crate::prelu_op::optimized(model, fuse).unwrap();
+        let ops = typed.nodes().iter().map(|n| n.op().name().into_owned()).collect();
+        let plan = typed.into_runnable().unwrap();
         let out = plan.run(tvec!(x.clone().into())).unwrap();
-        out.iter().map(|t| t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect()
+        (out.iter().map(|t| t.to_plain_array_view::<f32>().unwrap().iter().copied().collect()).collect(), ops)
     }
 
     #[test]
@@ -662,8 +663,13 @@ mod tests {
         let ops: Vec<&str> = rewritten.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"PRelu"), "{ops:?}");
         assert_eq!(ops.iter().filter(|o| **o == "MaxPool").count(), 1, "only the 1×2 half of the pool: {ops:?}");
-        let (a, b) = (run(&original, &x), run(&rewritten, &x));
+        let ((a, plain_ops), (b, unfused_ops)) = (run(&original, &x, false), run(&rewritten, &x, false));
+        let (c, fused_ops) = run(&rewritten, &x, true);
         assert_eq!(a[0].len(), 3 * 3 * 4);
+        assert!(!plain_ops.iter().chain(&unfused_ops).any(|o| o == "ChannelPrelu"));
+        assert_eq!(fused_ops.iter().filter(|o| *o == "ChannelPrelu").count(), 1, "{fused_ops:?}");
+        // the fused PReLU is exact on every target: the same multiplication and max
+        assert_eq!(b, c, "the fused PReLU computes other floats");
         if cfg!(target_arch = "x86_64") {
             assert_eq!(a, b, "the rewritten net computes other floats");
         } else {

@@ -189,6 +189,9 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
         assert_eq!(r, expected, "{model}");
         let new = TractEncoder::from_bytes_with(&bytes, card.clone(), model, GraphPrep::Rewritten).unwrap();
         let old = TractEncoder::from_bytes_with(&bytes, card, model, GraphPrep::AsShipped).unwrap();
+        // every PReLU runs as one in-place pass (facegate_face::prelu_op), none in the graph as shipped
+        assert_eq!(new.operator_count("ChannelPrelu"), expected.prelu, "{model}");
+        assert_eq!(old.operator_count("ChannelPrelu"), 0, "{model}");
         let mut worst = 0.0f32;
         for person in 1..=10 {
             let img = load_image(&root().join(format!("data/orl/s{person}/1.pgm"))).unwrap();
