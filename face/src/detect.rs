@@ -121,11 +121,17 @@ impl YuNet {
             .map_err(err)?
             .with_input_fact(0, f32::fact([1, 3, height as usize, width as usize]).into())
             .map_err(err)?;
-        let plan = crate::prelu_op::optimized(model, prep == GraphPrep::Rewritten)
+        let plan = crate::kernels::optimized(model, prep == GraphPrep::Rewritten)
             .map_err(err)?
             .into_runnable()
             .map_err(err)?;
         Ok(Self { plan, canvas: (width, height), score_threshold: DEFAULT_SCORE_THRESHOLD })
+    }
+
+    /// How many nodes of the optimised plan run tract operator `op` (e.g. `MaxPool2x2`, the
+    /// load-time pool of [`crate::kernels`]).
+    pub fn operator_count(&self, op: &str) -> usize {
+        crate::kernels::operator_count(&self.plan, op)
     }
 
     /// Per-node timing of the detector on `img` (placed on the canvas as [`FaceDetector::detect`]

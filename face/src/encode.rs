@@ -78,7 +78,7 @@ impl TractEncoder {
             return Err(FaceError::CardMismatch { what: "input name", card: spec.name.clone(), graph: input_name });
         }
         let model = model.with_input_fact(0, f32::fact(shape).into()).map_err(err)?;
-        let typed = crate::prelu_op::optimized(model, prep == GraphPrep::Rewritten).map_err(|e| {
+        let typed = crate::kernels::optimized(model, prep == GraphPrep::Rewritten).map_err(|e| {
             FaceError::CardMismatch { what: "input shape", card: format!("{shape:?}"), graph: format!("{e:#}") }
         })?;
         let out_fact = typed.output_fact(0).map_err(err)?;
@@ -106,9 +106,9 @@ impl TractEncoder {
     }
 
     /// How many nodes of the optimised plan run tract operator `op` (e.g. `ChannelPrelu`, the
-    /// load-time PReLU of [`crate::prelu_op`]).
+    /// load-time PReLU of [`crate::kernels`]).
     pub fn operator_count(&self, op: &str) -> usize {
-        self.plan.model().nodes().iter().filter(|n| n.op().name() == op).count()
+        crate::kernels::operator_count(&self.plan, op)
     }
 
     /// The model's fingerprint (from its verified card).

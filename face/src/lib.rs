@@ -14,7 +14,7 @@ mod image_io;
 pub mod liveness;
 mod pipeline;
 mod preprocess;
-pub mod prelu_op;
+pub mod kernels;
 pub mod profile;
 pub mod quality;
 pub mod rewrite;

@@ -22,16 +22,12 @@
 //! multiply-adds, vectorised. (A `Slice` with step 2 would not do: tract folds it back into the
 //! convolution's stride.)
 //!
-//! **2×2 max-pooling in two passes.** `MaxPool` (kernel 2, stride 2, no padding) over an even
-//! `H × W`: `Reshape` to `[N, C, H/2, 2W]` (rows 2i and 2i+1 side by side), the element-wise `Max`
-//! of the two halves (contiguous, vectorised), then a 1×2 `MaxPool` for the columns. (tract's
-//! 2×2 `MaxPool` walks its four taps per output; a `ReduceMax` over the phase axes was far
-//! slower.)
-//!
-//! Both need the tensor's height and width, which the rewrite follows from the model's fixed input
+//! It needs the tensor's height and width, which the rewrite follows from the model's fixed input
 //! size through the convolutions, pools and element-wise operators; where it cannot, the node is
 //! left as it is. All rewrites are exact: the same floats are added and compared in the same
-//! order (parity tests against the graph as shipped, `face/tests/orl.rs`).
+//! order (parity tests against the graph as shipped, `face/tests/orl.rs`). (2×2 max-pools and
+//! the `Max(x, Mul(x, a))` left by the PReLU rewrite go further, as operators of our own put into
+//! tract's typed graph: [`crate::kernels`].)
 
 use prost::Message;
 use std::collections::HashMap;
@@ -50,13 +46,11 @@ pub struct Rewritten {
     pub sign_folded: usize,
     /// Stride-2 depthwise convolutions now stride 1 + even rows and columns.
     pub strided_depthwise: usize,
-    /// 2×2 stride-2 max-pools now a row-pair `Max` and a 1×2 `MaxPool`.
-    pub maxpool: usize,
 }
 
 impl Rewritten {
     fn any(&self) -> bool {
-        self.prelu + self.strided_depthwise + self.maxpool > 0
+        self.prelu + self.strided_depthwise > 0
     }
 }
 
@@ -349,13 +343,13 @@ fn reshape(name: &str, input: &str, output: &str, shape: &[i64], inits: &mut Vec
     }
 }
 
-/// Rewrites stride-2 depthwise convolutions as stride 1 + even rows and columns, and 2×2
-/// stride-2 max-pools as a row-pair `Max` and a 1×2 pool (see the module's documentation), for a
-/// model whose first input is `input_hw` (height, width). Returns (depthwise, max-pools).
-pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usize, usize) {
-    let Some(graph) = model.graph.as_mut() else { return (0, 0) };
+/// Rewrites stride-2 depthwise convolutions as stride 1 + even rows and columns (see the
+/// module's documentation), for a model whose first input is `input_hw` (height, width). Returns
+/// how many.
+pub fn strided_depthwise(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> usize {
+    let Some(graph) = model.graph.as_mut() else { return 0 };
     let dims = spatial_dims(graph, input_hw.map(|v| v as i64));
-    let (mut depthwise, mut pools) = (0, 0);
+    let mut depthwise = 0;
     let mut inits = Vec::new();
     let mut nodes = Vec::with_capacity(graph.node.len());
     for node in std::mem::take(&mut graph.node) {
@@ -411,86 +405,22 @@ pub fn phase_rewrites(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> (usiz
                     _ => nodes.push(node),
                 }
             }
-            ("MaxPool", Some(w))
-                if w.kernel == [2, 2]
-                    && w.strides == [2, 2]
-                    && w.pads == [0; 4]
-                    && w.dilations == [1, 1]
-                    && hw[0] % 2 == 0
-                    && hw[1] % 2 == 0
-                    && node.output.len() == 1 =>
-            {
-                // rows 2i and 2i+1 side by side: [N, C, H/2, 2W]; their element-wise max is the
-                // vertical half of the pool, then a 1×2 pool does the horizontal half
-                let (h, w) = (hw[0], hw[1]);
-                let pairs = format!("{out}__rows");
-                nodes.push(reshape(
-                    &format!("{out}__rows_node"),
-                    &node.input[0],
-                    &pairs,
-                    &[0, 0, h / 2, 2 * w],
-                    &mut inits,
-                ));
-                let mut halves = Vec::new();
-                for (i, (from, to)) in [(0, w), (w, 2 * w)].into_iter().enumerate() {
-                    let (starts, ends, axes, half) = (
-                        format!("{out}__starts{i}"),
-                        format!("{out}__ends{i}"),
-                        format!("{out}__axes{i}"),
-                        format!("{out}__half{i}"),
-                    );
-                    inits.push(int64_initializer(starts.clone(), &[from]));
-                    inits.push(int64_initializer(ends.clone(), &[to]));
-                    inits.push(int64_initializer(axes.clone(), &[3]));
-                    nodes.push(pb::NodeProto {
-                        name: format!("{out}__half{i}_node"),
-                        op_type: "Slice".into(),
-                        input: vec![pairs.clone(), starts, ends, axes],
-                        output: vec![half.clone()],
-                        ..Default::default()
-                    });
-                    halves.push(half);
-                }
-                let vertical = format!("{out}__vertical");
-                nodes.push(pb::NodeProto {
-                    name: format!("{out}__vertical_node"),
-                    op_type: "Max".into(),
-                    input: halves,
-                    output: vec![vertical.clone()],
-                    ..Default::default()
-                });
-                let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
-                    name: name.into(),
-                    r#type: pb::attribute_proto::AttributeType::Ints as i32,
-                    ints: v,
-                    ..Default::default()
-                };
-                nodes.push(pb::NodeProto {
-                    name: format!("{out}__horizontal_node"),
-                    op_type: "MaxPool".into(),
-                    input: vec![vertical],
-                    output: vec![out.clone()],
-                    attribute: vec![ints("kernel_shape", vec![1, 2]), ints("strides", vec![1, 2])],
-                    ..Default::default()
-                });
-                pools += 1;
-            }
             _ => nodes.push(node),
         }
     }
     graph.node = nodes;
     graph.initializer.extend(inits);
-    (depthwise, pools)
+    depthwise
 }
 
 /// Decodes ONNX bytes, applies [`prelu_as_max`] and, when the input's height and width are
-/// given, [`phase_rewrites`], and encodes them again; `None` when nothing changed or the bytes
+/// given, [`strided_depthwise`], and encodes them again; `None` when nothing changed or the bytes
 /// are not a model (the caller then loads the original and reports its errors).
 pub fn rewritten_bytes(onnx: &[u8], input_hw: Option<[usize; 2]>) -> Option<(Vec<u8>, Rewritten)> {
     let mut model = pb::ModelProto::decode(onnx).ok()?;
     let mut r = prelu_as_max(&mut model);
     if let Some(hw) = input_hw {
-        (r.strided_depthwise, r.maxpool) = phase_rewrites(&mut model, hw);
+        r.strided_depthwise = strided_depthwise(&mut model, hw);
     }
     r.any().then(|| (model.encode_to_vec(), r))
 }
@@ -637,7 +567,7 @@ mod tests {
     }
 
     /// The net's outputs on `x`, and the names of the optimised plan's operators; `fuse` puts in
-    /// the load-time [`crate::prelu_op::ChannelPrelu`] as the door does.
+    /// the load-time [`crate::kernels::ChannelPrelu`] as the door does.
     fn run(model: &pb::ModelProto, x: &tract_onnx::prelude::Tensor, fuse: bool) -> (Vec<Vec<f32>>, Vec<String>) {
         use tract_onnx::prelude::*;
         let model = tract_onnx::onnx()
@@ -645,7 +575,7 @@ mod tests {
             .unwrap()
             .with_input_fact(0, f32::fact([1, 4, 12, 16]).into())
             .unwrap();
-        let typed = crate::prelu_op::optimized(model, fuse).unwrap();
+        let typed = crate::kernels::optimized(model, fuse).unwrap();
         let ops = typed.nodes().iter().map(|n| n.op().name().into_owned()).collect();
         let plan = typed.into_runnable().unwrap();
         let out = plan.run(tvec!(x.clone().into())).unwrap();
@@ -658,18 +588,20 @@ mod tests {
         let x = tract_onnx::prelude::Tensor::from_shape(&[1, 4, 12, 16], &x).unwrap();
         let original = small_net(false);
         let (bytes, r) = rewritten_bytes(&original.encode_to_vec(), Some([12, 16])).unwrap();
-        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1, strided_depthwise: 1, maxpool: 1 });
+        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1, strided_depthwise: 1 });
         let rewritten = pb::ModelProto::decode(&*bytes).unwrap();
         let ops: Vec<&str> = rewritten.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"PRelu"), "{ops:?}");
-        assert_eq!(ops.iter().filter(|o| **o == "MaxPool").count(), 1, "only the 1×2 half of the pool: {ops:?}");
         let ((a, plain_ops), (b, unfused_ops)) = (run(&original, &x, false), run(&rewritten, &x, false));
         let (c, fused_ops) = run(&rewritten, &x, true);
         assert_eq!(a[0].len(), 3 * 3 * 4);
-        assert!(!plain_ops.iter().chain(&unfused_ops).any(|o| o == "ChannelPrelu"));
-        assert_eq!(fused_ops.iter().filter(|o| *o == "ChannelPrelu").count(), 1, "{fused_ops:?}");
-        // the fused PReLU is exact on every target: the same multiplication and max
-        assert_eq!(b, c, "the fused PReLU computes other floats");
+        for op in ["ChannelPrelu", "MaxPool2x2"] {
+            assert!(!plain_ops.iter().chain(&unfused_ops).any(|o| o == op), "{op}");
+            assert_eq!(fused_ops.iter().filter(|o| *o == op).count(), 1, "{op}: {fused_ops:?}");
+        }
+        assert!(!fused_ops.iter().any(|o| o.contains("MaxPool") && o != "MaxPool2x2"), "{fused_ops:?}");
+        // the load-time operators are exact on every target: the same multiplications and maxima
+        assert_eq!(b, c, "the load-time operators compute other floats");
         if cfg!(target_arch = "x86_64") {
             assert_eq!(a, b, "the rewritten net computes other floats");
         } else {
@@ -713,14 +645,14 @@ mod tests {
             ints: vec![2, 2],
             ..Default::default()
         });
-        assert_eq!(phase_rewrites(&mut m, [12, 16]), (0, 0));
+        assert_eq!(strided_depthwise(&mut m, [12, 16]), 0);
         // an element-wise input that broadcasts to another size stops the size from being followed
         let mut m = small_net(false);
         let g = m.graph.as_mut().unwrap();
         g.initializer.push(floats("big", &[1, 4, 1, 16], &[1.0; 64]));
         g.node.insert(2, node("Add", &["act", "big"], "act2", &[]));
         g.node[3].input[0] = "act2".into();
-        assert_eq!(phase_rewrites(&mut m, [12, 16]), (0, 0));
+        assert_eq!(strided_depthwise(&mut m, [12, 16]), 0);
         // slopes given as a bare [C] (broadcast along W, not C) and weights that do not decode
         // whole: no fold, and nothing touched
         for broken in ["slope", "weights"] {
@@ -741,8 +673,8 @@ mod tests {
     fn odd_sizes_keep_the_strided_convolution_and_the_pool() {
         let mut m = small_net(false);
         // 13 × 16: the stride-1 output has 13 rows (odd), the pool's input 7 (odd)
-        assert_eq!(phase_rewrites(&mut m, [13, 16]), (0, 0));
+        assert_eq!(strided_depthwise(&mut m, [13, 16]), 0);
         let mut m = small_net(false);
-        assert_eq!(phase_rewrites(&mut m, [12, 16]), (1, 1));
+        assert_eq!(strided_depthwise(&mut m, [12, 16]), 1);
     }
 }

@@ -175,7 +175,7 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
     if cfg!(not(target_arch = "aarch64")) {
         // SFace takes four minutes to load under qemu (twice here). Its first two PReLUs have
         // slopes above 1 (sign-folded), and four depthwise convolutions have stride 2.
-        let r = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2, strided_depthwise: 4, maxpool: 0 };
+        let r = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2, strided_depthwise: 4 };
         models.push((paths::SFACE, r));
     }
     let finder = FaceFinder::new(yunet());
@@ -189,7 +189,7 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
         assert_eq!(r, expected, "{model}");
         let new = TractEncoder::from_bytes_with(&bytes, card.clone(), model, GraphPrep::Rewritten).unwrap();
         let old = TractEncoder::from_bytes_with(&bytes, card, model, GraphPrep::AsShipped).unwrap();
-        // every PReLU runs as one in-place pass (facegate_face::prelu_op), none in the graph as shipped
+        // every PReLU runs as one in-place pass (facegate_face::kernels), none in the graph as shipped
         assert_eq!(new.operator_count("ChannelPrelu"), expected.prelu, "{model}");
         assert_eq!(old.operator_count("ChannelPrelu"), 0, "{model}");
         let mut worst = 0.0f32;
@@ -207,7 +207,7 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
     }
 }
 
-/// YuNet with its four 2×2 max-pools rewritten finds the same faces, boxes, landmarks and scores
+/// YuNet with its four 2×2 max-pools as [`facegate_face::kernels::MaxPool2x2`] finds the same faces, boxes, landmarks and scores
 /// as the graph as shipped, on both canvases.
 #[test]
 #[cfg_attr(target_arch = "aarch64", ignore = "four YuNet plans and 80 detections are slow under qemu; runs on x86-64")]
@@ -216,10 +216,12 @@ fn detector_rewrites_match_the_graph_as_shipped() {
     let path = require(root().join("models").join(paths::YUNET));
     let bytes = std::fs::read(&path).unwrap();
     for (w, h) in [(640u32, 480u32), (320, 256)] {
-        let (_, r) = rewrite::rewritten_bytes(&bytes, Some([h as usize, w as usize])).unwrap();
-        assert_eq!(r, rewrite::Rewritten { maxpool: 4, ..Default::default() }, "{w}x{h}");
+        // nothing to rewrite in the ONNX graph (no PReLU, no strided depthwise convolution)
+        assert!(rewrite::rewritten_bytes(&bytes, Some([h as usize, w as usize])).is_none(), "{w}x{h}");
         let new = YuNet::load_with(&path, w, h, GraphPrep::Rewritten).unwrap();
         let old = YuNet::load_with(&path, w, h, GraphPrep::AsShipped).unwrap();
+        assert_eq!(new.operator_count("MaxPool2x2"), 4, "{w}x{h}");
+        assert_eq!(old.operator_count("MaxPool2x2"), 0, "{w}x{h}");
         let mut worst = 0.0f32;
         let mut faces = 0;
         for person in 1..=40 {
