@@ -246,7 +246,13 @@ fn canvas_tensor(img: &RgbImage, lb: Letterbox, origin: (u32, u32), canvas: (u32
 /// straight into tract's own (aligned, zeroed) tensor: building an ndarray and converting it
 /// copied the 3.7 MB of a 640×480 canvas once more per frame. A window (`origin` ≠ 0, or a
 /// `canvas` smaller than the placed image) holds exactly the values the whole canvas has there.
-fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (ox, oy): (u32, u32), (cw, ch): (u32, u32)) -> Tensor {
+fn bilinear_canvas(img: &RgbImage, lb: Letterbox, origin: (u32, u32), canvas: (u32, u32)) -> Tensor {
+    bilinear_pass(img, lb, origin, canvas, true)
+}
+
+/// [`bilinear_canvas`]; `halve` takes the integer path for an exact 2× shrink (the tests compare
+/// it with the general pass).
+fn bilinear_pass(img: &RgbImage, lb: Letterbox, (ox, oy): (u32, u32), (cw, ch): (u32, u32), halve: bool) -> Tensor {
     let (cw, ch) = (cw as usize, ch as usize);
     let (ox, oy) = (ox as usize, oy as usize);
     let plane = cw * ch;
@@ -278,6 +284,30 @@ fn bilinear_canvas(img: &RgbImage, lb: Letterbox, (ox, oy): (u32, u32), (cw, ch)
             let planes = b[o.clone()].iter_mut().zip(&mut g[o.clone()]).zip(&mut r[o]);
             for (p, ((bb, gg), rr)) in row.get(ox * 3..).unwrap_or_default().chunks_exact(3).zip(planes) {
                 (*bb, *gg, *rr) = (f32::from(p[2]), f32::from(p[1]), f32::from(p[0]));
+            }
+        }
+        return tensor;
+    }
+    if sw == 2 * lb.width && sh == 2 * lb.height && halve {
+        // exactly half the size (a 640×480 camera frame on a 320×256 canvas): every tap is the
+        // first pixel of a 2×2 block with weights ½, so the lerps below give its mean
+        // (p + q + s + t) / 4 exactly (sums of bytes, halves and quarters are exact in f32), as
+        // here from integer sums (rows added as bytes, contiguous; `halved_is_the_bilinear_pass`)
+        let (cols, rows) = ((lb.width as usize).saturating_sub(ox).min(cw), (lb.height as usize).saturating_sub(oy));
+        let mut sums = vec![0u16; stride];
+        for y in 0..rows.min(ch) {
+            let top = 2 * (y + oy) * stride;
+            let (row0, row1) = (&raw[top..][..stride], &raw[top + stride..][..stride]);
+            for ((s, a), b) in sums.iter_mut().zip(row0).zip(row1) {
+                *s = u16::from(*a) + u16::from(*b);
+            }
+            let o = y * cw..y * cw + cols;
+            let planes = [&mut r[o.clone()], &mut g[o.clone()], &mut b[o]];
+            for (c, out) in planes.into_iter().enumerate() {
+                let pairs = sums[6 * ox + c..].chunks(6);
+                for (v, p) in out.iter_mut().zip(pairs) {
+                    *v = f32::from(p[0] + p[3]) * 0.25;
+                }
             }
         }
         return tensor;
@@ -428,6 +458,29 @@ mod tests {
                 }
             }
             assert!(compared >= 2, "scale {scale}: {compared} windows compared");
+        }
+    }
+
+    #[test]
+    fn halved_is_the_bilinear_pass() {
+        // every byte value and pair sum occurs; odd and even window corners
+        let img = RgbImage::from_fn(200, 134, |x, y| {
+            image::Rgb([(3 * x + 5 * y) as u8, (x * y % 256) as u8, (255 - (7 * x + y) % 256) as u8])
+        });
+        // what Letterbox::fit gives a 200×134 image on a 100×67 canvas, placed on larger ones
+        let lb = Letterbox { scale: 0.5, width: 100, height: 67 };
+        assert_eq!(Letterbox::fit(200, 134, (100, 67)), lb);
+        for (origin, canvas) in [((0, 0), (128, 96)), ((0, 0), (64, 32)), ((33, 7), (64, 64)), ((80, 50), (32, 32))] {
+            let fast = bilinear_pass(&img, lb, origin, canvas, true);
+            let general = bilinear_pass(&img, lb, origin, canvas, false);
+            let (f, g) = (fast.try_as_plain_ram().unwrap(), general.try_as_plain_ram().unwrap());
+            let (f, g) = (f.as_slice::<f32>().unwrap(), g.as_slice::<f32>().unwrap());
+            assert_eq!(f.len(), g.len());
+            for (i, (a, b)) in f.iter().zip(g).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{origin:?} {canvas:?} at {i}: {a} vs {b}");
+            }
+            // not all padding
+            assert!(f.iter().filter(|v| **v != 0.0).count() > f.len() / 4, "{origin:?}");
         }
     }
 
