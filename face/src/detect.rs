@@ -110,9 +110,7 @@ impl YuNet {
         let err = |e: TractError| FaceError::Model { path: path.display().to_string(), reason: format!("{e:#}") };
         let bytes = std::fs::read(path).map_err(|source| FaceError::Io { path: path.display().to_string(), source })?;
         let rewritten = match prep {
-            GraphPrep::Rewritten => {
-                crate::rewrite::rewritten_bytes(&bytes, Some([height as usize, width as usize])).map(|(b, _)| b)
-            }
+            GraphPrep::Rewritten => crate::rewrite::rewritten_bytes(&bytes).map(|(b, _)| b),
             GraphPrep::AsShipped => None,
         };
         let model = tract_onnx::onnx()

@@ -62,10 +62,7 @@ impl TractEncoder {
     pub fn from_bytes_with(bytes: &[u8], card: ModelCard, label: &str, prep: GraphPrep) -> Result<Self, FaceError> {
         card.check_fingerprint(bytes)?;
         let rewritten = match prep {
-            GraphPrep::Rewritten => {
-                crate::rewrite::rewritten_bytes(bytes, Some([card.input.height as usize, card.input.width as usize]))
-                    .map(|(b, _)| b)
-            }
+            GraphPrep::Rewritten => crate::rewrite::rewritten_bytes(bytes).map(|(b, _)| b),
             GraphPrep::AsShipped => None,
         };
         let bytes = rewritten.as_deref().unwrap_or(bytes);

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
-use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec};
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec};
 use tract_onnx::tract_core::ops::math::{Max, Mul};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
@@ -283,6 +283,250 @@ pub fn fuse_maxpool(model: &mut TypedModel) -> TractResult<usize> {
     Ok(fused)
 }
 
+/// A 3×3 depthwise convolution (one filter per channel), stride 1 or 2, any padding, over an
+/// `N × C × H × W` (or `C × H × W`) f32 tensor: `y = bias_c + Σ w_c[ky][kx] · x[s·oy + ky − pt][s·ox + kx − pl]`,
+/// the nine products added to the bias one by one in the kernel's order, as tract's own
+/// depthwise kernel adds them.
+///
+/// tract walks each output's taps through a zone iterator (and, with stride 2, scalar). Here
+/// each channel is copied once into a zero-padded plane, split by the stride into its phase
+/// planes (four for stride 2: even and odd rows × even and odd columns), so that every tap is one
+/// contiguous multiply-add over the whole plane (vectorised): `acc[q] += w · phase[q + offset]`.
+/// A padded tap adds `w · 0`, which leaves a sum unchanged (but for the sign of a zero sum), so
+/// the floats are those of tract's kernel, which skips those taps.
+#[derive(Debug, Clone)]
+pub struct Depthwise3x3 {
+    /// `C × 9`, row-major per channel.
+    weights: Arc<[f32]>,
+    /// One per channel, or one for all.
+    bias: Arc<[f32]>,
+    stride: usize,
+    /// (top, left, bottom, right).
+    pads: [usize; 4],
+}
+
+impl PartialEq for Depthwise3x3 {
+    fn eq(&self, other: &Self) -> bool {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        self.stride == other.stride
+            && self.pads == other.pads
+            && bits(&self.weights) == bits(&other.weights)
+            && bits(&self.bias) == bits(&other.bias)
+    }
+}
+impl Eq for Depthwise3x3 {}
+
+impl Depthwise3x3 {
+    fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let [pt, pl, pb, pr] = self.pads;
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        (hp >= 3 && wp >= 3).then(|| ((hp - 3) / self.stride + 1, (wp - 3) / self.stride + 1))
+    }
+
+    /// Convolves `src` (planes of `h × w`, channel `i % channels` for plane `i`) into `dst`, with
+    /// tract's depthwise inner loop for this host when it has one.
+    fn apply(&self, src: &[f32], dst: &mut [f32], channels: usize, h: usize, w: usize) {
+        let kernel = tract_onnx::tract_core::tract_linalg::routines::depthwise_w_f32();
+        self.apply_with(src, dst, channels, h, w, kernel);
+    }
+
+    /// [`Self::apply`] with `kernel` (tract's inner loop: the same multiply and add per tap, in
+    /// the same order, as the plain loop used without one).
+    fn apply_with(
+        &self,
+        src: &[f32],
+        dst: &mut [f32],
+        channels: usize,
+        h: usize,
+        w: usize,
+        kernel: Option<tract_onnx::tract_core::tract_linalg::routines::DepthwiseWF32>,
+    ) {
+        let Some((oh, ow)) = self.output_hw(h, w) else { return };
+        let [pt, pl, pb, pr] = self.pads;
+        let s = self.stride;
+        let (hp, wp) = (h + pt + pb, w + pl + pr);
+        // phase planes: rows and columns of the padded plane with the same remainder mod s; a
+        // common row length and one spare row so every tap's slice stays inside
+        let (rows, cols) = (hp.div_ceil(s) + 1, wp.div_ceil(s));
+        let phase_len = rows * cols;
+        let mut phases = vec![0.0f32; s * s * phase_len];
+        let mut acc = vec![0.0f32; oh * cols];
+        // where each tap's reads start in `phases`, in the kernel's order
+        let mut offsets = [0isize; 9];
+        for (t, o) in offsets.iter_mut().enumerate() {
+            let (ky, kx) = (t / 3, t % 3);
+            *o = (((ky % s) * s + kx % s) * phase_len + (ky / s) * cols + kx / s) as isize;
+        }
+        let fits = offsets.iter().all(|o| *o as usize + acc.len() <= phases.len());
+        assert!(fits, "depthwise taps read past the phase planes");
+        for (i, (plane, out)) in src.chunks_exact(h * w).zip(dst.chunks_exact_mut(oh * ow)).enumerate() {
+            let c = i % channels;
+            for (y, row) in plane.chunks_exact(w).enumerate() {
+                let yy = y + pt;
+                if s == 1 {
+                    phases[yy * cols + pl..][..w].copy_from_slice(row);
+                    continue;
+                }
+                // stride 2: padded column x + pl goes to phase (x + pl) % 2, index (x + pl) / 2;
+                // pairs (x, x + 1) = (2m, 2m + 1) go to two phases, one index apart at most
+                let (py, r) = (yy % 2, yy / 2);
+                let row_at = |px: usize| (py * 2 + px) * phase_len + r * cols;
+                let (ea, oa) = (row_at(pl % 2), row_at(1 - pl % 2));
+                let (first, second) = (pl / 2, pl.div_ceil(2));
+                let pairs = row.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    let xx = w - 1 + pl;
+                    phases[row_at(xx % 2) + xx / 2] = *last;
+                }
+                let (lo, hi) = phases.split_at_mut(oa.max(ea));
+                let (a_dst, b_dst) = if ea < oa {
+                    (&mut lo[ea + first..], &mut hi[second..])
+                } else {
+                    (&mut hi[first..], &mut lo[oa + second..])
+                };
+                for ((p, a), b) in pairs.zip(a_dst.iter_mut()).zip(b_dst.iter_mut()) {
+                    *a = p[0];
+                    *b = p[1];
+                }
+            }
+            let bias = if self.bias.len() == 1 { self.bias[0] } else { self.bias[c] };
+            let wc = &self.weights[9 * c..9 * c + 9];
+            match kernel {
+                // SAFETY: every tap reads `acc.len()` floats from its offset, inside `phases`
+                // (checked with `fits` above); the CPU has the kernel's instructions (tract's
+                // registry chose it for this host)
+                Some(ker) => unsafe { ker(phases.as_ptr(), acc.as_mut_ptr(), wc, &offsets, bias, acc.len(), 1) },
+                None => {
+                    acc.fill(bias);
+                    for (k, start) in wc.iter().zip(offsets) {
+                        for (a, x) in acc.iter_mut().zip(&phases[start as usize..]) {
+                            *a += k * *x;
+                        }
+                    }
+                }
+            }
+            for (o, a) in out.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
+                o.copy_from_slice(&a[..ow]);
+            }
+        }
+    }
+}
+
+impl Op for Depthwise3x3 {
+    fn name(&self) -> StaticName {
+        "Depthwise3x3".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Depthwise3x3 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let shape = x.shape().to_vec();
+        ensure!(x.strides() == &*Tensor::natural_strides(&shape), "Depthwise3x3 needs a contiguous tensor");
+        let out_shape = self.output_shape(&shape)?;
+        let r = shape.len();
+        let channels = shape[r - 3];
+        // SAFETY: `apply` writes every element of every output plane
+        let mut y = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
+        let src = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        self.apply(src, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, channels, shape[r - 2], shape[r - 1]);
+        Ok(tvec!(y.into_tvalue()))
+    }
+}
+
+impl Depthwise3x3 {
+    fn output_shape(&self, shape: &[usize]) -> TractResult<TVec<usize>> {
+        let r = shape.len();
+        ensure!(r >= 3, "Depthwise3x3 needs … × C × H × W, got {shape:?}");
+        ensure!(self.weights.len() == 9 * shape[r - 3], "{} weights for {} channels", self.weights.len(), shape[r - 3]);
+        let (oh, ow) = self.output_hw(shape[r - 2], shape[r - 1]).context("input smaller than the kernel")?;
+        let mut out: TVec<usize> = shape.into();
+        out[r - 2] = oh;
+        out[r - 1] = ow;
+        Ok(out)
+    }
+}
+
+impl TypedOp for Depthwise3x3 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = inputs[0].shape.as_concrete().context("Depthwise3x3 needs a known input size")?;
+        Ok(tvec!(inputs[0].datum_type.fact(self.output_shape(shape)?)))
+    }
+
+    as_op!();
+}
+
+/// Replaces every convolution of `model` that [`Depthwise3x3`] computes (a float, channels-first,
+/// OIHW, 3×3, stride 1 or 2, undilated convolution with one group per channel, constant weights
+/// and bias) by one; returns how many.
+pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        let p = &conv.pool_spec;
+        let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|d| *d == 1));
+        let stride = match p.strides.as_deref() {
+            None => 1,
+            Some([a, b]) if a == b && (*a == 1 || *a == 2) => *a,
+            _ => continue,
+        };
+        let shaped = conv.q_params.is_none()
+            && matches!(p.data_format, DataFormat::NCHW | DataFormat::CHW)
+            && matches!(conv.kernel_fmt, KernelFormat::OIHW)
+            && *p.kernel_shape == [3, 3]
+            && ones(&p.dilations)
+            && conv.group == p.input_channels
+            && p.input_channels == p.output_channels
+            && node.inputs.len() == 3
+            && node.outputs.len() == 1;
+        if !shaped {
+            continue;
+        }
+        let x = node.inputs[0];
+        let xf = model.outlet_fact(x)?;
+        let Some(shape) = xf.shape.as_concrete() else { continue };
+        let (kf, bf) = (model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.inputs[2])?);
+        let (Some(k), Some(b)) = (kf.konst.clone(), bf.konst.clone()) else { continue };
+        let c = p.input_channels;
+        let f32s = |t: &Tensor| -> Option<Vec<f32>> {
+            (t.datum_type() == f32::datum_type())
+                .then(|| t.to_plain_array_view::<f32>().ok())??
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+                .into()
+        };
+        let (Some(weights), Some(bias)) = (f32s(&k), f32s(&b)) else { continue };
+        if xf.datum_type != f32::datum_type()
+            || shape.len() < 3
+            || shape[shape.len() - 3] != c
+            || k.shape() != [c, 1, 3, 3]
+            || !(bias.len() == 1 || bias.len() == c)
+        {
+            continue;
+        }
+        let hw = &shape[shape.len() - 2..];
+        let padded = p.padding.compute(hw, &[3, 3], &[1, 1], &[stride, stride]);
+        let pads = [padded[0].pad_before, padded[1].pad_before, padded[0].pad_after, padded[1].pad_after];
+        let op = Depthwise3x3 { weights: weights.into(), bias: bias.into(), stride, pads };
+        let mut patch = TypedModelPatch::default();
+        let tapped = patch.tap_model(model, x)?;
+        let out = patch.wire_node(format!("{}.dw3x3", node.name), op, &[tapped])?[0];
+        if patch.outlet_fact(out)?.shape != model.outlet_fact(id.into())?.shape {
+            continue;
+        }
+        patch.shunt_outside(model, id.into(), out)?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
 /// How many nodes of `plan` run tract operator `op`.
 pub(crate) fn operator_count(plan: &TypedSimplePlan, op: &str) -> usize {
     plan.model().nodes().iter().filter(|n| n.op().name() == op).count()
@@ -298,6 +542,7 @@ pub fn optimized(model: InferenceModel, fuse: bool) -> TractResult<TypedModel> {
     let mut typed = model.into_typed()?.into_decluttered()?;
     fuse_prelu(&mut typed)?;
     fuse_maxpool(&mut typed)?;
+    fuse_depthwise(&mut typed)?;
     typed.into_optimized()
 }
 
@@ -329,6 +574,69 @@ mod tests {
         let mut dst = [0.0; 2];
         MaxPool2x2::apply(&[-1.0, -2.0, -3.0, -0.5, 4.0, 3.0, 2.0, 1.0], &mut dst, 2, 2);
         assert_eq!(dst, [-0.5, 4.0]);
+    }
+
+    /// A 3×3 depthwise convolution output by output: the bias, then the products of the taps
+    /// inside the image in the kernel's order (what tract's kernel computes).
+    fn depthwise_reference(op: &Depthwise3x3, src: &[f32], channels: usize, h: usize, w: usize) -> Vec<f32> {
+        let (oh, ow) = op.output_hw(h, w).unwrap();
+        let [pt, pl, ..] = op.pads;
+        let mut out = Vec::new();
+        for (i, plane) in src.chunks_exact(h * w).enumerate() {
+            let c = i % channels;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = if op.bias.len() == 1 { op.bias[0] } else { op.bias[c] };
+                    for t in 0..9 {
+                        let (y, x) = (
+                            (op.stride * oy + t / 3) as isize - pt as isize,
+                            (op.stride * ox + t % 3) as isize - pl as isize,
+                        );
+                        if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                            sum += op.weights[9 * c + t] * plane[y as usize * w + x as usize];
+                        }
+                    }
+                    out.push(sum);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn depthwise_gives_the_floats_of_the_tap_by_tap_sum() {
+        let kernel = tract_onnx::tract_core::tract_linalg::routines::depthwise_w_f32();
+        // x86-64 with AVX and aarch64 have tract's vectorised inner loop; the plain loop is
+        // checked too
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(kernel.is_some(), std::arch::is_x86_feature_detected!("avx"));
+        #[cfg(target_arch = "aarch64")]
+        assert!(kernel.is_some(), "no depthwise kernel on this aarch64 host");
+        let channels = 3;
+        let weights: Vec<f32> = (0..27).map(|i| ((i as f32) * 1.37).sin()).collect();
+        // sizes odd and even, wider than the kernel's 32-lane blocks and narrower than 8
+        for (h, w) in [(12, 16), (13, 11), (7, 5), (9, 40), (3, 3)] {
+            let src: Vec<f32> = (0..2 * channels * h * w).map(|i| ((i as f32) * 0.731).cos() * 3.0).collect();
+            for stride in [1, 2] {
+                for pads in [[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 1], [0, 1, 1, 0], [2, 1, 0, 2]] {
+                    for bias in [vec![0.0], vec![0.5, -1.0, 2.0]] {
+                        let op = Depthwise3x3 { weights: weights.clone().into(), bias: bias.into(), stride, pads };
+                        let Some((oh, ow)) = op.output_hw(h, w) else { continue };
+                        let expected = depthwise_reference(&op, &src, channels, h, w);
+                        for k in [kernel, None] {
+                            let mut out = vec![f32::NAN; 2 * channels * oh * ow];
+                            op.apply_with(&src, &mut out, channels, h, w, k);
+                            let what = format!("{h}x{w} stride {stride} pads {pads:?} kernel {}", k.is_some());
+                            assert_eq!(out.len(), expected.len(), "{what}");
+                            for (j, (a, b)) in out.iter().zip(&expected).enumerate() {
+                                // equal floats (a zero's sign may differ: a padded tap adds w·0)
+                                assert!(a == b, "{what} at {j}: {a} vs {b}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

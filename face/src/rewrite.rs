@@ -13,24 +13,12 @@
 //! negated back by the convolutions' weights on those channels, so `max(u, a·u)` serves every
 //! channel. Negation is exact in floating point, so the result is bit for bit the same.
 //!
-//! **Strided depthwise convolutions as dense ones.** tract 0.23.9 vectorises a depthwise
-//! convolution only along a contiguous output row read with input stride 1; with stride 2 it
-//! walks every tap scalar. A stride-2 convolution's output `i` is the stride-1 convolution's
-//! output `2i` (same pads, same taps, same order of the sums), so the rewrite runs the
-//! convolution with stride 1 and keeps the even rows and columns: `Reshape` to
-//! `[N, C, H/2, 2, W/2, 2]`, `Slice` index 0 of the two phase axes, `Reshape` back. Four times the
-//! multiply-adds, vectorised. (A `Slice` with step 2 would not do: tract folds it back into the
-//! convolution's stride.)
-//!
-//! It needs the tensor's height and width, which the rewrite follows from the model's fixed input
-//! size through the convolutions, pools and element-wise operators; where it cannot, the node is
-//! left as it is. All rewrites are exact: the same floats are added and compared in the same
-//! order (parity tests against the graph as shipped, `face/tests/orl.rs`). (2×2 max-pools and
-//! the `Max(x, Mul(x, a))` left by the PReLU rewrite go further, as operators of our own put into
-//! tract's typed graph: [`crate::kernels`].)
+//! Both rewrites are exact: the same floats are multiplied and compared (parity tests against
+//! the graph as shipped, `face/tests/orl.rs`). The `Max(x, Mul(x, a))` they leave, 3×3
+//! depthwise convolutions and 2×2 max-pools then become operators of our own in tract's typed
+//! graph: [`crate::kernels`].
 
 use prost::Message;
-use std::collections::HashMap;
 use tract_onnx::pb;
 
 /// What the rewrites changed.
@@ -44,13 +32,11 @@ pub struct Rewritten {
     /// Of `prelu`, those with slopes above 1 whose channels were negated around them (see
     /// [`fold_signs`]).
     pub sign_folded: usize,
-    /// Stride-2 depthwise convolutions now stride 1 + even rows and columns.
-    pub strided_depthwise: usize,
 }
 
 impl Rewritten {
     fn any(&self) -> bool {
-        self.prelu + self.strided_depthwise > 0
+        self.prelu > 0
     }
 }
 
@@ -219,209 +205,16 @@ fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProt
     node.attribute.iter().find(|a| a.name == name)
 }
 
-fn attr_ints(node: &pb::NodeProto, name: &str, default: &[i64]) -> Vec<i64> {
-    attr(node, name).map(|a| a.ints.clone()).unwrap_or_else(|| default.to_vec())
-}
-
 fn attr_int(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map(|a| a.i).unwrap_or(default)
 }
 
-/// The geometry of a 2-D `Conv` or `MaxPool` node: kernel, strides, pads (top, left, bottom,
-/// right), dilations; `None` for anything this module does not follow (explicit `auto_pad`,
-/// `ceil_mode`, not 2-D).
-struct Window {
-    kernel: [i64; 2],
-    strides: [i64; 2],
-    pads: [i64; 4],
-    dilations: [i64; 2],
-}
-
-impl Window {
-    fn of(node: &pb::NodeProto, graph: &pb::GraphProto) -> Option<Window> {
-        if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
-            || attr_int(node, "ceil_mode", 0) != 0
-        {
-            return None;
-        }
-        let kernel = match attr(node, "kernel_shape") {
-            Some(a) => a.ints.clone(),
-            None => graph.initializer.iter().find(|t| Some(&t.name) == node.input.get(1))?.dims.get(2..)?.to_vec(),
-        };
-        let pick2 = |v: Vec<i64>| <[i64; 2]>::try_from(v).ok();
-        Some(Window {
-            kernel: pick2(kernel)?,
-            strides: pick2(attr_ints(node, "strides", &[1, 1]))?,
-            pads: <[i64; 4]>::try_from(attr_ints(node, "pads", &[0, 0, 0, 0])).ok()?,
-            dilations: pick2(attr_ints(node, "dilations", &[1, 1]))?,
-        })
-    }
-
-    fn output(&self, hw: [i64; 2]) -> Option<[i64; 2]> {
-        let out = |i: usize| {
-            let span = hw[i] + self.pads[i] + self.pads[i + 2] - self.dilations[i] * (self.kernel[i] - 1) - 1;
-            (span >= 0 && self.strides[i] > 0).then(|| span / self.strides[i] + 1)
-        };
-        Some([out(0)?, out(1)?])
-    }
-}
-
-/// Height and width of every tensor that can be followed from the first graph input
-/// (`input_hw`) through convolutions, pools and shape-keeping element-wise operators.
-fn spatial_dims(graph: &pb::GraphProto, input_hw: [i64; 2]) -> HashMap<String, [i64; 2]> {
-    const SAME_SHAPE: &[&str] = &[
-        "Relu",
-        "PRelu",
-        "BatchNormalization",
-        "Sigmoid",
-        "Add",
-        "Sub",
-        "Mul",
-        "Div",
-        "Max",
-        "Min",
-        "Clip",
-        "LeakyRelu",
-        "Identity",
-        "Dropout",
-    ];
-    let mut dims = HashMap::new();
-    let inits: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let Some(input) = graph.input.iter().find(|i| !inits.contains(i.name.as_str())) else { return dims };
-    dims.insert(input.name.clone(), input_hw);
-    for node in &graph.node {
-        let Some(&hw) = node.input.first().and_then(|i| dims.get(i)) else { continue };
-        let out = match node.op_type.as_str() {
-            "Conv" | "MaxPool" | "AveragePool" => Window::of(node, graph).and_then(|w| w.output(hw)),
-            // element-wise: only when no other input could broadcast the result to another
-            // size (a per-channel or scalar initializer, or a tensor of the same size)
-            op if SAME_SHAPE.contains(&op) => {
-                node.input
-                    .iter()
-                    .skip(1)
-                    .filter(|i| !i.is_empty())
-                    .all(|i| {
-                        dims.get(i).map_or_else(
-                            || {
-                                graph.initializer.iter().find(|t| &t.name == i).is_some_and(|t| {
-                                    t.dims.len() < 3 || t.dims[t.dims.len() - 2..].iter().all(|&d| d == 1)
-                                })
-                            },
-                            |d| *d == hw,
-                        )
-                    })
-                    .then_some(hw)
-            }
-            _ => None,
-        };
-        if let (Some(out), Some(name)) = (out, node.output.first()) {
-            dims.insert(name.clone(), out);
-        }
-    }
-    dims
-}
-
-fn int64_initializer(name: String, values: &[i64]) -> pb::TensorProto {
-    pb::TensorProto {
-        name,
-        dims: vec![values.len() as i64],
-        data_type: pb::tensor_proto::DataType::Int64 as i32,
-        int64_data: values.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn reshape(name: &str, input: &str, output: &str, shape: &[i64], inits: &mut Vec<pb::TensorProto>) -> pb::NodeProto {
-    let shape_name = format!("{output}__shape");
-    inits.push(int64_initializer(shape_name.clone(), shape));
-    pb::NodeProto {
-        name: name.into(),
-        op_type: "Reshape".into(),
-        input: vec![input.into(), shape_name],
-        output: vec![output.into()],
-        ..Default::default()
-    }
-}
-
-/// Rewrites stride-2 depthwise convolutions as stride 1 + even rows and columns (see the
-/// module's documentation), for a model whose first input is `input_hw` (height, width). Returns
-/// how many.
-pub fn strided_depthwise(model: &mut pb::ModelProto, input_hw: [usize; 2]) -> usize {
-    let Some(graph) = model.graph.as_mut() else { return 0 };
-    let dims = spatial_dims(graph, input_hw.map(|v| v as i64));
-    let mut depthwise = 0;
-    let mut inits = Vec::new();
-    let mut nodes = Vec::with_capacity(graph.node.len());
-    for node in std::mem::take(&mut graph.node) {
-        let Some(&hw) = node.input.first().and_then(|i| dims.get(i)) else {
-            nodes.push(node);
-            continue;
-        };
-        let window = Window::of(&node, graph);
-        let out = node.output.first().cloned().unwrap_or_default();
-        match (node.op_type.as_str(), window) {
-            ("Conv", Some(w)) if w.strides == [2, 2] && w.dilations == [1, 1] => {
-                let group = attr_int(&node, "group", 1);
-                let weight = graph.initializer.iter().find(|t| Some(&t.name) == node.input.get(1));
-                let is_depthwise =
-                    group > 1 && weight.is_some_and(|t| t.dims.len() == 4 && t.dims[0] == group && t.dims[1] == 1);
-                let dense = Window { strides: [1, 1], ..w };
-                match dense.output(hw) {
-                    Some([h, w]) if is_depthwise && h % 2 == 0 && w % 2 == 0 && node.output.len() == 1 => {
-                        let mut conv = node.clone();
-                        conv.output = vec![format!("{out}__dense")];
-                        for a in conv.attribute.iter_mut().filter(|a| a.name == "strides") {
-                            a.ints = vec![1, 1];
-                        }
-                        nodes.push(conv);
-                        nodes.push(reshape(
-                            &format!("{out}__phases_node"),
-                            &format!("{out}__dense"),
-                            &format!("{out}__phases"),
-                            &[0, 0, h / 2, 2, w / 2, 2],
-                            &mut inits,
-                        ));
-                        let (starts, ends, axes) =
-                            (format!("{out}__starts"), format!("{out}__ends"), format!("{out}__axes"));
-                        inits.push(int64_initializer(starts.clone(), &[0, 0]));
-                        inits.push(int64_initializer(ends.clone(), &[1, 1]));
-                        inits.push(int64_initializer(axes.clone(), &[3, 5]));
-                        nodes.push(pb::NodeProto {
-                            name: format!("{out}__even_node"),
-                            op_type: "Slice".into(),
-                            input: vec![format!("{out}__phases"), starts, ends, axes],
-                            output: vec![format!("{out}__even")],
-                            ..Default::default()
-                        });
-                        nodes.push(reshape(
-                            &format!("{out}__merge_node"),
-                            &format!("{out}__even"),
-                            &out,
-                            &[0, 0, h / 2, w / 2],
-                            &mut inits,
-                        ));
-                        depthwise += 1;
-                    }
-                    _ => nodes.push(node),
-                }
-            }
-            _ => nodes.push(node),
-        }
-    }
-    graph.node = nodes;
-    graph.initializer.extend(inits);
-    depthwise
-}
-
-/// Decodes ONNX bytes, applies [`prelu_as_max`] and, when the input's height and width are
-/// given, [`strided_depthwise`], and encodes them again; `None` when nothing changed or the bytes
-/// are not a model (the caller then loads the original and reports its errors).
-pub fn rewritten_bytes(onnx: &[u8], input_hw: Option<[usize; 2]>) -> Option<(Vec<u8>, Rewritten)> {
+/// Decodes ONNX bytes, applies [`prelu_as_max`] and encodes them again; `None` when nothing
+/// changed or the bytes are not a model (the caller then loads the original and reports its
+/// errors).
+pub fn rewritten_bytes(onnx: &[u8]) -> Option<(Vec<u8>, Rewritten)> {
     let mut model = pb::ModelProto::decode(onnx).ok()?;
-    let mut r = prelu_as_max(&mut model);
-    if let Some(hw) = input_hw {
-        r.strided_depthwise = strided_depthwise(&mut model, hw);
-    }
+    let r = prelu_as_max(&mut model);
     r.any().then(|| (model.encode_to_vec(), r))
 }
 
@@ -587,15 +380,15 @@ mod tests {
         let x: Vec<f32> = (0..4 * 12 * 16).map(|i| ((i as f32) * 0.731).sin() * 3.0).collect();
         let x = tract_onnx::prelude::Tensor::from_shape(&[1, 4, 12, 16], &x).unwrap();
         let original = small_net(false);
-        let (bytes, r) = rewritten_bytes(&original.encode_to_vec(), Some([12, 16])).unwrap();
-        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1, strided_depthwise: 1 });
+        let (bytes, r) = rewritten_bytes(&original.encode_to_vec()).unwrap();
+        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1 });
         let rewritten = pb::ModelProto::decode(&*bytes).unwrap();
         let ops: Vec<&str> = rewritten.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"PRelu"), "{ops:?}");
         let ((a, plain_ops), (b, unfused_ops)) = (run(&original, &x, false), run(&rewritten, &x, false));
         let (c, fused_ops) = run(&rewritten, &x, true);
         assert_eq!(a[0].len(), 3 * 3 * 4);
-        for op in ["ChannelPrelu", "MaxPool2x2"] {
+        for op in ["ChannelPrelu", "MaxPool2x2", "Depthwise3x3"] {
             assert!(!plain_ops.iter().chain(&unfused_ops).any(|o| o == op), "{op}");
             assert_eq!(fused_ops.iter().filter(|o| *o == op).count(), 1, "{op}: {fused_ops:?}");
         }
@@ -628,31 +421,8 @@ mod tests {
     }
 
     #[test]
-    fn what_the_rewrites_cannot_follow_is_left_as_it_is() {
+    fn what_the_fold_cannot_follow_is_left_as_it_is() {
         let graph = |m: &pb::ModelProto| m.graph.clone().unwrap();
-        // a padded pool, a dilated convolution
-        let mut m = small_net(false);
-        let g = m.graph.as_mut().unwrap();
-        g.node[4].attribute.push(pb::AttributeProto {
-            name: "pads".into(),
-            r#type: pb::attribute_proto::AttributeType::Ints as i32,
-            ints: vec![0, 0, 1, 1],
-            ..Default::default()
-        });
-        g.node[2].attribute.push(pb::AttributeProto {
-            name: "dilations".into(),
-            r#type: pb::attribute_proto::AttributeType::Ints as i32,
-            ints: vec![2, 2],
-            ..Default::default()
-        });
-        assert_eq!(strided_depthwise(&mut m, [12, 16]), 0);
-        // an element-wise input that broadcasts to another size stops the size from being followed
-        let mut m = small_net(false);
-        let g = m.graph.as_mut().unwrap();
-        g.initializer.push(floats("big", &[1, 4, 1, 16], &[1.0; 64]));
-        g.node.insert(2, node("Add", &["act", "big"], "act2", &[]));
-        g.node[3].input[0] = "act2".into();
-        assert_eq!(strided_depthwise(&mut m, [12, 16]), 0);
         // slopes given as a bare [C] (broadcast along W, not C) and weights that do not decode
         // whole: no fold, and nothing touched
         for broken in ["slope", "weights"] {
@@ -667,14 +437,5 @@ mod tests {
             assert!(fold_signs(&mut m).is_empty(), "{broken}");
             assert_eq!(graph(&m), before, "{broken}: the graph was changed");
         }
-    }
-
-    #[test]
-    fn odd_sizes_keep_the_strided_convolution_and_the_pool() {
-        let mut m = small_net(false);
-        // 13 × 16: the stride-1 output has 13 rows (odd), the pool's input 7 (odd)
-        assert_eq!(strided_depthwise(&mut m, [13, 16]), 0);
-        let mut m = small_net(false);
-        assert_eq!(strided_depthwise(&mut m, [12, 16]), 1);
     }
 }

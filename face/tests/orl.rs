@@ -170,28 +170,30 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
 #[test]
 fn encoder_rewrites_match_the_graph_as_shipped() {
     use facegate_face::{card_path_for, rewrite, GraphPrep};
-    // (model, what the load-time rewrites change, as counted)
-    let mut models = vec![("facegate-default.onnx", rewrite::Rewritten { prelu: 8, ..Default::default() })];
+    // (model, what the ONNX rewrites change, as counted; 3×3 depthwise convolutions)
+    let mut models = vec![("facegate-default.onnx", rewrite::Rewritten { prelu: 8, ..Default::default() }, 0)];
     if cfg!(not(target_arch = "aarch64")) {
         // SFace takes four minutes to load under qemu (twice here). Its first two PReLUs have
-        // slopes above 1 (sign-folded), and four depthwise convolutions have stride 2.
-        let r = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2, strided_depthwise: 4 };
-        models.push((paths::SFACE, r));
+        // slopes above 1 (sign-folded); 13 depthwise 3×3 convolutions, 4 of them with stride 2.
+        let r = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2 };
+        models.push((paths::SFACE, r, 13));
     }
     let finder = FaceFinder::new(yunet());
-    for (model, expected) in models {
+    for (model, expected, depthwise) in models {
         let path = require(root().join("models").join(model));
         let bytes = std::fs::read(&path).unwrap();
         let card = facegate_shared::ModelCard::load(&card_path_for(&path)).unwrap();
-        let hw = [card.input.height as usize, card.input.width as usize];
-        let (_, r) = rewrite::rewritten_bytes(&bytes, Some(hw)).expect("the encoder has PReLU nodes");
+        let (_, r) = rewrite::rewritten_bytes(&bytes).expect("the encoder has PReLU nodes");
         eprintln!("{model}: {r:?}");
         assert_eq!(r, expected, "{model}");
         let new = TractEncoder::from_bytes_with(&bytes, card.clone(), model, GraphPrep::Rewritten).unwrap();
         let old = TractEncoder::from_bytes_with(&bytes, card, model, GraphPrep::AsShipped).unwrap();
-        // every PReLU runs as one in-place pass (facegate_face::kernels), none in the graph as shipped
-        assert_eq!(new.operator_count("ChannelPrelu"), expected.prelu, "{model}");
-        assert_eq!(old.operator_count("ChannelPrelu"), 0, "{model}");
+        // every PReLU runs as one in-place pass and every 3×3 depthwise convolution as one
+        // operator of facegate_face::kernels; none in the graph as shipped
+        for (op, n) in [("ChannelPrelu", expected.prelu), ("Depthwise3x3", depthwise)] {
+            assert_eq!(new.operator_count(op), n, "{model} {op}");
+            assert_eq!(old.operator_count(op), 0, "{model} {op}");
+        }
         let mut worst = 0.0f32;
         for person in 1..=10 {
             let img = load_image(&root().join(format!("data/orl/s{person}/1.pgm"))).unwrap();
@@ -207,7 +209,8 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
     }
 }
 
-/// YuNet with its four 2×2 max-pools as [`facegate_face::kernels::MaxPool2x2`] finds the same faces, boxes, landmarks and scores
+/// YuNet with its 2×2 max-pools and 3×3 depthwise convolutions as operators of
+/// [`facegate_face::kernels`] finds the same faces, boxes, landmarks and scores
 /// as the graph as shipped, on both canvases.
 #[test]
 #[cfg_attr(target_arch = "aarch64", ignore = "four YuNet plans and 80 detections are slow under qemu; runs on x86-64")]
@@ -216,12 +219,16 @@ fn detector_rewrites_match_the_graph_as_shipped() {
     let path = require(root().join("models").join(paths::YUNET));
     let bytes = std::fs::read(&path).unwrap();
     for (w, h) in [(640u32, 480u32), (320, 256)] {
-        // nothing to rewrite in the ONNX graph (no PReLU, no strided depthwise convolution)
-        assert!(rewrite::rewritten_bytes(&bytes, Some([h as usize, w as usize])).is_none(), "{w}x{h}");
+        // nothing to rewrite in the ONNX graph (no PReLU)
+        assert!(rewrite::rewritten_bytes(&bytes).is_none(), "{w}x{h}");
         let new = YuNet::load_with(&path, w, h, GraphPrep::Rewritten).unwrap();
         let old = YuNet::load_with(&path, w, h, GraphPrep::AsShipped).unwrap();
-        assert_eq!(new.operator_count("MaxPool2x2"), 4, "{w}x{h}");
-        assert_eq!(old.operator_count("MaxPool2x2"), 0, "{w}x{h}");
+        // the four 2×2 pools and the 14 channels-first 3×3 depthwise convolutions (the heads'
+        // are channels-last and stay tract's) are operators of facegate_face::kernels
+        for (op, n) in [("MaxPool2x2", 4), ("Depthwise3x3", 14)] {
+            assert_eq!(new.operator_count(op), n, "{w}x{h} {op}");
+            assert_eq!(old.operator_count(op), 0, "{w}x{h} {op}");
+        }
         let mut worst = 0.0f32;
         let mut faces = 0;
         for person in 1..=40 {
