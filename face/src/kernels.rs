@@ -30,7 +30,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec};
-use tract_onnx::tract_core::ops::math::{Max, Mul};
+use tract_onnx::tract_core::ops::math::{Add, Max, Mul};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// `y = max(x, a_c · x)` over an f32 tensor, `a_c` the slope of channel `c`, the channels along
@@ -303,15 +303,57 @@ pub struct Depthwise3x3 {
     stride: usize,
     /// (top, left, bottom, right).
     pads: [usize; 4],
+    /// Element-wise steps done on each output plane once it is summed, in order (the nodes that
+    /// followed the convolution in the graph; see [`absorb_post_ops`]).
+    post: Vec<(PostOp, Arc<[f32]>)>,
+}
+
+/// An element-wise step after a [`Depthwise3x3`], with one constant per channel or one for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOp {
+    /// `y = x · k` (a batch normalisation's scale).
+    Mul,
+    /// `y = x + k` (its shift).
+    Add,
+    /// `y = max(x, k)` (a ReLU: `k = 0`).
+    Max,
+    /// `y = max(x, x · k)` (a [`ChannelPrelu`]).
+    Prelu,
+}
+
+impl PostOp {
+    #[cfg(test)]
+    fn one(self, v: f32, k: f32) -> f32 {
+        match self {
+            PostOp::Mul => v * k,
+            PostOp::Add => v + k,
+            PostOp::Max => v.max(k),
+            PostOp::Prelu => v.max(v * k),
+        }
+    }
+
+    fn run(self, plane: &mut [f32], k: f32) {
+        match self {
+            PostOp::Mul => plane.iter_mut().for_each(|v| *v *= k),
+            PostOp::Add => plane.iter_mut().for_each(|v| *v += k),
+            PostOp::Max => plane.iter_mut().for_each(|v| *v = v.max(k)),
+            PostOp::Prelu => plane.iter_mut().for_each(|v| *v = v.max(*v * k)),
+        }
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 impl PartialEq for Depthwise3x3 {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
         self.stride == other.stride
             && self.pads == other.pads
             && bits(&self.weights) == bits(&other.weights)
             && bits(&self.bias) == bits(&other.bias)
+            && self.post.len() == other.post.len()
+            && self.post.iter().zip(&other.post).all(|((a, x), (b, y))| a == b && bits(x) == bits(y))
     }
 }
 impl Eq for Depthwise3x3 {}
@@ -407,6 +449,9 @@ impl Depthwise3x3 {
             }
             for (o, a) in out.chunks_exact_mut(ow).zip(acc.chunks_exact(cols)) {
                 o.copy_from_slice(&a[..ow]);
+            }
+            for (op, k) in &self.post {
+                op.run(out, if k.len() == 1 { k[0] } else { k[c] });
             }
         }
     }
@@ -513,7 +558,7 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let hw = &shape[shape.len() - 2..];
         let padded = p.padding.compute(hw, &[3, 3], &[1, 1], &[stride, stride]);
         let pads = [padded[0].pad_before, padded[1].pad_before, padded[0].pad_after, padded[1].pad_after];
-        let op = Depthwise3x3 { weights: weights.into(), bias: bias.into(), stride, pads };
+        let op = Depthwise3x3 { weights: weights.into(), bias: bias.into(), stride, pads, post: Vec::new() };
         let mut patch = TypedModelPatch::default();
         let tapped = patch.tap_model(model, x)?;
         let out = patch.wire_node(format!("{}.dw3x3", node.name), op, &[tapped])?[0];
@@ -525,6 +570,68 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         fused += 1;
     }
     Ok(fused)
+}
+
+/// Folds into a [`Depthwise3x3`] the element-wise node that alone reads its output, when that
+/// node is a `Mul`, `Add` or `Max` with a constant holding one value per channel or one for all,
+/// or a [`ChannelPrelu`] on the channel axis; repeats until no node can be folded. Returns how
+/// many were. Each step is the same float operation as the node it replaces.
+pub fn absorb_post_ops(model: &mut TypedModel) -> TractResult<usize> {
+    let mut absorbed = 0;
+    'again: loop {
+        for id in model.eval_order()? {
+            let node = model.node(id);
+            let Some(dw) = node.op_as::<Depthwise3x3>() else { continue };
+            let out = OutletId::new(id, 0);
+            let succ = model.outlet_successors(out);
+            if succ.len() != 1 || model.output_outlets()?.contains(&out) {
+                continue;
+            }
+            let next = model.node(succ[0].node);
+            let fact = model.outlet_fact(out)?;
+            let Some(shape) = fact.shape.as_concrete().map(|s| s.to_vec()) else { continue };
+            if shape.len() < 3 || next.outputs.len() != 1 || model.outlet_fact(next.id.into())?.shape != fact.shape {
+                continue;
+            }
+            let channel_axis = shape.len() - 3;
+            let per_channel =
+                |v: Vec<f32>, axis: usize| (v.len() == 1 || axis == channel_axis).then(|| Arc::<[f32]>::from(v));
+            let step = if let Some(p) = next.op_as::<ChannelPrelu>() {
+                per_channel(p.slopes.to_vec(), p.axis).map(|k| (PostOp::Prelu, k))
+            } else if let Some(bin) = next.op_as::<TypedBinOp>() {
+                let kind = [
+                    (bin.0.is::<Mul>(), PostOp::Mul),
+                    (bin.0.is::<Add>(), PostOp::Add),
+                    (bin.0.is::<Max>(), PostOp::Max),
+                ]
+                .into_iter()
+                .find_map(|(is, kind)| is.then_some(kind));
+                let konst = match next.inputs.iter().find(|i| **i != out) {
+                    Some(o) if next.inputs.len() == 2 => model.outlet_fact(*o)?.konst.clone(),
+                    _ => None,
+                };
+                match (kind, konst) {
+                    (Some(kind), Some(k)) => {
+                        channel_slopes(&k, &shape).and_then(|(v, axis)| per_channel(v, axis)).map(|k| (kind, k))
+                    }
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let Some(step) = step else { continue };
+            let mut fused = dw.clone();
+            fused.post.push(step);
+            let mut patch = TypedModelPatch::default();
+            let tapped = patch.tap_model(model, node.inputs[0])?;
+            let wire = patch.wire_node(format!("{}+{}", node.name, next.name), fused, &[tapped])?[0];
+            patch.shunt_outside(model, next.id.into(), wire)?;
+            patch.apply(model)?;
+            absorbed += 1;
+            continue 'again;
+        }
+        return Ok(absorbed);
+    }
 }
 
 /// How many nodes of `plan` run tract operator `op`.
@@ -543,6 +650,7 @@ pub fn optimized(model: InferenceModel, fuse: bool) -> TractResult<TypedModel> {
     fuse_prelu(&mut typed)?;
     fuse_maxpool(&mut typed)?;
     fuse_depthwise(&mut typed)?;
+    absorb_post_ops(&mut typed)?;
     typed.into_optimized()
 }
 
@@ -596,6 +704,9 @@ mod tests {
                             sum += op.weights[9 * c + t] * plane[y as usize * w + x as usize];
                         }
                     }
+                    for (step, k) in &op.post {
+                        sum = step.one(sum, if k.len() == 1 { k[0] } else { k[c] });
+                    }
                     out.push(sum);
                 }
             }
@@ -620,7 +731,19 @@ mod tests {
             for stride in [1, 2] {
                 for pads in [[1, 1, 1, 1], [0, 0, 0, 0], [1, 0, 0, 1], [0, 1, 1, 0], [2, 1, 0, 2]] {
                     for bias in [vec![0.0], vec![0.5, -1.0, 2.0]] {
-                        let op = Depthwise3x3 { weights: weights.clone().into(), bias: bias.into(), stride, pads };
+                        // with the steps folded in after it, or none
+                        let post = if bias.len() == 1 {
+                            Vec::new()
+                        } else {
+                            vec![
+                                (PostOp::Mul, Arc::from(vec![1.5, -0.5, 2.0])),
+                                (PostOp::Add, Arc::from(vec![0.25])),
+                                (PostOp::Prelu, Arc::from(vec![0.1, 0.2, 0.3])),
+                                (PostOp::Max, Arc::from(vec![-0.4])),
+                            ]
+                        };
+                        let op =
+                            Depthwise3x3 { weights: weights.clone().into(), bias: bias.into(), stride, pads, post };
                         let Some((oh, ow)) = op.output_hw(h, w) else { continue };
                         let expected = depthwise_reference(&op, &src, channels, h, w);
                         for k in [kernel, None] {

@@ -305,7 +305,8 @@ mod tests {
     }
 
     /// `x [1, 4, 12, 16]` → BatchNormalization → PRelu (two slopes above 1) → stride-2
-    /// depthwise 3×3 → dense 1×1 → 2×2 max-pool; with `branch`, the PReLU also feeds an `Add`.
+    /// depthwise 3×3 → BatchNormalization → PRelu (slopes ≤ 1) → Relu → dense 1×1 → 2×2
+    /// max-pool; with `branch`, the first PReLU also feeds an `Add`.
     fn small_net(branch: bool) -> pb::ModelProto {
         let c = 4;
         let v = |n: usize, seed: f32| (0..n).map(|i| (i as f32 * 0.37 + seed).sin()).collect::<Vec<f32>>();
@@ -318,7 +319,10 @@ mod tests {
                 "dw",
                 &[("group", &[4]), ("kernel_shape", &[3, 3]), ("pads", &[1, 1, 1, 1]), ("strides", &[2, 2])],
             ),
-            node("Conv", &["dw", "wp"], "pw", &[("kernel_shape", &[1, 1])]),
+            node("BatchNormalization", &["dw", "g2", "b2", "m2", "v2"], "bn2", &[]),
+            node("PRelu", &["bn2", "a2"], "act2", &[]),
+            node("Relu", &["act2"], "r2", &[]),
+            node("Conv", &["r2", "wp"], "pw", &[("kernel_shape", &[1, 1])]),
             node("MaxPool", &["pw"], "y", &[("kernel_shape", &[2, 2]), ("strides", &[2, 2])]),
         ];
         if branch {
@@ -350,6 +354,11 @@ mod tests {
                     floats("m", &[c], &v(4, 3.0)),
                     floats("v", &[c], &[0.5, 1.0, 1.5, 2.0]),
                     floats("a", &[c, 1, 1], &[0.25, 1.5, -0.2, 1.12]),
+                    floats("a2", &[c, 1, 1], &[0.25, 0.5, 0.1, 0.9]),
+                    floats("g2", &[c], &v(4, 5.0)),
+                    floats("b2", &[c], &v(4, 6.0)),
+                    floats("m2", &[c], &v(4, 7.0)),
+                    floats("v2", &[c], &[1.5, 0.5, 2.5, 1.0]),
                     floats("wd", &[c, 1, 3, 3], &v(36, 4.0)),
                     floats("wp", &[3, c, 1, 1], &v(12, 5.0)),
                 ],
@@ -381,7 +390,7 @@ mod tests {
         let x = tract_onnx::prelude::Tensor::from_shape(&[1, 4, 12, 16], &x).unwrap();
         let original = small_net(false);
         let (bytes, r) = rewritten_bytes(&original.encode_to_vec()).unwrap();
-        assert_eq!(r, Rewritten { prelu: 1, kept: 0, sign_folded: 1 });
+        assert_eq!(r, Rewritten { prelu: 2, kept: 0, sign_folded: 1 });
         let rewritten = pb::ModelProto::decode(&*bytes).unwrap();
         let ops: Vec<&str> = rewritten.graph.as_ref().unwrap().node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(!ops.contains(&"PRelu"), "{ops:?}");
@@ -393,6 +402,17 @@ mod tests {
             assert_eq!(fused_ops.iter().filter(|o| *o == op).count(), 1, "{op}: {fused_ops:?}");
         }
         assert!(!fused_ops.iter().any(|o| o.contains("MaxPool") && o != "MaxPool2x2"), "{fused_ops:?}");
+        // the normalisation, PReLU and ReLU after the depthwise convolution are folded into it
+        // (the first normalisation, on the input, stays)
+        let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+        assert_eq!(count(&unfused_ops, "OptBinChain(Mul+Add)"), 2, "{unfused_ops:?}");
+        assert_eq!(count(&fused_ops, "OptBinChain(Mul+Add)"), 1, "{fused_ops:?}");
+        // nor any element-wise multiplication or maximum (the ReLU, the PReLUs' two passes)
+        let elementwise = |ops: &[String]| {
+            ops.iter().filter(|o| o.starts_with("OptMul") || o.starts_with("OptMax") || o.contains("(Max")).count()
+        };
+        assert!(elementwise(&unfused_ops) >= 3, "{unfused_ops:?}");
+        assert_eq!(elementwise(&fused_ops), 0, "{fused_ops:?}");
         // the load-time operators are exact on every target: the same multiplications and maxima
         assert_eq!(b, c, "the load-time operators compute other floats");
         if cfg!(target_arch = "x86_64") {
@@ -412,7 +432,8 @@ mod tests {
     fn a_prelu_whose_output_goes_elsewhere_than_convolutions_is_not_folded() {
         let mut m = small_net(true);
         let r = prelu_as_max(&mut m);
-        assert_eq!((r.prelu, r.kept, r.sign_folded), (0, 1, 0));
+        // the first PReLU is kept; the second (slopes ≤ 1) needs no fold
+        assert_eq!((r.prelu, r.kept, r.sign_folded), (1, 1, 0));
         // the normalisation was not touched either
         assert_eq!(
             float_initializer(m.graph.as_ref().unwrap(), "g"),
