@@ -413,8 +413,15 @@ mod tests {
         };
         assert!(elementwise(&unfused_ops) >= 3, "{unfused_ops:?}");
         assert_eq!(elementwise(&fused_ops), 0, "{fused_ops:?}");
-        // the load-time operators are exact on every target: the same multiplications and maxima
-        assert_eq!(b, c, "the load-time operators compute other floats");
+        // the load-time operators compute the same floats on x86-64; on aarch64 the depthwise
+        // convolution runs tract's NEON inner loop, which fuses each multiply-add: last bits
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(b, c, "the load-time operators compute other floats");
+        } else {
+            for (x, y) in b[0].iter().zip(&c[0]) {
+                assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{x} vs {y}");
+            }
+        }
         if cfg!(target_arch = "x86_64") {
             assert_eq!(a, b, "the rewritten net computes other floats");
         } else {
