@@ -1,7 +1,8 @@
 //! Per-node profile of the door's models on the bench frame (ORL `s1/1.pgm` enlarged 3× on a
 //! grey 640×480 frame): SFace and the ORL-trained encoder as shipped and with the load-time PReLU
 //! rewrite, YuNet at the 640×480 and 320×256 canvases. Prints Markdown tables for BENCHMARKS.md.
-//! Run: `taskset -c 1 cargo run --release -p facegate-face --example profile [RUNS]`.
+//! Run: `taskset -c 1 cargo run --release -p facegate-face --example profile [RUNS]` (`ALL=1`: every
+//! node, not only the slowest).
 
 use facegate_face::profile::Profile;
 use facegate_face::{
