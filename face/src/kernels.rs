@@ -1,6 +1,7 @@
-//! Two tract operators of our own, put in at load time between tract's declutter and its code
+//! Three tract operators of our own, put in at load time between tract's declutter and its code
 //! generation (`GraphPrep::Rewritten`; the graph as shipped never has them), each computing
-//! exactly the floats of the nodes it replaces.
+//! exactly the floats of the nodes it replaces on x86-64 (see [`Depthwise3x3`] for aarch64). A
+//! node a pass cannot replace exactly (another layout, padding, dilation, size) is left to tract.
 //!
 //! **PReLU as one in-place pass.**
 //! The ONNX rewrite ([`crate::rewrite`]) turns `PRelu(x, a)` into `Max(x, Mul(x, a))`. tract then
@@ -99,12 +100,22 @@ impl EvalOp for ChannelPrelu {
 
 impl TypedOp for ChannelPrelu {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].datum_type.fact(inputs[0].shape.clone())))
+        let shape = &inputs[0].shape;
+        ensure!(self.axis < shape.len(), "ChannelPrelu on axis {} of {shape:?}", self.axis);
+        if let (Ok(c), true) = (shape[self.axis].to_usize(), self.slopes.len() > 1) {
+            ensure!(c == self.slopes.len(), "{} slopes for {c} channels", self.slopes.len());
+        }
+        Ok(tvec!(inputs[0].datum_type.fact(shape.clone())))
     }
 
     fn axes_mapping(&self, inputs: &[&TypedFact], outputs: &[&TypedFact]) -> TractResult<AxesMapping> {
-        // element-wise: each axis of the output is the same axis of the input
-        AxesMapping::natural(inputs, outputs)
+        if self.slopes.len() == 1 {
+            // element-wise with one slope: each axis of the output is the same axis of the input
+            AxesMapping::natural(inputs, outputs)
+        } else {
+            // the slopes are tied to one axis: nothing may be moved, sliced or downsampled through
+            AxesMapping::disconnected(inputs, outputs)
+        }
     }
 
     as_op!();
@@ -130,8 +141,7 @@ fn channel_slopes(k: &Tensor, x: &[usize]) -> Option<(Vec<f32>, usize)> {
 }
 
 /// Replaces every `Max(x, Mul(x, slopes))` of `model` (see the module's doc) by one
-/// [`ChannelPrelu`] node; returns how many. The replaced nodes are left unreachable for the next
-/// declutter to remove.
+/// [`ChannelPrelu`] node; returns how many.
 pub fn fuse_prelu(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
     for id in model.eval_order()? {
@@ -170,7 +180,8 @@ pub fn fuse_prelu(model: &mut TypedModel) -> TractResult<usize> {
         let mut patch = TypedModelPatch::default();
         let tapped = patch.tap_model(model, x)?;
         let name = format!("{}.channel_prelu", model.node(id).name);
-        let out = patch.wire_node(name, ChannelPrelu { slopes: slopes.into(), axis }, &[tapped])?[0];
+        let Ok(out) = patch.wire_node(name, ChannelPrelu { slopes: slopes.into(), axis }, &[tapped]) else { continue };
+        let out = out[0];
         patch.shunt_outside(model, id.into(), out)?;
         patch.apply(model)?;
         fused += 1;
@@ -195,7 +206,9 @@ impl MaxPool2x2 {
                 let r0 = &plane[2 * oy * w..][..2 * ow];
                 let r1 = &plane[(2 * oy + 1) * w..][..2 * ow];
                 for ((o, a), b) in row.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
-                    *o = a[0].max(a[1]).max(b[0].max(b[1]));
+                    // from f32::MIN, the taps in tract's order, as its pool does (an all -inf
+                    // block gives f32::MIN there too)
+                    *o = f32::MIN.max(a[0]).max(a[1]).max(b[0]).max(b[1]);
                 }
             }
         }
@@ -272,7 +285,8 @@ pub fn fuse_maxpool(model: &mut TypedModel) -> TractResult<usize> {
         }
         let mut patch = TypedModelPatch::default();
         let tapped = patch.tap_model(model, x)?;
-        let out = patch.wire_node(format!("{}.2x2", node.name), MaxPool2x2, &[tapped])?[0];
+        let Ok(out) = patch.wire_node(format!("{}.2x2", node.name), MaxPool2x2, &[tapped]) else { continue };
+        let out = out[0];
         if patch.outlet_fact(out)?.shape != model.outlet_fact(id.into())?.shape {
             continue;
         }
@@ -559,9 +573,14 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let padded = p.padding.compute(hw, &[3, 3], &[1, 1], &[stride, stride]);
         let pads = [padded[0].pad_before, padded[1].pad_before, padded[0].pad_after, padded[1].pad_after];
         let op = Depthwise3x3 { weights: weights.into(), bias: bias.into(), stride, pads, post: Vec::new() };
+        // an empty input or one smaller than the kernel stays tract's
+        if hw.contains(&0) || op.output_hw(hw[0], hw[1]).is_none() {
+            continue;
+        }
         let mut patch = TypedModelPatch::default();
         let tapped = patch.tap_model(model, x)?;
-        let out = patch.wire_node(format!("{}.dw3x3", node.name), op, &[tapped])?[0];
+        let Ok(out) = patch.wire_node(format!("{}.dw3x3", node.name), op, &[tapped]) else { continue };
+        let out = out[0];
         if patch.outlet_fact(out)?.shape != model.outlet_fact(id.into())?.shape {
             continue;
         }
@@ -639,9 +658,9 @@ pub(crate) fn operator_count(plan: &TypedSimplePlan, op: &str) -> usize {
     plan.model().nodes().iter().filter(|n| n.op().name() == op).count()
 }
 
-/// The optimised model for `model`: with [`fuse_prelu`] and [`fuse_maxpool`] between tract's
-/// declutter and its code generation when `fuse` is set, as tract's `into_optimized` alone
-/// otherwise.
+/// The optimised model for `model`: with [`fuse_prelu`], [`fuse_maxpool`], [`fuse_depthwise`]
+/// and [`absorb_post_ops`] between tract's declutter and its code generation when `fuse` is set,
+/// as tract's `into_optimized` alone otherwise.
 pub fn optimized(model: InferenceModel, fuse: bool) -> TractResult<TypedModel> {
     if !fuse {
         return model.into_optimized();

@@ -436,6 +436,57 @@ mod tests {
     }
 
     #[test]
+    fn what_the_kernels_cannot_replace_exactly_is_left_to_tract() {
+        let x: Vec<f32> = (0..4 * 12 * 16).map(|i| ((i as f32) * 0.731).sin() * 3.0).collect();
+        let x = tract_onnx::prelude::Tensor::from_shape(&[1, 4, 12, 16], &x).unwrap();
+        let count = |ops: &[String], op: &str| ops.iter().filter(|o| *o == op).count();
+        let ints = |name: &str, v: &[i64]| pb::AttributeProto {
+            name: name.into(),
+            r#type: pb::attribute_proto::AttributeType::Ints as i32,
+            ints: v.to_vec(),
+            ..Default::default()
+        };
+        let same = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            assert_eq!(a.len(), b.len());
+            for (a, b) in a.iter().zip(b) {
+                assert_eq!(a.len(), b.len());
+                for (x, y) in a.iter().zip(b) {
+                    // exact on x86-64; aarch64's NEON depthwise loop fuses multiply-adds
+                    let ok =
+                        if cfg!(target_arch = "x86_64") { x == y } else { (x - y).abs() <= 1e-5 * x.abs().max(1.0) };
+                    assert!(ok, "{x} vs {y}");
+                }
+            }
+        };
+        // a padded pool and a dilated depthwise convolution stay tract's
+        let mut m = small_net(false);
+        let g = m.graph.as_mut().unwrap();
+        assert_eq!((g.node[2].op_type.as_str(), g.node[7].op_type.as_str()), ("Conv", "MaxPool"));
+        g.node[7].attribute.push(ints("pads", &[0, 0, 1, 1]));
+        g.node[2].attribute.push(ints("dilations", &[2, 2]));
+        let m = pb::ModelProto::decode(&*rewritten_bytes(&m.encode_to_vec()).unwrap().0).unwrap();
+        let ((a, _), (b, fused)) = (run(&m, &x, false), run(&m, &x, true));
+        assert_eq!((count(&fused, "MaxPool2x2"), count(&fused, "Depthwise3x3")), (0, 0), "{fused:?}");
+        assert!(
+            fused.iter().any(|o| o.contains("MaxPool")) && fused.iter().any(|o| o.contains("DepthWise")),
+            "{fused:?}"
+        );
+        same(&a, &b);
+        // the depthwise convolution's output also read elsewhere: it is replaced, but the
+        // normalisation after it is not folded in
+        let mut m = small_net(false);
+        let g = m.graph.as_mut().unwrap();
+        g.node.push(node("Add", &["dw", "dw"], "dw2", &[]));
+        g.output.push(pb::ValueInfoProto { name: "dw2".into(), ..Default::default() });
+        let m = pb::ModelProto::decode(&*rewritten_bytes(&m.encode_to_vec()).unwrap().0).unwrap();
+        let ((a, unfused), (b, fused)) = (run(&m, &x, false), run(&m, &x, true));
+        assert_eq!(count(&fused, "Depthwise3x3"), 1, "{fused:?}");
+        assert_eq!(count(&unfused, "OptBinChain(Mul+Add)"), count(&fused, "OptBinChain(Mul+Add)"), "{fused:?}");
+        assert_eq!(a.len(), 2);
+        same(&a, &b);
+    }
+
+    #[test]
     fn a_prelu_whose_output_goes_elsewhere_than_convolutions_is_not_folded() {
         let mut m = small_net(true);
         let r = prelu_as_max(&mut m);
