@@ -177,16 +177,33 @@ pub fn fuse_prelu(model: &mut TypedModel) -> TractResult<usize> {
             }
         }
         let Some((x, (slopes, axis))) = found else { continue };
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, x)?;
         let name = format!("{}.channel_prelu", model.node(id).name);
-        let Ok(out) = patch.wire_node(name, ChannelPrelu { slopes: slopes.into(), axis }, &[tapped]) else { continue };
-        let out = out[0];
-        patch.shunt_outside(model, id.into(), out)?;
-        patch.apply(model)?;
-        fused += 1;
+        fused += usize::from(replace(model, x, id.into(), name, ChannelPrelu { slopes: slopes.into(), axis })?);
     }
     Ok(fused)
+}
+
+/// Puts `op`, reading `x`, in place of what `model` computes at `out`, if `op` gives the same
+/// output shape there; returns whether it did (an operator that cannot take `x` leaves the model
+/// as it was).
+fn replace(model: &mut TypedModel, x: OutletId, out: OutletId, name: String, op: impl TypedOp) -> TractResult<bool> {
+    let mut patch = TypedModelPatch::default();
+    let tapped = patch.tap_model(model, x)?;
+    let Ok(wire) = patch.wire_node(name, op, &[tapped]) else { return Ok(false) };
+    if patch.outlet_fact(wire[0])?.shape != model.outlet_fact(out)?.shape {
+        return Ok(false);
+    }
+    patch.shunt_outside(model, out, wire[0])?;
+    patch.apply(model)?;
+    Ok(true)
+}
+
+/// The input of a single-input operator, checked to be laid out contiguously, and its shape.
+fn contiguous_input(inputs: TVec<TValue>, op: &str) -> TractResult<(TValue, Vec<usize>)> {
+    let x = args_1!(inputs);
+    let shape = x.shape().to_vec();
+    ensure!(x.strides() == &*Tensor::natural_strides(&shape), "{op} needs a contiguous tensor");
+    Ok((x, shape))
 }
 
 /// `y = 2×2 max-pool of x`, stride 2, no padding, over an `… × H × W` f32 tensor (the leading
@@ -236,9 +253,7 @@ impl EvalOp for MaxPool2x2 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = args_1!(inputs);
-        let shape = x.shape().to_vec();
-        ensure!(x.strides() == &*Tensor::natural_strides(&shape), "MaxPool2x2 needs a contiguous tensor");
+        let (x, shape) = contiguous_input(inputs, "MaxPool2x2")?;
         let out_shape = Self::output_shape(&shape)?;
         let (h, w) = (shape[shape.len() - 2], shape[shape.len() - 1]);
         // SAFETY: `apply` writes every element of every output plane (none when a side is 0)
@@ -283,16 +298,8 @@ pub fn fuse_maxpool(model: &mut TypedModel) -> TractResult<usize> {
         if !plain || xf.datum_type != f32::datum_type() || xf.shape.as_concrete().is_none() || node.outputs.len() != 1 {
             continue;
         }
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, x)?;
-        let Ok(out) = patch.wire_node(format!("{}.2x2", node.name), MaxPool2x2, &[tapped]) else { continue };
-        let out = out[0];
-        if patch.outlet_fact(out)?.shape != model.outlet_fact(id.into())?.shape {
-            continue;
-        }
-        patch.shunt_outside(model, id.into(), out)?;
-        patch.apply(model)?;
-        fused += 1;
+        let name = format!("{}.2x2", node.name);
+        fused += usize::from(replace(model, x, id.into(), name, MaxPool2x2)?);
     }
     Ok(fused)
 }
@@ -483,9 +490,7 @@ impl EvalOp for Depthwise3x3 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = args_1!(inputs);
-        let shape = x.shape().to_vec();
-        ensure!(x.strides() == &*Tensor::natural_strides(&shape), "Depthwise3x3 needs a contiguous tensor");
+        let (x, shape) = contiguous_input(inputs, "Depthwise3x3")?;
         let out_shape = self.output_shape(&shape)?;
         let r = shape.len();
         let channels = shape[r - 3];
@@ -577,16 +582,8 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         if hw.contains(&0) || op.output_hw(hw[0], hw[1]).is_none() {
             continue;
         }
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, x)?;
-        let Ok(out) = patch.wire_node(format!("{}.dw3x3", node.name), op, &[tapped]) else { continue };
-        let out = out[0];
-        if patch.outlet_fact(out)?.shape != model.outlet_fact(id.into())?.shape {
-            continue;
-        }
-        patch.shunt_outside(model, id.into(), out)?;
-        patch.apply(model)?;
-        fused += 1;
+        let name = format!("{}.dw3x3", node.name);
+        fused += usize::from(replace(model, x, id.into(), name, op)?);
     }
     Ok(fused)
 }
@@ -641,13 +638,11 @@ pub fn absorb_post_ops(model: &mut TypedModel) -> TractResult<usize> {
             let Some(step) = step else { continue };
             let mut fused = dw.clone();
             fused.post.push(step);
-            let mut patch = TypedModelPatch::default();
-            let tapped = patch.tap_model(model, node.inputs[0])?;
-            let wire = patch.wire_node(format!("{}+{}", node.name, next.name), fused, &[tapped])?[0];
-            patch.shunt_outside(model, next.id.into(), wire)?;
-            patch.apply(model)?;
-            absorbed += 1;
-            continue 'again;
+            let name = format!("{}+{}", node.name, next.name);
+            if replace(model, node.inputs[0], next.id.into(), name, fused)? {
+                absorbed += 1;
+                continue 'again;
+            }
         }
         return Ok(absorbed);
     }
