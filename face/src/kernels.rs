@@ -25,6 +25,12 @@
 //! same float whatever the order. It replaces a `MaxPool` of kernel 2×2, stride 2, no padding, no
 //! dilation, channels first (`NCHW` or `CHW`), over a contiguous f32 tensor of known size; odd
 //! sizes drop the last row or column as the valid pool does.
+//!
+//! **3×3 depthwise convolutions over whole planes** ([`Depthwise3x3`], stride 1 or 2): each tap is
+//! one contiguous run of tract's own vectorised depthwise loop over a zero-padded copy of the
+//! plane, instead of tract's walk row by row (rows of 7–14 values in SFace's last layers; stride
+//! 2 scalar). The batch normalisation, PReLU and ReLU that alone read its output are folded in
+//! ([`absorb_post_ops`]).
 
 use std::sync::Arc;
 use tract_onnx::prelude::*;
