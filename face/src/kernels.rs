@@ -320,7 +320,9 @@ pub fn fuse_maxpool(model: &mut TypedModel) -> TractResult<usize> {
 /// planes (four for stride 2: even and odd rows × even and odd columns), so that every tap is one
 /// contiguous multiply-add over the whole plane (vectorised): `acc[q] += w · phase[q + offset]`.
 /// A padded tap adds `w · 0`, which leaves a sum unchanged (but for the sign of a zero sum), so
-/// the floats are those of tract's kernel, which skips those taps.
+/// the floats are those of tract's kernel, which skips those taps. (On aarch64 tract's NEON loop
+/// fuses each multiply and add into one rounding: last-bit differences from the plain sum, as
+/// tract's own depthwise convolution has there.)
 #[derive(Debug, Clone)]
 pub struct Depthwise3x3 {
     /// `C × 9`, row-major per channel.
@@ -500,7 +502,9 @@ impl EvalOp for Depthwise3x3 {
         let out_shape = self.output_shape(&shape)?;
         let r = shape.len();
         let channels = shape[r - 3];
-        // SAFETY: `apply` writes every element of every output plane
+        // (the fusing pass never puts this operator on an empty input)
+        ensure!(shape[r - 2] > 0 && shape[r - 1] > 0, "Depthwise3x3 on an empty input {shape:?}");
+        // SAFETY: `apply` writes every element of every output plane of a non-empty input
         let mut y = unsafe { Tensor::uninitialized::<f32>(&out_shape)? };
         let src = x.try_as_plain_ram()?.as_slice::<f32>()?;
         self.apply(src, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, channels, shape[r - 2], shape[r - 1]);
