@@ -51,9 +51,7 @@ pub struct ChannelPrelu {
 
 impl PartialEq for ChannelPrelu {
     fn eq(&self, other: &Self) -> bool {
-        self.axis == other.axis
-            && self.slopes.len() == other.slopes.len()
-            && self.slopes.iter().zip(other.slopes.iter()).all(|(a, b)| a.to_bits() == b.to_bits())
+        self.axis == other.axis && bits(&self.slopes) == bits(&other.slopes)
     }
 }
 impl Eq for ChannelPrelu {}
@@ -142,8 +140,26 @@ fn channel_slopes(k: &Tensor, x: &[usize]) -> Option<(Vec<f32>, usize)> {
         [a] if shape[a] == x[a] => a,
         _ => return None,
     };
-    let v = k.to_plain_array_view::<f32>().ok()?.iter().copied().collect::<Vec<f32>>();
+    let v = floats(k)?;
     (v.len() == 1 || v.len() == x[axis]).then_some((v, axis))
+}
+
+/// The values of an f32 tensor.
+fn floats(t: &Tensor) -> Option<Vec<f32>> {
+    if t.datum_type() != f32::datum_type() {
+        return None;
+    }
+    Some(t.to_plain_array_view::<f32>().ok()?.iter().copied().collect())
+}
+
+/// Whether a pool's or convolution's dilations are all 1 (or not given).
+fn undilated(d: &Option<TVec<usize>>) -> bool {
+    d.as_ref().is_none_or(|d| d.iter().all(|v| *v == 1))
+}
+
+/// Bit patterns, to compare constants exactly (`Eq` on the operators).
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Replaces every `Max(x, Mul(x, slopes))` of `model` (see the module's doc) by one
@@ -172,8 +188,7 @@ pub fn fuse_prelu(model: &mut TypedModel) -> TractResult<usize> {
             };
             let xf = model.outlet_fact(x)?;
             let Some(shape) = xf.shape.as_concrete() else { continue };
-            if xf.datum_type != f32::datum_type() || shape.is_empty() || model.outlet_fact(id.into())?.shape != xf.shape
-            {
+            if xf.datum_type != f32::datum_type() || shape.is_empty() {
                 continue;
             }
             let Some(konst) = model.outlet_fact(k)?.konst.clone() else { continue };
@@ -286,12 +301,11 @@ pub fn fuse_maxpool(model: &mut TypedModel) -> TractResult<usize> {
         let node = model.node(id);
         let Some(pool) = node.op_as::<MaxPool>() else { continue };
         let p = &pool.pool_spec;
-        let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|d| *d == 1));
         let plain = pool.with_index_outputs.is_none()
             && matches!(p.data_format, DataFormat::NCHW | DataFormat::CHW)
             && *p.kernel_shape == [2, 2]
             && p.strides.as_deref() == Some(&[2, 2][..])
-            && ones(&p.dilations)
+            && undilated(&p.dilations)
             && match &p.padding {
                 PaddingSpec::Valid => true,
                 PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false) => {
@@ -369,10 +383,6 @@ impl PostOp {
             PostOp::Prelu => plane.iter_mut().for_each(|v| *v = v.max(*v * k)),
         }
     }
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 impl PartialEq for Depthwise3x3 {
@@ -543,7 +553,6 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let node = model.node(id);
         let Some(conv) = node.op_as::<Conv>() else { continue };
         let p = &conv.pool_spec;
-        let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|d| *d == 1));
         let stride = match p.strides.as_deref() {
             None => 1,
             Some([a, b]) if a == b && (*a == 1 || *a == 2) => *a,
@@ -553,7 +562,7 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
             && matches!(p.data_format, DataFormat::NCHW | DataFormat::CHW)
             && matches!(conv.kernel_fmt, KernelFormat::OIHW)
             && *p.kernel_shape == [3, 3]
-            && ones(&p.dilations)
+            && undilated(&p.dilations)
             && conv.group == p.input_channels
             && p.input_channels == p.output_channels
             && node.inputs.len() == 3
@@ -567,15 +576,7 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let (kf, bf) = (model.outlet_fact(node.inputs[1])?, model.outlet_fact(node.inputs[2])?);
         let (Some(k), Some(b)) = (kf.konst.clone(), bf.konst.clone()) else { continue };
         let c = p.input_channels;
-        let f32s = |t: &Tensor| -> Option<Vec<f32>> {
-            (t.datum_type() == f32::datum_type())
-                .then(|| t.to_plain_array_view::<f32>().ok())??
-                .iter()
-                .copied()
-                .collect::<Vec<_>>()
-                .into()
-        };
-        let (Some(weights), Some(bias)) = (f32s(&k), f32s(&b)) else { continue };
+        let (Some(weights), Some(bias)) = (floats(&k), floats(&b)) else { continue };
         if xf.datum_type != f32::datum_type()
             || shape.len() < 3
             || shape[shape.len() - 3] != c
@@ -588,8 +589,9 @@ pub fn fuse_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         let padded = p.padding.compute(hw, &[3, 3], &[1, 1], &[stride, stride]);
         let pads = [padded[0].pad_before, padded[1].pad_before, padded[0].pad_after, padded[1].pad_after];
         let op = Depthwise3x3 { weights: weights.into(), bias: bias.into(), stride, pads, post: Vec::new() };
-        // an empty input or one smaller than the kernel stays tract's
-        if hw.contains(&0) || op.output_hw(hw[0], hw[1]).is_none() {
+        // an empty input stays tract's (one smaller than the kernel too: `replace` finds no
+        // output shape for it)
+        if hw.contains(&0) {
             continue;
         }
         let name = format!("{}.dw3x3", node.name);
