@@ -57,6 +57,11 @@ enum Command {
     /// Writes OUT, OUT.card.json (with the SHA-256 fingerprint) and OUT.golden.json. Calibrate
     /// its threshold with `facegate calibrate`.
     Export(export::ExportArgs),
+    /// Transfer learning onto a smaller network: keep a pretrained ONNX encoder's layers up to a
+    /// cut (e.g. SFace to its 14×14 stage) and append a fresh head (`--head dw2,pw256,gdc`) ending
+    /// in a fully connected embedding layer. Writes OUT and OUT.card.json; prints the number of
+    /// trunk layers, to train the head with `--init-from OUT --freeze N`.
+    Graft(facegate_train::onnx::graft::GraftArgs),
     /// Benchmarks that print JSON.
     Bench {
         #[command(subcommand)]
@@ -125,6 +130,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Export(args) => {
             let summary = export::export(&args)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graft(args) => {
+            let summary = facegate_train::onnx::graft::graft_files(&args)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -21,6 +21,7 @@ use crate::curves::EpochMetrics;
 use crate::losses::{contrastive_loss, pairwise_distances, triplet_loss, Mining};
 use crate::model::{l2_normalise, ArchConfig};
 use crate::net::{is_onnx, BaseRef, Freeze, ImportedBase, Net};
+use crate::onnx::import::{FrozenCut, OnnxNet};
 use crate::optim::{Optimizer, OptimizerKind};
 use facegate_hostkit::data::{aligned_crops, scan, ImageEntry, Splits};
 
@@ -187,6 +188,14 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     #[serde(default)]
     pub widths: Option<Vec<i64>>,
+    /// With an imported encoder whose first layers are frozen (`--freeze`): run those layers once
+    /// on V views of each training face (the face itself and V - 1 augmented copies) and train
+    /// the rest on the cached feature maps, one view drawn per face and step (0: run every layer
+    /// every step). The frozen layers' cost is paid once instead of every step; augmentation is
+    /// limited to the V views. Validation and test faces go through the whole network.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default)]
+    pub trunk_views: usize,
 }
 
 /// Default weight of the distillation term.
@@ -261,6 +270,20 @@ impl TrainArgs {
         }
         if imported && self.augment == Augment::Strong {
             bail!("--augment strong assumes inputs scaled to [-1, 1] (the built-in encoder); an imported encoder keeps its own scaling: use --augment basic");
+        }
+        if self.trunk_views > 0 {
+            if !imported || self.freeze == Freeze::None {
+                bail!("--trunk-views caches the frozen layers of an imported encoder: give --init-from X.onnx and --freeze");
+            }
+            if self.distill_blends > 0 {
+                bail!("--trunk-views and --distill-blends cannot be combined (blends go through every layer)");
+            }
+            if self.no_augment && self.trunk_views > 1 {
+                bail!("--no-augment leaves one view of each face: use --trunk-views 1");
+            }
+            if self.trunk_views > 32 {
+                bail!("--trunk-views {}: at most 32 views", self.trunk_views);
+            }
         }
         if let Some(w) = &self.widths {
             if w.len() != 5 || w.iter().any(|&c| !(1..=1024).contains(&c)) {
@@ -777,6 +800,26 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     all_params.extend(head_params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())));
     let mut opt = Optimizer::new(args.optimizer, all_params, args.weight_decay);
     copy_vars(&ema_vs, &vs)?;
+    let trunk = match (&net, args.trunk_views) {
+        (_, 0) => None,
+        (Net::Imported(n, _), views) => {
+            let cut = n.frozen_cut(&frozen).context(
+                "--trunk-views: the frozen layers do not end in one value that the rest of the network reads \
+                 (nothing or everything frozen, or a skip connection across the cut)",
+            )?;
+            let started = std::time::Instant::now();
+            let maps = trunk_maps(n, &cut, &train_set.x, views, args)?;
+            eprintln!(
+                "trunk: frozen layers to '{}' run once on {views} views of {} faces: maps {:?} in {:.0} s",
+                cut.value,
+                train_set.len(),
+                maps.size(),
+                started.elapsed().as_secs_f64()
+            );
+            Some((cut, maps))
+        }
+        (Net::Small(_), _) => bail!("--trunk-views needs an imported encoder"),
+    };
 
     let last = args.out.join("last");
     let best_path = args.out.join("best.safetensors");
@@ -831,10 +874,28 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
         &val_set,
         &test_set,
         &train_people,
+        trunk.as_ref(),
         &best_path,
         &last,
         interrupt,
     )
+}
+
+/// The frozen layers' feature maps of `views` views of every face in `x` (view 0 the face
+/// itself, the others augmented), rows ordered view by view: row `v * N + i`.
+fn trunk_maps(net: &OnnxNet, cut: &FrozenCut, x: &Tensor, views: usize, args: &TrainArgs) -> Result<Tensor> {
+    let n = x.size()[0];
+    tch::no_grad(|| {
+        let mut all = Vec::new();
+        for v in 0..views {
+            tch::manual_seed((args.seed as i64).wrapping_mul(7_919).wrapping_add(v as i64));
+            let xv = if v == 0 { x.shallow_clone() } else { augment(x, args.augment) };
+            for s in (0..n).step_by(32) {
+                all.push(net.run_frozen(cut, &xv.narrow(0, s, (n - s).min(32)))?);
+            }
+        }
+        Ok(Tensor::cat(&all, 0))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -859,6 +920,7 @@ fn run_loop(
     val_set: &FaceSet,
     test_set: &FaceSet,
     train_people: &[usize],
+    trunk: Option<&(FrozenCut, Tensor)>,
     best_path: &Path,
     last: &Path,
     interrupt: Arc<AtomicBool>,
@@ -903,23 +965,35 @@ fn run_loop(
         };
         tch::manual_seed((args.seed as i64).wrapping_mul(1_000_003).wrapping_add(step as i64));
         let mut rng = SplitMix64::new(args.seed.wrapping_mul(0x9E37_79B9).wrapping_add(step as u64));
-        let idx = Tensor::from_slice(&sample_batch(train_set, train_people, p, k, &mut rng)).to_device(device);
-        let x = train_set.x.index_select(0, &idx);
+        let picked = sample_batch(train_set, train_people, p, k, &mut rng);
+        let idx = Tensor::from_slice(&picked).to_device(device);
         let y = train_set.y.index_select(0, &idx);
-        let x = if args.no_augment { x } else { augment(&x, args.augment) };
         // --distill-blends: 32 blended faces go through the student beside the batch
         let blends = train_set.teacher.as_ref().and_then(|t| t.blends.as_ref());
         let blend_idx = blends.map(|(bx, _)| {
             let n = bx.size()[0] as usize;
             Tensor::from_slice(&(0..32).map(|_| rng.below(n) as i64).collect::<Vec<_>>()).to_device(device)
         });
-        let (hidden, blend_hidden) = match (&blend_idx, blends) {
-            (Some(bi), Some((bx, _))) => {
+        let (hidden, blend_hidden) = match (&blend_idx, blends, trunk) {
+            (_, _, Some((cut, maps))) => {
+                // one cached view of each face (validate() keeps blends out)
+                let n = train_set.len() as i64;
+                let rows: Vec<i64> = picked.iter().map(|&i| rng.below(args.trunk_views) as i64 * n + i).collect();
+                let Net::Imported(inet, _) = &net else { bail!("--trunk-views needs an imported encoder") };
+                (inet.run_rest(cut, &maps.index_select(0, &Tensor::from_slice(&rows).to_device(device)), true)?, None)
+            }
+            (Some(bi), Some((bx, _)), None) => {
+                let x = train_set.x.index_select(0, &idx);
+                let x = if args.no_augment { x } else { augment(&x, args.augment) };
                 let all = net.hidden_t(&Tensor::cat(&[&x, &bx.index_select(0, bi)], 0), true);
                 let b = x.size()[0];
                 (all.narrow(0, 0, b), Some(all.narrow(0, b, all.size()[0] - b)))
             }
-            _ => (net.hidden_t(&x, true), None),
+            _ => {
+                let x = train_set.x.index_select(0, &idx);
+                let x = if args.no_augment { x } else { augment(&x, args.augment) };
+                (net.hidden_t(&x, true), None)
+            }
         };
         let mut loss = if pretraining {
             hidden.apply(&head).cross_entropy_for_logits(&y)

@@ -445,6 +445,11 @@ impl OnnxGraph {
         Ok(Self { proto, nodes, constants, roles, var_names, layers, input, input_dims, output, opset })
     }
 
+    /// The model as read.
+    pub fn proto(&self) -> &ModelProto {
+        &self.proto
+    }
+
     /// Layers with parameters, in graph order.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
@@ -476,6 +481,15 @@ impl OnnxGraph {
         }
         Ok(())
     }
+}
+
+/// Where an imported encoder's frozen first layers end ([`OnnxNet::frozen_cut`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrozenCut {
+    /// Index of the first node that trains.
+    pub node: usize,
+    /// The value the frozen layers hand on.
+    pub value: String,
 }
 
 /// An imported encoder whose weights live in a VarStore.
@@ -523,8 +537,20 @@ impl OnnxNet {
 
     /// Runs the graph; errors are shape or type problems tch reports.
     pub fn run(&self, x: &Tensor, train: bool) -> Result<Tensor, ImportError> {
-        let mut env: HashMap<String, Tensor> = HashMap::from([(self.graph.input.clone(), x.shallow_clone())]);
-        for n in &self.graph.nodes {
+        self.run_span(&self.graph.input, x, 0..self.graph.nodes.len(), &self.graph.output, train)
+    }
+
+    /// Runs nodes `nodes` with the value `from` set to `x` and returns the value `to`.
+    fn run_span(
+        &self,
+        from: &str,
+        x: &Tensor,
+        nodes: std::ops::Range<usize>,
+        to: &str,
+        train: bool,
+    ) -> Result<Tensor, ImportError> {
+        let mut env: HashMap<String, Tensor> = HashMap::from([(from.to_owned(), x.shallow_clone())]);
+        for n in &self.graph.nodes[nodes] {
             let y = self.step(n, &env, train).map_err(|e| ImportError::BadNode {
                 node: n.name.clone(),
                 op: n.op_type.clone(),
@@ -532,7 +558,42 @@ impl OnnxNet {
             })?;
             env.insert(n.output.clone(), y);
         }
-        Ok(env.remove(&self.graph.output).expect("checked at import"))
+        env.remove(to).ok_or_else(|| ImportError::BadNode {
+            node: to.to_owned(),
+            op: "cut".into(),
+            reason: "the value is not computed by these nodes".into(),
+        })
+    }
+
+    /// Where the frozen first layers end: the first node that uses a variable not in `frozen`
+    /// (VarStore names), and the one value computed before it that it and every later node read.
+    /// `None` when nothing is frozen, when everything is, or when a later node reads anything else
+    /// computed before the cut (a skip connection across it): then the frozen part cannot be run
+    /// once and cached.
+    pub fn frozen_cut(&self, frozen: &HashSet<String>) -> Option<FrozenCut> {
+        let g = &self.graph;
+        let trains = |name: &String| {
+            g.roles.get(name) == Some(&Role::Trainable) && g.var_names.get(name).is_some_and(|v| !frozen.contains(v))
+        };
+        let first = g.nodes.iter().position(|n| n.inputs.iter().any(trains))?;
+        let before: HashSet<&String> = g.nodes[..first].iter().map(|n| &n.output).chain([&g.input]).collect();
+        let read: HashSet<&String> =
+            g.nodes[first..].iter().flat_map(|n| n.inputs.iter()).filter(|i| before.contains(i)).collect();
+        match read.into_iter().collect::<Vec<_>>()[..] {
+            [cut] if *cut != g.input => Some(FrozenCut { node: first, value: cut.clone() }),
+            _ => None,
+        }
+    }
+
+    /// The frozen first layers' output (evaluation mode: batch norm uses its running statistics,
+    /// dropout is off).
+    pub fn run_frozen(&self, cut: &FrozenCut, x: &Tensor) -> Result<Tensor, ImportError> {
+        self.run_span(&self.graph.input, x, 0..cut.node, &cut.value, false)
+    }
+
+    /// The rest of the network from the frozen layers' output.
+    pub fn run_rest(&self, cut: &FrozenCut, maps: &Tensor, train: bool) -> Result<Tensor, ImportError> {
+        self.run_span(&cut.value, maps, cut.node..self.graph.nodes.len(), &self.graph.output, train)
     }
 
     fn step(&self, n: &Node, env: &HashMap<String, Tensor>, train: bool) -> Result<Tensor, tch::TchError> {
@@ -919,6 +980,34 @@ mod tests {
         let t = tract.encode_tensor(&input).unwrap();
         let diff = e.iter().zip(t.as_slice()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(diff <= 1e-4, "tch and tract differ by {diff}");
+    }
+
+    /// `--trunk-views`: the frozen first layers run once, the rest from their output gives the
+    /// network's own output; a cut that a skip connection crosses is refused.
+    #[test]
+    fn a_frozen_prefix_and_the_rest_give_the_whole_network() {
+        let (_, _, bytes) = tiny_export();
+        let graph = Arc::new(OnnxGraph::parse(&bytes, "tiny").unwrap());
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = OnnxNet::new(&vs.root(), graph.clone());
+        let frozen_first = |k: usize| net.first_layers_variables(k).into_iter().collect::<HashSet<String>>();
+        let stem = graph.layers().iter().position(|l| l.node.starts_with("block1")).unwrap();
+        assert!(stem > 0);
+        let cut = net.frozen_cut(&frozen_first(stem)).expect("the stem's output is all block 1 reads");
+        assert_eq!(cut.node, graph.nodes.iter().position(|n| n.name == graph.layers()[stem].node).unwrap());
+        tch::manual_seed(2);
+        let x = Tensor::randn([3, 1, 16, 16], (Kind::Float, Device::Cpu));
+        let (whole, split) = tch::no_grad(|| {
+            let maps = net.run_frozen(&cut, &x).unwrap();
+            (net.run(&x, false).unwrap(), net.run_rest(&cut, &maps, false).unwrap())
+        });
+        assert_eq!(whole.size(), split.size());
+        assert!(max_diff(&whole, &split) == 0.0, "{}", max_diff(&whole, &split));
+        // inside block 1 the skip connection still reads the stem's output: no single cut
+        assert_eq!(net.frozen_cut(&frozen_first(stem + 1)), None);
+        // nothing frozen, or everything
+        assert_eq!(net.frozen_cut(&HashSet::new()), None);
+        assert_eq!(net.frozen_cut(&frozen_first(graph.layers().len())), None);
     }
 
     #[test]
