@@ -288,3 +288,60 @@ fn distillation_shows_the_teacher_training_faces_only() {
     let again = run(&dir.path().join("again"), "4");
     assert!(again.contains(&format!("from the cache {}", teacher_dirs[0].display())), "{again}");
 }
+
+/// Transfer learning onto a smaller network: `graft` keeps SFace to its 28×28 stage and adds a
+/// fresh head; training with `--freeze K --trunk-views 2` runs the kept layers once per view and
+/// trains only the head; the export keeps SFace's layers bit for bit and passes its tch/tract
+/// parity check.
+#[test]
+fn graft_then_train_only_the_head_on_cached_trunk_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_orl(dir.path());
+    let sface = root().join("models/face_recognition_sface_2021dec.onnx");
+    assert!(sface.exists(), "{} missing: run `make setup`", sface.display());
+    let grafted = dir.path().join("g.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_facegate-train"))
+        .arg("graft")
+        .arg("--from")
+        .arg(&sface)
+        .args(["--cut", "conv_5_relu", "--head", "dw2,pw32,gdc", "--dim", "16", "-o"])
+        .arg(&grafted)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(g["cut_shape"], serde_json::json!([256, 28, 28]));
+    let k = g["trunk_layers"].as_u64().unwrap().to_string();
+    assert_eq!(k, "27", "stem + 4 depthwise/pointwise pairs, 3 layers each");
+    let card = facegate_shared::ModelCard::load(&grafted.with_extension("card.json")).unwrap();
+    assert_eq!((card.embedding_dim.get(), card.threshold.is_none()), (16, true));
+
+    // the cache needs frozen layers to cache
+    let out = dir.path().join("nofreeze");
+    let o = train(&data, &out, &["--init-from", grafted.to_str().unwrap(), "--trunk-views", "2"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--freeze"));
+
+    let out = dir.path().join("head");
+    let o = train(&data, &out, &["--init-from", grafted.to_str().unwrap(), "--freeze", &k, "--trunk-views", "2"]);
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    // 4 training people x 10 photos, 2 views each
+    assert!(log.contains("trunk: frozen layers to 'conv_5_relu' run once on 2 views of 40 faces"), "{log}");
+    let onnx = dir.path().join("head.onnx");
+    export(&out.join("best.safetensors"), &onnx, &[]);
+    let init = |p: &Path| -> std::collections::HashMap<String, Vec<u8>> {
+        use prost::Message;
+        let m = tract_onnx::pb::ModelProto::decode(std::fs::read(p).unwrap().as_slice()).unwrap();
+        m.graph.unwrap().initializer.into_iter().map(|t| (t.name, t.raw_data)).collect()
+    };
+    let (before, after) = (init(&grafted), init(&onnx));
+    assert_eq!(before.keys().collect::<std::collections::BTreeSet<_>>(), after.keys().collect());
+    for (name, bytes) in &before {
+        if name.starts_with("head_") {
+            continue;
+        }
+        assert!(after[name] == *bytes, "trunk weight {name} changed");
+    }
+    let moved = before.iter().filter(|(n, b)| n.starts_with("head_") && after[*n] != **b).count();
+    assert!(moved >= 8, "only {moved} head tensors trained");
+}
