@@ -360,6 +360,12 @@ fn check_resume_recipe(
     let differ: Vec<String> = keys
         .into_iter()
         .filter(|k| saved.get(*k).unwrap_or(&null) != now.get(*k).unwrap_or(&null))
+        // a flag added to Facegate after the run started is not in its record: it matches when
+        // it is off now (0, false or unset)
+        .filter(|k| {
+            saved.contains_key(*k)
+                || now.get(*k).is_some_and(|v| !(v.is_null() || v.as_bool() == Some(false) || v.as_f64() == Some(0.0)))
+        })
         .map(|k| {
             format!(
                 "--{}: {} at the start, {} now",
@@ -881,11 +887,23 @@ pub fn train(args: &TrainArgs, interrupt: Arc<AtomicBool>) -> Result<TrainSummar
     )
 }
 
+/// Largest `--trunk-views` cache.
+const MAX_TRUNK_CACHE_GIB: f64 = 4.0;
+
 /// The frozen layers' feature maps of `views` views of every face in `x` (view 0 the face
 /// itself, the others augmented), rows ordered view by view: row `v * N + i`.
 fn trunk_maps(net: &OnnxNet, cut: &FrozenCut, x: &Tensor, views: usize, args: &TrainArgs) -> Result<Tensor> {
     let n = x.size()[0];
     tch::no_grad(|| {
+        // the cache's size, from one face's maps, before it is built
+        let one = net.run_frozen(cut, &x.narrow(0, 0, n.min(1)))?.numel() as f64;
+        let gib = one * 4.0 * n as f64 * views as f64 / (1u64 << 30) as f64;
+        if gib > MAX_TRUNK_CACHE_GIB {
+            bail!(
+                "--trunk-views {views}: the cached maps of {n} faces would take {gib:.1} GiB \
+                 (limit {MAX_TRUNK_CACHE_GIB} GiB): use fewer views or cut later"
+            );
+        }
         let mut all = Vec::new();
         for v in 0..views {
             tch::manual_seed((args.seed as i64).wrapping_mul(7_919).wrapping_add(v as i64));
@@ -1203,4 +1221,26 @@ pub fn bench_throughput(batch: i64, steps: usize, device: DeviceArg) -> Result<s
         "device": format!("{device:?}"), "threads": tch::get_num_threads(), "batch": batch, "steps": steps,
         "images_per_second": (batch as f64 * steps as f64) / secs, "ms_per_step": secs * 1e3 / steps as f64,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resume_accepts_a_flag_added_since_only_when_it_is_off() {
+        let saved = json!({"lr": 0.003, "seed": 7}).as_object().unwrap().clone();
+        let now = |v: serde_json::Value| {
+            let mut m = saved.clone();
+            m.insert("trunk_views".into(), v);
+            m
+        };
+        assert!(check_resume_recipe(&saved, &now(json!(0))).is_ok());
+        let e = check_resume_recipe(&saved, &now(json!(8))).unwrap_err();
+        assert!(e.to_string().contains("--trunk-views: null at the start, 8 now"), "{e}");
+        let mut changed = saved.clone();
+        changed.insert("lr".into(), json!(0.01));
+        assert!(check_resume_recipe(&saved, &changed).is_err(), "a recorded flag that changed is refused");
+    }
 }

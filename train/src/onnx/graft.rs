@@ -22,11 +22,26 @@ use super::import::{ImportError, OnnxGraph, OnnxNet};
 #[derive(Debug, thiserror::Error)]
 pub enum GraftError {
     #[error("no node of the base graph outputs '{cut}'; cut points that give C×H×W maps: {candidates}")]
-    UnknownCut { cut: String, candidates: String },
+    UnknownCut {
+        cut: String,
+        candidates: String,
+    },
     #[error("--head '{spec}': {reason}")]
-    BadHead { spec: String, reason: String },
+    BadHead {
+        spec: String,
+        reason: String,
+    },
     #[error("the cut '{cut}' gives shape {shape:?}; a head needs a 1×C×H×W feature map")]
-    NotAMap { cut: String, shape: Vec<i64> },
+    #[error(
+        "the base graph already has '{name}': the new head's names (head_*) would clash; graft the original encoder"
+    )]
+    NameClash {
+        name: String,
+    },
+    NotAMap {
+        cut: String,
+        shape: Vec<i64>,
+    },
     #[error(transparent)]
     Import(#[from] ImportError),
 }
@@ -170,6 +185,13 @@ impl Builder {
 /// embedding layer. New weights are drawn with `seed`.
 pub fn graft(base: &OnnxGraph, cut: &str, head: &[HeadStep], dim: i64, seed: i64) -> Result<Grafted, GraftError> {
     let mut proto = base.proto().clone();
+    if let Some(g) = proto.graph.as_ref() {
+        let names =
+            g.node.iter().flat_map(|n| n.output.iter().chain([&n.name])).chain(g.initializer.iter().map(|t| &t.name));
+        if let Some(name) = names.into_iter().find(|n| n.starts_with("head_")) {
+            return Err(GraftError::NameClash { name: name.clone() });
+        }
+    }
     let mut output = {
         let graph = proto.graph.as_mut().expect("checked at import");
         let Some(at) = graph.node.iter().position(|n| n.output.first().is_some_and(|o| o == cut)) else {
@@ -333,6 +355,13 @@ pub fn graft_files(args: &GraftArgs) -> anyhow::Result<GraftSummary> {
         anyhow::bail!("--dim {}: give an embedding width of 1 to 4096", args.dim);
     }
     let head = parse_head(&args.head)?;
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(&args.out, &args.from) {
+        anyhow::bail!("-o {} is the base encoder itself: write the grafted one elsewhere", args.out.display());
+    }
     let base = crate::net::ImportedBase::load(&args.from)?;
     let g = graft(&base.graph, &args.cut, &head, args.dim, args.seed)?;
     let mut card = base.card.clone();
@@ -455,5 +484,10 @@ mod tests {
         // a cut after the flatten is not a feature map
         let e = graft(&base.graph, "pre_fc1", &[HeadStep::Gdc], 16, 1).unwrap_err();
         assert!(matches!(e, GraftError::NotAMap { .. }), "{e}");
+        // a grafted encoder cannot be grafted again: its head's names would clash
+        let g = graft(&base.graph, "conv_3_relu", &[HeadStep::Gap], 8, 1).unwrap();
+        let again = OnnxGraph::parse(&g.bytes, "grafted").unwrap();
+        let e = graft(&again, "conv_2_relu", &[HeadStep::Gap], 8, 1).unwrap_err();
+        assert!(matches!(e, GraftError::NameClash { .. }), "{e}");
     }
 }

@@ -568,7 +568,8 @@ impl OnnxNet {
     /// Where the frozen first layers end: the first node that uses a variable not in `frozen`
     /// (VarStore names), and the one value computed before it that it and every later node read.
     /// `None` when nothing is frozen, when everything is, or when a later node reads anything else
-    /// computed before the cut (a skip connection across it): then the frozen part cannot be run
+    /// computed before the cut (a skip connection across it), or when dropout comes before the
+    /// cut (it is random in training, a cache would drop it): then the frozen part cannot be run
     /// once and cached.
     pub fn frozen_cut(&self, frozen: &HashSet<String>) -> Option<FrozenCut> {
         let g = &self.graph;
@@ -576,6 +577,9 @@ impl OnnxNet {
             g.roles.get(name) == Some(&Role::Trainable) && g.var_names.get(name).is_some_and(|v| !frozen.contains(v))
         };
         let first = g.nodes.iter().position(|n| n.inputs.iter().any(trains))?;
+        if g.nodes[..first].iter().any(|n| matches!(n.op, Op::Dropout { ratio } if ratio > 0.0)) {
+            return None;
+        }
         let before: HashSet<&String> = g.nodes[..first].iter().map(|n| &n.output).chain([&g.input]).collect();
         let read: HashSet<&String> =
             g.nodes[first..].iter().flat_map(|n| n.inputs.iter()).filter(|i| before.contains(i)).collect();
@@ -1008,6 +1012,18 @@ mod tests {
         // nothing frozen, or everything
         assert_eq!(net.frozen_cut(&HashSet::new()), None);
         assert_eq!(net.frozen_cut(&frozen_first(graph.layers().len())), None);
+    }
+
+    /// SFace's dropout comes before its fully connected layer: freezing everything before that
+    /// layer leaves nothing a cache may stand in for; an earlier cut is fine.
+    #[test]
+    fn dropout_before_the_cut_is_not_cached() {
+        let base = crate::net::ImportedBase::load(&models().join("face_recognition_sface_2021dec.onnx")).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = OnnxNet::new(&vs.root(), base.graph.clone());
+        let frozen = |k: usize| net.first_layers_variables(k).into_iter().collect::<HashSet<String>>();
+        assert_eq!(net.frozen_cut(&frozen(net.embedding_layer().unwrap())), None);
+        assert_eq!(net.frozen_cut(&frozen(3)).map(|c| c.value), Some("conv_1_relu".to_owned()));
     }
 
     #[test]
