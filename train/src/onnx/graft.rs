@@ -22,26 +22,15 @@ use super::import::{ImportError, OnnxGraph, OnnxNet};
 #[derive(Debug, thiserror::Error)]
 pub enum GraftError {
     #[error("no node of the base graph outputs '{cut}'; cut points that give C×H×W maps: {candidates}")]
-    UnknownCut {
-        cut: String,
-        candidates: String,
-    },
+    UnknownCut { cut: String, candidates: String },
     #[error("--head '{spec}': {reason}")]
-    BadHead {
-        spec: String,
-        reason: String,
-    },
+    BadHead { spec: String, reason: String },
     #[error("the cut '{cut}' gives shape {shape:?}; a head needs a 1×C×H×W feature map")]
+    NotAMap { cut: String, shape: Vec<i64> },
     #[error(
         "the base graph already has '{name}': the new head's names (head_*) would clash; graft the original encoder"
     )]
-    NameClash {
-        name: String,
-    },
-    NotAMap {
-        cut: String,
-        shape: Vec<i64>,
-    },
+    NameClash { name: String },
     #[error(transparent)]
     Import(#[from] ImportError),
 }
