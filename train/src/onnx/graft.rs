@@ -17,6 +17,7 @@ use tract_onnx::pb::{
 };
 
 use super::import::{ImportError, OnnxGraph, OnnxNet};
+use super::write::{attr_int, attr_ints};
 
 /// Why a graft could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -82,14 +83,10 @@ pub struct Grafted {
     pub cut_shape: [i64; 3],
     /// Weights of the new head.
     pub head_weights: i64,
+    /// The grafted graph, parsed and checked.
+    pub graph: OnnxGraph,
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
-}
-fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
-}
 fn attr_float(name: &str, v: f32) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f: v, ..Default::default() }
 }
@@ -294,9 +291,9 @@ pub fn graft(base: &OnnxGraph, cut: &str, head: &[HeadStep], dim: i64, seed: i64
     proto.producer_name = "facegate".into();
     proto.producer_version = env!("CARGO_PKG_VERSION").into();
     let bytes = proto.encode_to_vec();
-    let grafted = OnnxGraph::parse(&bytes, "grafted")?;
-    let trunk_layers = grafted.layers().iter().take_while(|l| !l.node.starts_with("head_")).count();
-    Ok(Grafted { bytes, trunk_layers, cut_shape, head_weights: b.weights })
+    let graph = OnnxGraph::parse(&bytes, "grafted")?;
+    let trunk_layers = graph.layers().iter().take_while(|l| !l.node.starts_with("head_")).count();
+    Ok(Grafted { bytes, trunk_layers, cut_shape, head_weights: b.weights, graph })
 }
 
 /// Flags of `facegate-train graft`.
@@ -375,7 +372,7 @@ pub fn graft_files(args: &GraftArgs) -> anyhow::Result<GraftSummary> {
         g.trunk_layers
     ));
     // checks the card against the graph (input, output width) before anything is written
-    crate::net::ImportedBase::from_parts(&args.out, card.clone(), OnnxGraph::parse(&g.bytes, "grafted")?)?;
+    crate::net::ImportedBase::from_parts(&args.out, card.clone(), g.graph.clone())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

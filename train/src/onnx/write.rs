@@ -26,10 +26,10 @@ fn values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&t.detach().to_device(Device::Cpu).contiguous().view([-1]))?)
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+pub(crate) fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: v.to_vec(), ..Default::default() }
 }
-fn attr_int(name: &str, v: i64) -> AttributeProto {
+pub(crate) fn attr_int(name: &str, v: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: v, ..Default::default() }
 }
 
