@@ -41,10 +41,10 @@ for p in range(1, 9):
 PY
 "$FG" keys init --secret "$W/k.secret" --public "$W/k.pub" >/dev/null
 for enc in sface orl; do
-  model=models/face_recognition_sface_2021dec.onnx; extra=()
-  [ "$enc" = orl ] && model=models/facegate-default.onnx && extra=(--allow-low-quality)
+  model=models/face_recognition_sface_2021dec.onnx
+  [ "$enc" = orl ] && model=models/facegate-default.onnx
   for p in 1 2 3 4; do
-    "$FG" enroll --model "$model" "${extra[@]}" --gallery "$W/$enc.fgg" --key "$W/k.secret" --id "s$p" --name "s$p" \
+    "$FG" enroll --model "$model" --gallery "$W/$enc.fgg" --key "$W/k.secret" --id "s$p" --name "s$p" \
       data/orl/s$p/{1,2,3}.pgm >/dev/null
   done
   variants=("640, 480|0|frames" "320, 256|0|frames")

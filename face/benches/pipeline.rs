@@ -63,7 +63,8 @@ fn pipeline(c: &mut Criterion) {
     let crop = align_face(&frame, &d.landmarks, 112, 112).unwrap();
     g.bench_function("encode_sface", |b| b.iter(|| sface.encode(&crop).unwrap()));
     let default = TractEncoder::load(&root.join("facegate-default.onnx")).unwrap();
-    let small = align_face(&frame, &d.landmarks, 64, 64).unwrap();
+    let spec = &default.card().input;
+    let small = align_face(&frame, &d.landmarks, spec.width, spec.height).unwrap();
     g.bench_function("encode_default", |b| b.iter(|| default.encode(&small).unwrap()));
     // the same encoders without the load-time PReLU rewrite
     let as_shipped = |name: &str| {

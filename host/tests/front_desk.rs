@@ -1,11 +1,10 @@
 //! End-to-end: the real `facegate` binary enrols ORL people into a signed gallery with the
-//! committed ORL-trained encoder (chosen with --model; later commands find it from the gallery),
+//! committed trained encoder (chosen with --model; later commands find it from the gallery),
 //! identifies their other photos and strangers, removes a member, and refuses tampered, unsigned
 //! and foreign-key galleries. Needs `make setup`.
 //!
-//! The ORL-trained encoder accepts only about 80 % of genuine pairs at its threshold, so the
-//! enrolment gate's consistency check (each photo must match another of the member's photos)
-//! flags some ORL members; these tests enrol with --allow-low-quality, as `make demo` does.
+//! Members are enrolled through the enrolment gate (every ORL member's photos 1-3 pass it with
+//! the trained encoder); only the import of deliberately mixed folders uses --allow-low-quality.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -64,7 +63,6 @@ fn enrol_identify_remove_and_refuse_tampering() {
             "enroll",
             "--model",
             ORL_MODEL,
-            "--allow-low-quality",
             "--gallery",
             &gallery,
             "--key",

@@ -33,8 +33,8 @@ pub fn set_up_people(members: &[String], strangers: &[String]) -> Unit {
     let (secret, public, gallery) = (u.path("k.secret"), u.path("k.pub"), u.path("inbox/gym.fgg"));
     ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
     for p in &u.members {
-        // The ORL-trained encoder (SFace is the default for new galleries); its threshold cannot
-        // confirm that every ORL member's photos match each other, hence --allow-low-quality.
+        // The trained encoder (SFace is the default for new galleries); every ORL member's
+        // photos 1-3 pass the enrolment gate with it, checked here.
         enroll_orl(&gallery, &secret, p, Some("models/facegate-default.onnx"));
     }
     let frames = u.dir.path().join("frames");
@@ -73,12 +73,12 @@ pub fn set_up_people(members: &[String], strangers: &[String]) -> Unit {
 }
 
 /// `facegate enroll` of ORL `person` (id and name) from photos 1–3 into `gallery`, signed with
-/// `secret`; with `model`, that encoder and `--allow-low-quality`, else the default (SFace).
+/// `secret`, through the enrolment gate; with `model`, that encoder, else the default (SFace).
 pub fn enroll_orl(gallery: &str, secret: &str, person: &str, model: Option<&str>) {
     let photos: Vec<String> = (1..=3).map(|n| orl_photo(person, n).display().to_string()).collect();
     let mut args = vec!["enroll", "--gallery", gallery, "--key", secret, "--id", person, "--name", person];
     if let Some(m) = model {
-        args.extend(["--model", m, "--allow-low-quality"]);
+        args.extend(["--model", m]);
     }
     args.extend(photos.iter().map(String::as_str));
     ok(&run("facegate", &args));

@@ -179,9 +179,11 @@ fn check_writes_nothing_and_an_edited_card_is_refused_by_check_and_run() {
         ("input.width", "input shape", |c| c["input"]["width"] = serde_json::json!(72)),
         ("input.height", "input shape", |c| c["input"]["height"] = serde_json::json!(72)),
         ("input.channels", "input shape", |c| {
-            c["input"]["channels"] = serde_json::json!("rgb");
-            c["input"]["mean"] = serde_json::json!([127.5, 127.5, 127.5]);
-            c["input"]["std"] = serde_json::json!([127.5, 127.5, 127.5]);
+            // the other layout, with a mean and std per channel of it
+            let (channels, n) = if c["input"]["channels"] == "rgb" { ("grey", 1) } else { ("rgb", 3) };
+            c["input"]["channels"] = serde_json::json!(channels);
+            c["input"]["mean"] = serde_json::json!(vec![127.5; n]);
+            c["input"]["std"] = serde_json::json!(vec![127.5; n]);
         }),
         ("alignment", "alignment", |c| c["alignment"] = serde_json::json!("arcface-5pt-v2")),
         ("extra_inputs", "extra_inputs", |c| {
@@ -392,12 +394,12 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
     let (two_a, two_b) = (two("windows-2a"), two("windows-2b"));
     assert_eq!(granted(&two_a), members, "{two_a:?}");
     assert_eq!(two_a, two_b);
-    // Measured: one member's grant came one frame earlier with windows (3 decisions differ: the
-    // whole canvas's denial and its grant two frames later, the windows' one grant between them);
-    // allowed: 2 more.
+    // Measured with the trained encoder (SFace's layers + a head trained on ORL): the same grants
+    // on the same frames; 7 decisions differ, all of them strangers' denials: two pairs one frame
+    // apart, and three repeated denials of a stranger that only one of the runs made. Allowed: 2 more.
     let differ =
         whole.iter().filter(|d| !windows.contains(d)).count() + windows.iter().filter(|d| !whole.contains(d)).count();
-    assert!(differ <= 5, "{differ} decisions differ:\n{whole:?}\n{windows:?}");
+    assert!(differ <= 9, "{differ} decisions differ:\n{whole:?}\n{windows:?}");
     // the summary line of a run: every frame detected, most of them in a window
     let config = u.path("windows.toml");
     let o = run("facegate-door", &["run", "--config", &config]);
