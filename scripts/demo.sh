@@ -35,6 +35,14 @@ fi
 
 echo "== 3. evaluate it and SFace on the held-out ORL test people"
 "$FG" eval --model "$MODEL" --data data/orl --splits "$SPLITS" --split test --out "$OUT/eval-default"
+# the card's held-out figure (measured by the trainer in tch) against this evaluation (tract)
+python3 - "$MODEL" "$OUT/eval-default/eval.json" <<'PY'
+import json, pathlib, sys
+card = json.load(open(pathlib.Path(sys.argv[1]).with_suffix(".card.json")))
+c, e = card["metrics"]["test_eer"], json.load(open(sys.argv[2]))["eer"]
+same = "the same" if abs(c - e) <= 0.005 else "DIFFERENT (more than 0.5 pp apart)"
+print(f"  held-out test EER: card {c * 100:.2f} %, this evaluation {e * 100:.2f} %: {same}")
+PY
 "$FG" eval --model models/face_recognition_sface_2021dec.onnx --data data/orl --splits "$SPLITS" --split test --out "$OUT/eval-sface"
 
 # Enrolled: the first half of the held-out test people; never enrolled: the other half. Neither

@@ -166,13 +166,9 @@ fn yunet_finds_orl_faces_and_sface_separates_people() {
 }
 
 /// The load-time PReLU rewrite (`facegate_face::rewrite`) against the graph as shipped: both
-/// encoders, the faces of ten ORL people, every embedding component within 1e-6.
+/// encoders (the trained one alone on aarch64), the faces of ten ORL people (three on aarch64),
+/// every embedding component within 1e-6.
 #[test]
-#[cfg_attr(
-    target_arch = "aarch64",
-    ignore = "both encoders are SFace's layers, minutes to load under qemu (four loads here); on aarch64 \
-              default_encoder.rs runs the rewritten trained encoder against its golden embedding from tch"
-)]
 fn encoder_rewrites_match_the_graph_as_shipped() {
     use facegate_face::{card_path_for, rewrite, GraphPrep};
     // (model, what the ONNX rewrites change, as counted; 3×3 depthwise convolutions). SFace's
@@ -180,7 +176,12 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
     // them with stride 2. The trained encoder keeps all of them (SFace's layers to conv_14_relu;
     // its head has no PReLU).
     let sface = rewrite::Rewritten { prelu: 27, kept: 0, sign_folded: 2 };
-    let models = [("facegate-default.onnx", sface, 13), (paths::SFACE, sface, 13)];
+    let mut models = vec![("facegate-default.onnx", sface, 13)];
+    if cfg!(not(target_arch = "aarch64")) {
+        // SFace takes four minutes to load under qemu (twice here), its fully connected layer
+        // most of it; the trained encoder, without that layer, loads in seconds
+        models.push((paths::SFACE, sface, 13));
+    }
     let finder = FaceFinder::new(yunet());
     for (model, expected, depthwise) in models {
         let path = require(root().join("models").join(model));
@@ -194,12 +195,18 @@ fn encoder_rewrites_match_the_graph_as_shipped() {
         // every 3×3 depthwise convolution runs as one operator of facegate_face::kernels, with
         // the batch normalisation and PReLU after it (SFace) folded in; every other PReLU as one
         // in-place pass; none in the graph as shipped
+        // On aarch64 tract lays these convolutions out channels-last (HWC) after the first
+        // depthwise one, which the channels-first kernel does not take: measured 1 of 13 replaced
+        // there (tract's own depthwise runs the rest; a speed matter on ARM, not a correctness one).
+        let depthwise = if cfg!(target_arch = "aarch64") { depthwise.min(1) } else { depthwise };
         for (op, n) in [("ChannelPrelu", expected.prelu - depthwise), ("Depthwise3x3", depthwise)] {
             assert_eq!(new.operator_count(op), n, "{model} {op}");
             assert_eq!(old.operator_count(op), 0, "{model} {op}");
         }
         let mut worst = 0.0f32;
-        for person in 1..=10 {
+        // under qemu each detection and encoding is slow (ten people: 140 s); three suffice there
+        let people = if cfg!(target_arch = "aarch64") { 3 } else { 10 };
+        for person in 1..=people {
             let img = load_image(&root().join(format!("data/orl/s{person}/1.pgm"))).unwrap();
             let face = finder.find_one(&img, &new.card().input).unwrap().aligned;
             let (a, b) = (new.encode(&face).unwrap(), old.encode(&face).unwrap());
