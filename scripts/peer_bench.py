@@ -47,8 +47,10 @@ def main():
              for i in sface.get_inputs()}
     out["sface_encode_onnxruntime"] = timed(lambda: sface.run(None, feeds))
     default = session(MODELS / "facegate-default.onnx")
-    x = rng.random([1, 1, 64, 64], dtype=np.float32) * 2 - 1
-    out["default_encode_onnxruntime"] = timed(lambda: default.run(None, {"input": x}))
+    # the trained encoder's own input (its card: since 2026-12-01 SFace's 1x3x112x112, pixels 0-255)
+    i = default.get_inputs()[0]
+    x = rng.random([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32) * 255
+    out["default_encode_onnxruntime"] = timed(lambda: default.run(None, {i.name: x}))
 
     # the frame face/benches/pipeline.rs uses: ORL s1/1.pgm resized to 276x336 at (180, 70) on grey 110
     face = cv2.imread(str(ROOT / "data/orl/s1/1.pgm"), cv2.IMREAD_COLOR)

@@ -1,4 +1,4 @@
-//! The committed default encoder (`models/facegate-default.onnx`) gives its golden embedding on
+//! The committed trained encoder (`models/facegate-default.onnx`) gives its golden embedding on
 //! this machine, within the tolerance recorded by `facegate export` (which wrote the golden pair
 //! from tch). Runs on x86-64 and, in `make test`, on aarch64 under qemu.
 

@@ -77,7 +77,7 @@ fn sface_card_file_matches_the_code() {
 #[test]
 #[cfg_attr(
     target_arch = "aarch64",
-    ignore = "SFace takes four minutes to load under qemu; the default encoder's golden test covers ARM inference"
+    ignore = "SFace takes four minutes to load under qemu; the trained encoder's golden test covers ARM inference"
 )]
 fn golden_crop_and_embedding() {
     let img = load_image(&require(root().join("data/orl/s1/1.pgm"))).unwrap();

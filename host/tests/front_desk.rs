@@ -3,8 +3,9 @@
 //! identifies their other photos and strangers, removes a member, and refuses tampered, unsigned
 //! and foreign-key galleries. Needs `make setup`.
 //!
-//! Members are enrolled through the enrolment gate (every ORL member's photos 1-3 pass it with
-//! the trained encoder); only the import of deliberately mixed folders uses --allow-low-quality.
+//! Members are enrolled through the enrolment gate (with the trained encoder, photos 1-3 of each
+//! of the 40 ORL people pass it: checked one by one on 2026-12-01); only the import of
+//! deliberately mixed folders uses --allow-low-quality.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -49,7 +50,7 @@ fn enrol_identify_remove_and_refuse_tampering() {
         assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
-    // the held-out test people of the default encoder: members are the first four, strangers the rest
+    // the held-out test people of the trained encoder: members are the first four, strangers the rest
     let splits: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("models/facegate-default.splits.json")).unwrap())
             .unwrap();
@@ -103,10 +104,10 @@ fn enrol_identify_remove_and_refuse_tampering() {
         }
     }
     eprintln!("members' other photos: {right} granted correctly, {wrong} granted as someone else, {denied} denied");
-    // `facegate eval` on the test people: rank-1 100 %, per-pair TAR 78.9 % at the card threshold
-    // (best of 3 enrolled photos can only do better)
+    // `facegate eval` on the test people: rank-1 100 %, per-pair TAR 85.8 % at the card threshold
+    // (best of 3 enrolled photos can only do better). Measured: 28 of 28; allowed: 2 fewer.
     assert_eq!(wrong, 0);
-    assert!(right >= 22, "only {right} of 28 granted");
+    assert!(right >= 26, "only {right} of 28 granted");
     let mut stranger_grants = 0;
     for &p in strangers {
         for n in 1..=10 {
@@ -116,9 +117,10 @@ fn enrol_identify_remove_and_refuse_tampering() {
         }
     }
     eprintln!("strangers: {stranger_grants} of 40 photos granted");
-    // per-pair FAR at the card threshold is 0.57 %; a stranger's photo meets 12 enrolled
-    // embeddings, so about 1 − (1 − 0.0057)^12 ≈ 6.6 % of the 40 photos (≈ 2.6) are expected in
-    assert!(stranger_grants <= 6, "{stranger_grants} of 40 stranger photos granted; eval predicts about 3");
+    // per-pair FAR at the card threshold is 0.18 %; a stranger's photo meets 12 enrolled
+    // embeddings, so about 1 − (1 − 0.0018)^12 ≈ 2.1 % of the 40 photos (≈ 0.9) are expected in.
+    // Measured: 1; allowed: 2 more.
+    assert!(stranger_grants <= 3, "{stranger_grants} of 40 stranger photos granted; eval predicts about 1");
 
     // the threshold measured on the gym's own members (4 members × 3 photos: 12 genuine pairs,
     // 54 impostor pairs): a dry run changes nothing, --write stores it and re-signs

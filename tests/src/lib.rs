@@ -39,7 +39,7 @@ pub fn orl_photo(person: &str, n: u32) -> PathBuf {
     root().join(format!("data/orl/{person}/{n}.pgm"))
 }
 
-/// The people of one split of the default encoder (`train`, `val`, `test`).
+/// The people of one split of the trained encoder (`train`, `val`, `test`).
 pub fn split(name: &str) -> Vec<String> {
     let text = std::fs::read_to_string(root().join("models/facegate-default.splits.json")).expect("splits file");
     let v: serde_json::Value = serde_json::from_str(&text).expect("splits JSON");

@@ -1,4 +1,4 @@
-//! End to end on ORL with the committed default encoder: `facegate` enrols held-out people into a
+//! End to end on ORL with the committed trained encoder: `facegate` enrols held-out people into a
 //! signed gallery, `facegate-door` replays a folder of frames (their other photos, and people
 //! never enrolled) with the dry-run lock, and the event log is checked. Needs `make setup`.
 
