@@ -372,7 +372,7 @@ pub fn graft_files(args: &GraftArgs) -> anyhow::Result<GraftSummary> {
         g.trunk_layers
     ));
     // checks the card against the graph (input, output width) before anything is written
-    crate::net::ImportedBase::from_parts(&args.out, card.clone(), g.graph.clone())?;
+    crate::net::ImportedBase::from_parts(&args.out, card.clone(), g.graph)?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
