@@ -217,6 +217,7 @@ mod tests {
                 embedding: Embedding::new(vec![(i as f32).cos(), (i as f32).sin()]).unwrap(),
                 face_px: i as f32,
                 landmarks: facegate_face::liveness::model_landmarks(0.0, 0.5),
+                patch: None,
                 embed_time: None,
             })),
         }

@@ -56,10 +56,15 @@
 //! [liveness]
 //! mode = "off"             # off | passive (experimental): a grant also needs a 3-D face (head turn)
 //!                          # | challenge: the door asks for a head turn to a random side first
-//! threshold = 0.124        # 0.02 to 1: median nose residual, in eye distances, that counts as 3-D
+//! threshold = 0.005        # median nose residual, in eye distances, that counts as 3-D; followed
+//!                          # landmarks: 0.004 to 1, default 0.005; detector: 0.02 to 1, default 0.124
 //! min_iod_px = 30          # 8 to 4096: faces with eyes closer than this are not used
 //! min_change = 0.03        # 0 to 1: frame pairs whose landmarks moved less are not used
 //! min_pairs = 2            # 1 to 100: frame pairs needed
+//! landmarks = "followed"   # followed: each frame's landmarks followed into the others by
+//!                          # texture | detector: each frame's own (noisy; the rule before)
+//! min_ncc = 0.5            # 0.5 to 0.99: followed: a frame pair counts only when each landmark
+//!                          # followed from one frame into the other matches at least this well
 //! timeout_ms = 6000        # 500 to 60000: then the appearance is denied, "liveness_unconfirmed"
 //! challenge_command = ["/usr/local/bin/door-arrow"]  # challenge: run as CMD... left|right (the
 //!                          # member's own side) to show the turn: an LED arrow, a buzzer, a display
@@ -165,10 +170,12 @@ fn default_metrics_ms() -> u64 {
 #[serde(deny_unknown_fields, default)]
 struct RawLiveness {
     mode: LivenessMode,
-    threshold: f32,
+    threshold: Option<f32>,
     min_iod_px: f32,
     min_change: f32,
     min_pairs: u32,
+    min_ncc: f32,
+    landmarks: LandmarksKind,
     timeout_ms: u64,
     challenge_command: Vec<String>,
     challenge_turn_deg: f32,
@@ -179,15 +186,15 @@ struct RawLiveness {
 
 impl Default for RawLiveness {
     fn default() -> Self {
-        // `facegate pad-eval` (40 ORL people, 10 print attacks of 8 frames each, seed 7): 0.124
-        // is the largest door score of the 200 tuning attacks × 1.25; 0 of 200 print attacks of
-        // the other 20 people accepted, but 7 of 12 of their head turns refused (experimental).
+        // the threshold's default depends on the landmarks (`PASSIVE_THRESHOLD_*`)
         Self {
             mode: LivenessMode::Off,
-            threshold: 0.124,
+            threshold: None,
             min_iod_px: 30.0,
             min_change: 0.03,
             min_pairs: 2,
+            min_ncc: MIN_NCC_DEFAULT,
+            landmarks: LandmarksKind::Followed,
             timeout_ms: 6000,
             challenge_command: Vec::new(),
             // frozen before `facegate pad-eval` measured anything: well above the apparent
@@ -199,6 +206,14 @@ impl Default for RawLiveness {
             challenge_lockout_ms: 600_000,
         }
     }
+}
+
+/// `liveness.landmarks`: which landmarks the passive test measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum LandmarksKind {
+    Followed,
+    Detector,
 }
 
 /// Whether a grant also needs the passive 3-D test.
@@ -507,6 +522,17 @@ pub struct DoorConfig {
 /// Largest config file read (a real one is about 1 KiB).
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// `liveness.threshold`'s default with `landmarks = "followed"`: `facegate pad-eval` (40 ORL
+/// people, 10 print attacks of 8 frames each, seed 7, `--min-ncc 0.5`): the largest door score
+/// of the 200 tuning attacks × 1.25.
+pub const PASSIVE_THRESHOLD_FOLLOWED: f32 = 0.0050;
+/// … with `landmarks = "detector"`: the same evaluation on each frame's detector landmarks.
+pub const PASSIVE_THRESHOLD_DETECTOR: f32 = 0.124;
+
+/// `liveness.min_ncc`'s default: how well every followed landmark of a frame pair must match
+/// for the pair to count (`facegate pad-eval`'s `--min-ncc`, chosen on its tuning half).
+pub const MIN_NCC_DEFAULT: f32 = 0.5;
+
 impl DoorConfig {
     /// Reads and validates `path`. Relative paths inside are relative to the working directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -639,10 +665,16 @@ impl DoorConfig {
         within("lock.command_timeout_ms", l.command_timeout_ms, 100, 10_000, "ms")?;
         within("log.max_bytes", r.log.max_bytes, 4096, 1 << 30, "bytes")?;
         let lv = &r.liveness;
-        within("liveness.threshold", lv.threshold, 0.02, 1.0, "eye distances")?;
+        // the lowest thresholds allowed sit at the largest print-attack scores measured
+        let (passive_threshold, lowest) = match lv.landmarks {
+            LandmarksKind::Followed => (lv.threshold.unwrap_or(PASSIVE_THRESHOLD_FOLLOWED), 0.004),
+            LandmarksKind::Detector => (lv.threshold.unwrap_or(PASSIVE_THRESHOLD_DETECTOR), 0.02),
+        };
+        within("liveness.threshold", passive_threshold, lowest, 1.0, "eye distances")?;
         within("liveness.min_iod_px", lv.min_iod_px, 8.0, 4096.0, "pixels")?;
         within("liveness.min_change", lv.min_change, 0.0, 1.0, "eye distances")?;
         within("liveness.min_pairs", lv.min_pairs, 1, 100, "pairs")?;
+        within("liveness.min_ncc", lv.min_ncc, 0.5, 0.99, "(normalised cross-correlation)")?;
         within("liveness.timeout_ms", lv.timeout_ms, 500, 60_000, "ms")?;
         within("liveness.challenge_turn_deg", lv.challenge_turn_deg, 5.0, 60.0, "degrees")?;
         within("liveness.challenge_max_failures", lv.challenge_max_failures, 1, 10, "failures")?;
@@ -672,8 +704,13 @@ impl DoorConfig {
             check: facegate_face::liveness::PassiveCheck {
                 min_iod_px: lv.min_iod_px,
                 min_change: lv.min_change,
-                threshold: lv.threshold,
+                threshold: passive_threshold,
                 min_pairs: lv.min_pairs as usize,
+                min_ncc: lv.min_ncc,
+                landmarks: match lv.landmarks {
+                    LandmarksKind::Followed => facegate_face::liveness::Landmarks::Followed,
+                    LandmarksKind::Detector => facegate_face::liveness::Landmarks::Detector,
+                },
             },
             timeout: Duration::from_millis(lv.timeout_ms),
             challenge: facegate_face::liveness::ChallengeCheck {
@@ -969,10 +1006,11 @@ mod tests {
         ("lock", "command_timeout_ms", 100.0, 10_000.0),
         ("log", "max_bytes", 4096.0, 1_073_741_824.0),
         ("log", "keep", 0.0, 1000.0),
-        ("liveness", "threshold", 0.02, 1.0),
+        ("liveness", "threshold", 0.004, 1.0),
         ("liveness", "min_iod_px", 8.0, 4096.0),
         ("liveness", "min_change", 0.0, 1.0),
         ("liveness", "min_pairs", 1.0, 100.0),
+        ("liveness", "min_ncc", 0.5, 0.99),
         ("liveness", "timeout_ms", 500.0, 60_000.0),
         ("liveness", "challenge_turn_deg", 5.0, 60.0),
         ("liveness", "challenge_max_failures", 1.0, 10.0),
@@ -1019,6 +1057,7 @@ mod tests {
             (_, "min_iod_px") => c.liveness.check.min_iod_px.into(),
             (_, "min_change") => c.liveness.check.min_change.into(),
             (_, "min_pairs") => c.liveness.check.min_pairs as f64,
+            (_, "min_ncc") => c.liveness.check.min_ncc.into(),
             (_, "timeout_ms") => c.liveness.timeout.as_millis() as f64,
             (_, "challenge_turn_deg") => c.liveness.challenge.min_turn_deg.into(),
             (_, "challenge_max_failures") => c.liveness.challenge_max_failures.into(),
@@ -1027,8 +1066,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_passive_threshold_default_and_floor_follow_the_landmarks() {
+        let followed = DoorConfig::parse(MINIMAL).unwrap();
+        assert_eq!(followed.liveness.check.landmarks, facegate_face::liveness::Landmarks::Followed);
+        assert_eq!(followed.liveness.check.threshold, PASSIVE_THRESHOLD_FOLLOWED);
+        let detector = DoorConfig::parse(&format!("{MINIMAL}[liveness]\nlandmarks = \"detector\"\n")).unwrap();
+        assert_eq!(detector.liveness.check.landmarks, facegate_face::liveness::Landmarks::Detector);
+        assert_eq!(detector.liveness.check.threshold, PASSIVE_THRESHOLD_DETECTOR);
+        // a followed-landmark threshold on detector landmarks would let every print in: refused
+        let e = DoorConfig::parse(&format!("{MINIMAL}[liveness]\nlandmarks = \"detector\"\nthreshold = 0.005\n"))
+            .unwrap_err();
+        assert!(e.to_string().contains("liveness.threshold"), "{e}");
+        assert!(DoorConfig::parse(&format!("{MINIMAL}[liveness]\nlandmarks = \"other\"\n")).is_err());
+    }
+
     /// Settings written as TOML floats (the rest are integers).
-    const FLOAT_KEYS: &[&str] = &["min_face_px", "fps", "ambiguity_margin", "threshold", "min_iod_px", "min_change"];
+    const FLOAT_KEYS: &[&str] =
+        &["min_face_px", "fps", "ambiguity_margin", "threshold", "min_iod_px", "min_change", "min_ncc"];
 
     /// Each bound, just inside and just outside it: accepted exactly when inside the documented
     /// range, and refused naming the key otherwise.

@@ -17,7 +17,8 @@
 //!   landmarks, and/or (challenge mode) the head turn to the side drawn for this appearance; a
 //!   turn the other way denies it, and so does the timeout.
 
-use facegate_face::liveness::{ChallengeCheck, ChallengeVerdict, Liveness, PassiveCheck, Turn};
+use facegate_face::liveness::{ChallengeCheck, ChallengeVerdict, Followed, Landmarks, Liveness, PassiveCheck, Turn};
+use facegate_face::parallax::FacePatch;
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
@@ -46,6 +47,9 @@ pub struct Observation {
     pub face_px: f32,
     /// The face's five landmarks (right eye, left eye, nose, right and left mouth corner).
     pub landmarks: [[f32; 2]; 5],
+    /// The grey image around the face, for the passive liveness test to follow the landmarks
+    /// from frame to frame (`None`: no image; no frame pair with it counts).
+    pub patch: Option<FacePatch>,
     /// Time spent embedding on another thread ([`crate::ahead`]); `None` when the embedder
     /// ran on the door's thread (the door then times it itself).
     pub embed_time: Option<Duration>,
@@ -67,6 +71,7 @@ pub fn observe<D: FaceDetector, E: Encoder>(
         embedding: f.embedding,
         face_px: f.detection.bbox[2],
         landmarks: f.detection.landmarks,
+        patch: FacePatch::cut(&frame.image, &f.detection.landmarks),
         embed_time: None,
     }))
 }
@@ -85,8 +90,9 @@ impl<T: FaceEmbedder + ?Sized> FaceEmbedder for Box<T> {
 
 /// Test embedder: the frame label names the embedding (`None` = no face; missing label = error).
 /// A label may end in `@head:DEG` or `@print:DEG` (the part before `@` names the embedding): the
-/// landmarks are then those of a model head turned DEG degrees, or of a flat photo of one tilted
-/// DEG degrees ([`facegate_face::liveness::model_landmarks`]); otherwise a frontal head's.
+/// face is then a model head turned DEG degrees, or a flat photo of one tilted DEG degrees
+/// ([`facegate_face::parallax::model_view`]: its landmarks and the textured image around them);
+/// otherwise a frontal head.
 #[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Default)]
 pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
@@ -95,17 +101,28 @@ pub struct LabelEmbedder(pub HashMap<String, Option<Embedding>>);
 impl FaceEmbedder for LabelEmbedder {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
         let (key, pose) = frame.label.split_once('@').unwrap_or((&frame.label, "head:0"));
-        let landmarks = match pose.split_once(':') {
-            Some(("head", d)) => facegate_face::liveness::model_landmarks(d.parse().unwrap_or(0.0), 0.5),
-            Some(("print", d)) => facegate_face::liveness::model_landmarks(d.parse().unwrap_or(0.0), 0.0),
+        let (deg, nose_depth) = match pose.split_once(':') {
+            Some(("head", d)) => (d.parse().unwrap_or(0.0), 0.5),
+            Some(("print", d)) => (d.parse().unwrap_or(0.0), 0.0),
             _ => return Err(FaceError::NoFace),
         };
-        match self.0.get(key) {
-            Some(e) => {
-                Ok(e.clone().map(|embedding| Observation { embedding, face_px: 100.0, landmarks, embed_time: None }))
-            }
-            None => Err(FaceError::NoFace),
+        let Some(e) = self.0.get(key) else { return Err(FaceError::NoFace) };
+        let Some(embedding) = e.clone() else { return Ok(None) };
+        // rendering a view takes a few milliseconds: once per pose
+        thread_local! {
+            static VIEWS: std::cell::RefCell<HashMap<String, ([[f32; 2]; 5], Option<FacePatch>)>> =
+                std::cell::RefCell::new(HashMap::new());
         }
+        let (landmarks, patch) = VIEWS.with(|v| {
+            v.borrow_mut()
+                .entry(pose.to_owned())
+                .or_insert_with(|| {
+                    let (img, l) = facegate_face::parallax::model_view(deg, nose_depth);
+                    (l, FacePatch::cut(&img, &l))
+                })
+                .clone()
+        });
+        Ok(Some(Observation { embedding, face_px: 100.0, landmarks, patch, embed_time: None }))
     }
 }
 
@@ -320,8 +337,11 @@ struct Streak {
     /// The previous frame's face: unknown faces agree only if they look alike.
     last: Option<Embedding>,
     /// The landmarks of the streak's frames (the newest [`MAX_STREAK_LANDMARKS`]), for the
-    /// liveness check.
+    /// challenge.
     landmarks: Vec<[[f32; 2]; 5]>,
+    /// The streak's frames with their pairs measured on landmarks followed by texture, for the
+    /// passive test (only with it on).
+    followed: Followed,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
     /// The challenge given to this appearance, with the frames seen since.
@@ -681,6 +701,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             self.streak.landmarks.remove(0);
         }
         self.streak.landmarks.push(obs.landmarks);
+        match self.settings.liveness.and_then(|r| r.passive) {
+            Some(p) if p.landmarks == Landmarks::Followed => self.streak.followed.push(obs.landmarks, obs.patch),
+            // detector landmarks only: nothing to follow, nothing to measure
+            Some(_) => self.streak.followed.push(obs.landmarks, None),
+            None => {}
+        }
         if let Some(c) = &mut self.streak.challenge {
             if c.frames.len() == MAX_STREAK_LANDMARKS {
                 c.frames.remove(0);
@@ -729,18 +755,23 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     /// test over the appearance's landmarks, and the challenge (given here, once per appearance,
     /// when the appearance is first recognised).
     fn liveness_gate(&mut self, rule: LivenessRule, member: &MemberId, frame: &Frame) -> Gate {
-        let passive = rule.passive.map(|p| (p, p.judge(&self.streak.landmarks)));
+        let passive = rule.passive.map(|p| (p, p.judge_appearance(&self.streak.followed, usize::MAX)));
         let passive_ok = passive.is_none_or(|(_, v)| matches!(v, Liveness::Live { .. }));
-        let passive_text = || match passive {
+        let passive_text = || {
+            match passive {
             None => String::new(),
             Some((p, Liveness::Live { residual, pairs })) => format!(
-                "3-D face, nose residual {residual:.3} eye distances over {pairs} frame pairs (threshold {:.3})",
+                "3-D face, {} nose residual {residual:.4} eye distances over {pairs} frame pairs (threshold {:.4})",
+                p.landmarks.name(),
                 p.threshold
             ),
             Some((p, Liveness::Unconfirmed { residual, pairs })) => format!(
-                "no 3-D face: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {}",
-                p.threshold, p.min_pairs
+                "no 3-D face: {} nose residual {residual:.4} eye distances over {pairs} frame pairs, needs {:.4} over {}",
+                p.landmarks.name(),
+                p.threshold,
+                p.min_pairs
             ),
+        }
         };
         let since = self.streak.since.unwrap_or(frame.at);
         // how long since `from`, once that is the timeout or more
@@ -758,8 +789,9 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             return Gate::Deny(
                 "liveness_unconfirmed",
                 format!(
-                    "no 3-D face within {} ms: nose residual {residual:.3} eye distances over {pairs} frame pairs, needs {:.3} over {} (a photo or a screen, or a head held still)",
+                    "no 3-D face within {} ms: {} nose residual {residual:.4} eye distances over {pairs} frame pairs, needs {:.4} over {} (a photo or a screen, or a head held still)",
                     waited.as_millis(),
+                    p.landmarks.name(),
                     p.threshold,
                     p.min_pairs
                 ),

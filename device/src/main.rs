@@ -470,7 +470,15 @@ fn check(common: &Common) -> Result<ExitCode> {
     }
     match c.liveness.mode {
         LivenessMode::Off => line(true, "liveness", "off".into()),
-        LivenessMode::Passive => line(true, "liveness", "passive 3-D test (experimental)".into()),
+        LivenessMode::Passive => line(
+            true,
+            "liveness",
+            format!(
+                "passive 3-D test (experimental) on {} landmarks, threshold {} eye distances",
+                c.liveness.check.landmarks.name(),
+                c.liveness.check.threshold
+            ),
+        ),
         LivenessMode::Challenge => {
             // not run by check either (it would show an arrow to nobody); it must be there
             let cmd = &c.liveness.challenge_command[0];

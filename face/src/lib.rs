@@ -13,6 +13,7 @@ mod error;
 mod image_io;
 pub mod kernels;
 pub mod liveness;
+pub mod parallax;
 mod pipeline;
 mod preprocess;
 pub mod profile;

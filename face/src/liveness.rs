@@ -13,6 +13,8 @@
 //! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. The threshold
 //! comes from measured landmark noise (`facegate pad-eval`), not from this module.
 
+use crate::parallax::{follow, FacePatch};
+
 /// Landmark indices (YuNet's order): right eye, left eye, nose tip, right and left mouth corner.
 const PLANE: [usize; 4] = [0, 1, 3, 4];
 const NOSE: usize = 2;
@@ -146,6 +148,34 @@ pub struct PassiveCheck {
     pub threshold: f32,
     /// Qualifying frame pairs needed for a verdict.
     pub min_pairs: usize,
+    /// With followed landmarks ([`Self::judge_followed`]): a pair counts only when every point
+    /// was found again at least this well (normalised cross-correlation, both directions).
+    pub min_ncc: f32,
+    /// Which landmarks [`Self::judge_appearance`] measures.
+    pub landmarks: Landmarks,
+}
+
+/// Which landmarks the passive test measures the nose residual on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Landmarks {
+    /// Each frame's landmarks followed into the other frames by texture
+    /// ([`crate::parallax::follow`]): far less noise (hundredths of an eye distance on a print);
+    /// a pair counts only when its points were followed well.
+    #[default]
+    Followed,
+    /// Each frame's own detector landmarks: noisy by a few pixels, as large as the parallax of
+    /// a 10–15° head turn.
+    Detector,
+}
+
+impl Landmarks {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Followed => "followed",
+            Self::Detector => "detector",
+        }
+    }
 }
 
 /// Frames of an appearance the check looks at (the newest): bounds its cost (the leave-one-out
@@ -191,6 +221,57 @@ impl PassiveCheck {
                 }
             }
         }
+        self.decide(usable.len(), &pairs)
+    }
+
+    /// The verdict over the first `upto` frames of `f` (the newest [`MAX_FRAMES`] of them with a
+    /// large enough face), from the landmarks **followed by texture** between each pair
+    /// ([`crate::parallax::follow`]) instead of the detector's landmarks of each frame: the same
+    /// rule as [`Self::judge`] (median over the pairs that changed enough, and with any one frame
+    /// left out). Pairs whose points could not be followed do not count.
+    pub fn judge_followed(&self, f: &Followed, upto: usize) -> Liveness {
+        self.judge_followed_scored(f, upto).0
+    }
+
+    /// The verdict over the first `upto` frames of `f` on the landmarks [`Self::landmarks`]
+    /// names: [`Self::judge_followed`] or [`Self::judge`] on the detector's landmarks.
+    pub fn judge_appearance(&self, f: &Followed, upto: usize) -> Liveness {
+        self.appearance_scored(f, upto).0
+    }
+
+    fn appearance_scored(&self, f: &Followed, upto: usize) -> (Liveness, Option<f32>) {
+        match self.landmarks {
+            Landmarks::Followed => self.judge_followed_scored(f, upto),
+            Landmarks::Detector => self.judge_scored(&f.landmarks[..upto.min(f.len())]),
+        }
+    }
+
+    /// What the door does with the frames of `f` judged from the `first`-th on, with
+    /// [`Self::judge_appearance`]: the largest threshold at which some prefix is Live
+    /// (`None`: never enough evidence).
+    pub fn door_score_appearance(&self, f: &Followed, first: usize) -> Option<f32> {
+        (first.max(1)..=f.len()).filter_map(|k| self.appearance_scored(f, k).1).reduce(f32::max)
+    }
+
+    fn judge_followed_scored(&self, f: &Followed, upto: usize) -> (Liveness, Option<f32>) {
+        let upto = upto.min(f.len());
+        let usable: Vec<usize> = (0..upto).filter(|&k| iod(&f.landmarks[k]) >= self.min_iod_px).collect();
+        let usable = &usable[usable.len().saturating_sub(MAX_FRAMES)..];
+        let mut pairs: Vec<(usize, usize, f32)> = Vec::new();
+        for (i, &a) in usable.iter().enumerate() {
+            for (j, &b) in usable.iter().enumerate().skip(i + 1) {
+                if let Some(m) = f.pairs[b][a] {
+                    if m.change >= self.min_change && m.ncc >= self.min_ncc {
+                        pairs.push((i, j, m.residual));
+                    }
+                }
+            }
+        }
+        self.decide(usable.len(), &pairs)
+    }
+
+    /// The verdict from the measured pairs `(i, j, residual)` of `n` usable frames.
+    fn decide(&self, n_frames: usize, pairs: &[(usize, usize, f32)]) -> (Liveness, Option<f32>) {
         let median_without = |skip: Option<usize>| -> (f32, usize) {
             let mut r: Vec<f32> =
                 pairs.iter().filter(|(i, j, _)| Some(*i) != skip && Some(*j) != skip).map(|p| p.2).collect();
@@ -207,7 +288,7 @@ impl PassiveCheck {
         // median, each over enough pairs
         let score = (n >= self.min_pairs)
             .then(|| {
-                (0..usable.len())
+                (0..n_frames)
                     .map(|k| median_without(Some(k)))
                     .try_fold(residual, |lo, (m, c)| (c >= self.min_pairs).then_some(lo.min(m)))
             })
@@ -236,6 +317,98 @@ impl PassiveCheck {
     pub fn score(&self, frames: &[[[f32; 2]; 5]]) -> Option<f32> {
         self.judge_scored(frames).1
     }
+}
+
+/// One pair of frames measured by [`Followed`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairMeasure {
+    /// How different the two views are ([`PassiveCheck::change`] of the followed points), mean
+    /// of both directions.
+    pub change: f32,
+    /// Nose residual of the followed points (IODs), mean of both directions.
+    pub residual: f32,
+    /// The weakest match of the ten followed points (normalised cross-correlation).
+    pub ncc: f32,
+}
+
+/// The frames of one appearance for the passive test: their landmarks, and for each pair the
+/// landmarks of one followed into the other by texture ([`crate::parallax::follow`], both
+/// ways). Each frame is measured against the kept ones once, when it is pushed; the newest
+/// [`MAX_FRAMES`] are kept.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    landmarks: Vec<[[f32; 2]; 5]>,
+    patches: Vec<Option<std::sync::Arc<FacePatch>>>,
+    /// `pairs[j][i]` for `i < j`.
+    pairs: Vec<Vec<Option<PairMeasure>>>,
+}
+
+impl Followed {
+    /// Adds a frame (its landmarks and the grey patch around them; `None` when there is no
+    /// image, so no pair with it counts), measuring it against every kept frame.
+    pub fn push(&mut self, landmarks: [[f32; 2]; 5], patch: Option<FacePatch>) {
+        if self.landmarks.len() == MAX_FRAMES {
+            self.landmarks.remove(0);
+            self.patches.remove(0);
+            self.pairs.remove(0);
+            self.pairs.iter_mut().for_each(|row| {
+                row.remove(0);
+            });
+        }
+        let patch = patch.map(std::sync::Arc::new);
+        let row = self
+            .landmarks
+            .iter()
+            .zip(&self.patches)
+            .map(|(la, pa)| match (pa, &patch) {
+                (Some(pa), Some(pb)) => measure(pa, la, pb, &landmarks),
+                _ => None,
+            })
+            .collect();
+        self.landmarks.push(landmarks);
+        self.patches.push(patch);
+        self.pairs.push(row);
+    }
+
+    /// Frames kept.
+    pub fn len(&self) -> usize {
+        self.landmarks.len()
+    }
+
+    /// No frame kept.
+    pub fn is_empty(&self) -> bool {
+        self.landmarks.is_empty()
+    }
+
+    /// The kept frames' landmarks, oldest first.
+    pub fn landmarks(&self) -> &[[[f32; 2]; 5]] {
+        &self.landmarks
+    }
+
+    /// What was measured between frames `i < j` (`None`: their points could not be followed).
+    pub fn pair(&self, i: usize, j: usize) -> Option<PairMeasure> {
+        self.pairs.get(j).and_then(|row| row.get(i)).copied().flatten()
+    }
+
+    /// Forgets every frame.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Drops the images, keeping what was measured (no further frame can be pushed usefully:
+    /// pairs with the kept frames no longer count). For evaluations holding many appearances.
+    pub fn drop_patches(&mut self) {
+        self.patches.iter_mut().for_each(|p| *p = None);
+    }
+}
+
+/// Both directions of [`follow`] between two frames.
+fn measure(pa: &FacePatch, la: &[[f32; 2]; 5], pb: &FacePatch, lb: &[[f32; 2]; 5]) -> Option<PairMeasure> {
+    let (fb, nb) = follow(pa, la, pb, lb)?;
+    let (fa, na) = follow(pb, lb, pa, la)?;
+    let residual = (nose_residual(la, &fb)? + nose_residual(lb, &fa)?) / 2.0;
+    let change = (PassiveCheck::change(la, &fb) + PassiveCheck::change(lb, &fa)) / 2.0;
+    Some(PairMeasure { change, residual, ncc: na.min(nb) })
 }
 
 /// Which way the door asks the member to turn their head: their own left or right. The camera is
@@ -452,7 +625,14 @@ mod tests {
 
     #[test]
     fn the_check_needs_enough_pairs_big_faces_and_change() {
-        let check = PassiveCheck { min_iod_px: 30.0, min_change: 0.02, threshold: 0.05, min_pairs: 2 };
+        let check = PassiveCheck {
+            min_iod_px: 30.0,
+            min_change: 0.02,
+            threshold: 0.05,
+            min_pairs: 2,
+            min_ncc: 0.0,
+            landmarks: Landmarks::Detector,
+        };
         let live: Vec<_> = [0.0, 8.0, 16.0, 24.0].iter().map(|&d| head(d, 0.5)).collect();
         assert!(matches!(check.judge(&live), Liveness::Live { pairs: 6, .. }), "{:?}", check.judge(&live));
         let photo: Vec<_> = [0.0, 10.0, 20.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
@@ -469,7 +649,14 @@ mod tests {
 
     #[test]
     fn one_frame_with_a_misplaced_nose_does_not_make_a_photo_live() {
-        let check = PassiveCheck { min_iod_px: 30.0, min_change: 0.02, threshold: 0.05, min_pairs: 2 };
+        let check = PassiveCheck {
+            min_iod_px: 30.0,
+            min_change: 0.02,
+            threshold: 0.05,
+            min_pairs: 2,
+            min_ncc: 0.0,
+            landmarks: Landmarks::Detector,
+        };
         for glitch in [0, 2, 4] {
             let mut photo: Vec<_> = [0.0, 8.0, 16.0, 24.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
             photo[glitch][2][0] += 30.0; // the nose 0.3 IOD off in one frame

@@ -438,7 +438,9 @@ fn with_liveness_on_a_print_of_a_member_is_denied_at_the_timeout() {
     for e in std::fs::read_dir(&rendered).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
         // s1 only: "a-" the print, "c-" the turn, in that order
-        if let Some(rest) = name.strip_prefix("s1-") {
+        // (the bent prints pad-eval also saves are left out: a cylinder is 3-D to the passive
+        // test, see pad-eval's bent-print figures)
+        if let Some(rest) = name.strip_prefix("s1-").filter(|r| !r.starts_with("bent")) {
             let order = if rest.starts_with("print") { "a" } else { "c" };
             std::fs::copy(dir.path().join("rendered").join(&name), frames.join(format!("{order}-{rest}"))).unwrap();
         }
@@ -478,5 +480,6 @@ fn with_liveness_on_a_print_of_a_member_is_denied_at_the_timeout() {
         .iter()
         .find(|e| e["event"] == "decision" && e["frame"].as_str().unwrap().starts_with("c-"))
         .unwrap_or_else(|| panic!("no decision for the head turn: {log:?}"));
-    assert!(turn["detail"].as_str().unwrap().contains("nose residual"), "{turn}");
+    assert!(turn["detail"].as_str().unwrap().contains("followed nose residual"), "{turn}");
+    assert_eq!(turn["decision"], "granted", "{turn}");
 }

@@ -40,7 +40,10 @@
 //! video of the member is not among them (passive geometry cannot tell it from a live face).
 
 use anyhow::{bail, Context, Result};
-use facegate_face::liveness::{iod, ChallengeCheck, ChallengeVerdict, Liveness, PassiveCheck, Turn};
+use facegate_face::liveness::{
+    iod, ChallengeCheck, ChallengeVerdict, Followed, Landmarks, Liveness, PassiveCheck, Turn,
+};
+use facegate_face::parallax::FacePatch;
 use facegate_face::{load_image, FaceDetector, FaceFinder, HeadPose, YuNet};
 use facegate_shared::synthetic::SplitMix64;
 use image::{Rgb, RgbImage};
@@ -75,10 +78,37 @@ pub struct PadArgs {
     /// `liveness.min_change`.
     #[arg(long, default_value_t = MIN_CHANGE)]
     pub min_change: f32,
+    /// With followed landmarks: the weakest match a frame pair may have to count (normalised
+    /// cross-correlation), as the door's `liveness.min_ncc`.
+    #[arg(long, default_value_t = MIN_NCC)]
+    pub min_ncc: f32,
     /// Also write each person's first print attack and their head-turn frames as PNG here
     /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
     pub save_frames: Option<PathBuf>,
+    /// Which landmarks the passive test measures: `followed` (each frame's landmarks followed
+    /// into the others by texture, what the door does) or `detector` (each frame's own
+    /// detector landmarks, the door's rule before followed landmarks).
+    #[arg(long, value_enum, default_value_t = Method::Followed)]
+    pub method: Method,
+}
+
+/// See [`PadArgs::method`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// Landmarks followed by texture between frames.
+    Followed,
+    /// Each frame's detector landmarks.
+    Detector,
+}
+
+impl From<Method> for Landmarks {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Followed => Landmarks::Followed,
+            Method::Detector => Landmarks::Detector,
+        }
+    }
 }
 
 /// Settings frozen before any tuning: what the check needs to decide at all.
@@ -87,6 +117,8 @@ pub const MIN_IOD_PX: f32 = 30.0;
 pub const MIN_CHANGE: f32 = 0.03;
 /// Frame pairs needed for a verdict.
 pub const MIN_PAIRS: usize = 2;
+/// The weakest match of a frame pair's followed points for the pair to count.
+pub const MIN_NCC: f32 = 0.5;
 /// The threshold is the largest score of a tuning attack (the threshold at which the door would
 /// have let it in at some frame) times this.
 pub const THRESHOLD_MARGIN: f32 = 1.25;
@@ -113,6 +145,9 @@ pub struct Appearance {
     pub asked: Turn,
     /// Landmarks per frame with a face.
     pub frames: Vec<[[f32; 2]; 5]>,
+    /// The same frames with their pairs measured on landmarks followed by texture (images
+    /// dropped).
+    pub followed: Followed,
     /// Frames rendered.
     pub rendered: usize,
 }
@@ -311,6 +346,34 @@ fn landmarks(finder: &FaceFinder<YuNet>, frame: &RgbImage) -> Result<Option<[[f3
         .map(|d| d.landmarks))
 }
 
+/// The frames of one appearance as the door sees them: landmarks, and pairs measured on
+/// landmarks followed by texture.
+#[derive(Default)]
+struct Seen {
+    frames: Vec<[[f32; 2]; 5]>,
+    followed: Followed,
+}
+
+impl Seen {
+    /// Detects the face of `frame` and adds it (nothing when there is none).
+    fn see(&mut self, finder: &FaceFinder<YuNet>, frame: &RgbImage) -> Result<()> {
+        if let Some(l) = landmarks(finder, frame)? {
+            self.add(l, FacePatch::cut(frame, &l));
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, l: [[f32; 2]; 5], patch: Option<FacePatch>) {
+        self.frames.push(l);
+        self.followed.push(l, patch);
+    }
+
+    fn appearance(mut self, person: &str, kind: &'static str, asked: Turn, rendered: usize) -> Appearance {
+        self.followed.drop_patches();
+        Appearance { person: person.to_string(), kind, asked, frames: self.frames, followed: self.followed, rendered }
+    }
+}
+
 /// Person folders in natural order (s1, s2, …, s10, …).
 fn people(data: &Path, n: usize) -> Result<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(data)
@@ -364,7 +427,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         for img in &imgs {
             let frame = render(img, &bg, &Pose::REST, &mut rng);
             if let Some(l) = landmarks(&finder, &frame)? {
-                posed.push((HeadPose::from_landmarks(&l).yaw, l));
+                posed.push((HeadPose::from_landmarks(&l).yaw, l, FacePatch::cut(&frame, &l)));
                 if a.save_frames.is_some() {
                     shown.push((HeadPose::from_landmarks(&l).yaw, frame));
                 }
@@ -373,23 +436,15 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         shown.sort_by(|x, y| x.0.total_cmp(&y.0));
         posed.sort_by(|x, y| x.0.total_cmp(&y.0));
         for w in posed.windows(4) {
-            out.push(Appearance {
-                asked: Turn::Left,
-                person: person.clone(),
-                kind: "natural",
-                frames: w.iter().map(|p| p.1).collect(),
-                rendered: 4,
-            });
+            let mut seen = Seen::default();
+            w.iter().for_each(|p| seen.add(p.1, p.2.clone()));
+            out.push(seen.appearance(&person, "natural", Turn::Left, 4));
         }
         if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
             if last.0 - first.0 >= TURN_DEG {
-                out.push(Appearance {
-                    asked: Turn::Left,
-                    person: person.clone(),
-                    kind: "turn",
-                    frames: posed.iter().map(|p| p.1).collect(),
-                    rendered: posed.len(),
-                });
+                let mut seen = Seen::default();
+                posed.iter().for_each(|p| seen.add(p.1, p.2.clone()));
+                out.push(seen.appearance(&person, "turn", Turn::Left, posed.len()));
                 if let Some(dir) = &a.save_frames {
                     for (n, f) in shown.iter().enumerate() {
                         save_png(&f.1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
@@ -401,27 +456,19 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         for k in 0..a.attacks {
             let photo = &imgs[k % imgs.len()];
             let (mut yaw, mut pitch) = (uniform(&mut rng, -30.0, 30.0), uniform(&mut rng, -20.0, 20.0));
-            let mut frames = Vec::new();
+            let mut seen = Seen::default();
             for i in 0..a.frames {
                 yaw = (yaw + uniform(&mut rng, -12.0, 12.0)).clamp(-30.0, 30.0);
                 pitch = (pitch + uniform(&mut rng, -8.0, 8.0)).clamp(-30.0, 30.0);
                 let (roll, scale, dx) =
                     (uniform(&mut rng, -10.0, 10.0), uniform(&mut rng, 0.8, 1.2), uniform(&mut rng, -60.0, 60.0));
                 let frame = render(photo, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut rng);
-                if let Some(l) = landmarks(&finder, &frame)? {
-                    frames.push(l);
-                }
+                seen.see(&finder, &frame)?;
                 if let (Some(dir), 0) = (&a.save_frames, k) {
                     save_png(&frame, &dir.join(format!("{person}-print-{:02}.png", i + 1)))?;
                 }
             }
-            out.push(Appearance {
-                asked: Turn::Left,
-                person: person.clone(),
-                kind: "print",
-                frames,
-                rendered: a.frames,
-            });
+            out.push(seen.appearance(&person, "print", Turn::Left, a.frames));
         }
         // challenge mode: its own random numbers, so that everything above stays as it was
         let mut crng = SplitMix64::new(!a.seed ^ (pi as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
@@ -460,13 +507,11 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
             if let Some(last) = shown.last().copied() {
                 shown.push(last);
             }
-            let mut frames = Vec::new();
+            let mut seen = Seen::default();
             for img in &shown {
-                if let Some(l) = landmarks(&finder, &render(img, &bg, &Pose::REST, &mut crng))? {
-                    frames.push(l);
-                }
+                seen.see(&finder, &render(img, &bg, &Pose::REST, &mut crng))?;
             }
-            out.push(Appearance { asked: side, person: person.clone(), kind: "obey", frames, rendered: shown.len() });
+            out.push(seen.appearance(&person, "obey", side, shown.len()));
         }
         for _ in 0..a.attacks {
             // a recording of the member turning to one side, on a screen held fairly still
@@ -477,20 +522,16 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
                 shown.push(last);
             }
             let (mut yaw, mut pitch) = (uniform(&mut crng, -10.0, 10.0), uniform(&mut crng, -10.0, 10.0));
-            let mut frames = Vec::new();
+            let mut seen = Seen::default();
             for img in &shown {
                 yaw = (yaw + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
                 pitch = (pitch + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
                 let (roll, scale, dx) =
                     (uniform(&mut crng, -3.0, 3.0), uniform(&mut crng, 0.95, 1.05), uniform(&mut crng, -20.0, 20.0));
-                if let Some(l) =
-                    landmarks(&finder, &render(img, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut crng))?
-                {
-                    frames.push(l);
-                }
+                seen.see(&finder, &render(img, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut crng))?;
             }
             let asked = Turn::from_bit(crng.next_u64() & 1 == 1);
-            out.push(Appearance { asked, person: person.clone(), kind: "replay", frames, rendered: shown.len() });
+            out.push(seen.appearance(&person, "replay", asked, shown.len()));
         }
         // bent prints: their own random numbers again
         let mut brng = SplitMix64::new(a.seed.rotate_left(17) ^ (pi as u64 + 1).wrapping_mul(0x94d0_49bb_1331_11eb));
@@ -498,22 +539,20 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
             let photo = &imgs[k % imgs.len()];
             let radius_px = uniform(&mut brng, 35.0, 100.0) / MM_PER_PHOTO_PX;
             let (mut yaw, mut pitch) = (uniform(&mut brng, -30.0, 30.0), uniform(&mut brng, -20.0, 20.0));
-            let mut frames = Vec::new();
+            let mut seen = Seen::default();
             for i in 0..a.frames {
                 yaw = (yaw + uniform(&mut brng, -12.0, 12.0)).clamp(-30.0, 30.0);
                 pitch = (pitch + uniform(&mut brng, -8.0, 8.0)).clamp(-30.0, 30.0);
                 let (roll, scale, dx) =
                     (uniform(&mut brng, -10.0, 10.0), uniform(&mut brng, 0.8, 1.2), uniform(&mut brng, -60.0, 60.0));
                 let frame = render_bent(photo, &bg, radius_px, &Pose { yaw, pitch, roll, scale, dx }, &mut brng);
-                if let Some(l) = landmarks(&finder, &frame)? {
-                    frames.push(l);
-                }
+                seen.see(&finder, &frame)?;
                 if let (Some(dir), 0) = (&a.save_frames, k) {
                     save_png(&frame, &dir.join(format!("{person}-bent-{:02}.png", i + 1)))?;
                 }
             }
             let asked = Turn::from_bit(brng.next_u64() & 1 == 1);
-            out.push(Appearance { asked, person: person.clone(), kind: "bent", frames, rendered: a.frames });
+            out.push(seen.appearance(&person, "bent", asked, a.frames));
         }
         bar.inc(1);
     }
@@ -533,26 +572,23 @@ pub const FIRST_JUDGED_FRAME: usize = 3;
 
 /// The largest threshold at which the door would accept the appearance at some frame.
 fn door_score(check: &PassiveCheck, ap: &Appearance) -> Option<f32> {
-    check.door_score(&ap.frames, FIRST_JUDGED_FRAME)
+    check.door_score_appearance(&ap.followed, FIRST_JUDGED_FRAME)
 }
 
 /// Whether the door in challenge mode would grant the appearance: the challenge is given after
 /// frame [`FIRST_JUDGED_FRAME`] (baseline: the frames before it), then judged on every frame;
-/// a turn the wrong way ends it, the asked turn grants once `passive` (if any) says Live over
-/// the frames so far. Returns the frames from the challenge to the grant.
-pub fn challenge_grants(
-    check: &ChallengeCheck,
-    passive: Option<&PassiveCheck>,
-    asked: Turn,
-    frames: &[[[f32; 2]; 5]],
-) -> Option<usize> {
+/// a turn the wrong way ends it, the asked turn grants once `passive` (if any) is Live over the
+/// frames so far. Returns the frames from the challenge to the
+/// grant.
+fn challenge_grants(check: &ChallengeCheck, passive: Option<&PassiveCheck>, ap: &Appearance) -> Option<usize> {
+    let (asked, frames) = (ap.asked, &ap.frames);
     let first = FIRST_JUDGED_FRAME;
     let base = check.baseline(frames.get(..first)?)?;
     for k in first + 1..=frames.len() {
         match check.judge(asked, base, &frames[first..k]) {
             ChallengeVerdict::WrongWay { .. } => return None,
             ChallengeVerdict::Passed { .. }
-                if passive.is_none_or(|p| matches!(p.judge(&frames[..k]), Liveness::Live { .. })) =>
+                if passive.is_none_or(|p| matches!(p.judge_appearance(&ap.followed, k), Liveness::Live { .. })) =>
             {
                 return Some(k - first)
             }
@@ -605,13 +641,20 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     let tune_people = &names[..names.len() / 2];
     let (tune, report): (Vec<&Appearance>, Vec<&Appearance>) =
         all.iter().partition(|ap| tune_people.contains(&ap.person));
-    let base = PassiveCheck { min_iod_px: MIN_IOD_PX, min_change: a.min_change, threshold: 0.0, min_pairs: MIN_PAIRS };
+    let base = PassiveCheck {
+        min_iod_px: MIN_IOD_PX,
+        min_change: a.min_change,
+        threshold: 0.0,
+        min_pairs: MIN_PAIRS,
+        min_ncc: a.min_ncc,
+        landmarks: a.method.into(),
+    };
     let worst_attack =
         tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| door_score(&base, ap)).fold(0.0f32, f32::max);
     let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ..base };
     let mut rows = serde_json::Map::new();
     for (label, set) in [("tune", &tune), ("report", &report)] {
-        let live = |ap: &Appearance| check.live_at_some_frame(&ap.frames, FIRST_JUDGED_FRAME);
+        let live = |ap: &Appearance| door_score(&check, ap).is_some_and(|s| s >= check.threshold);
         let of = |k: &str| -> Vec<&&Appearance> { set.iter().filter(|ap| ap.kind == k).collect() };
         let (attacks, genuine, turns) = (of("print"), of("natural"), of("turn"));
         let accepted = attacks.iter().filter(|ap| live(ap)).count();
@@ -631,6 +674,23 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             }
             facegate_shared::percentile(&r.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), q)
         };
+        // frame pairs of the genuine appearances: measured, too alike to count, not followed
+        let pair_counts = |v: &[&&Appearance]| {
+            let (mut counted, mut alike, mut lost) = (0usize, 0usize, 0usize);
+            for ap in v {
+                for j in 0..ap.followed.len() {
+                    for i in 0..j {
+                        match ap.followed.pair(i, j) {
+                            Some(m) if m.ncc < a.min_ncc => lost += 1,
+                            Some(m) if m.change >= a.min_change => counted += 1,
+                            Some(_) => alike += 1,
+                            None => lost += 1,
+                        }
+                    }
+                }
+            }
+            serde_json::json!({ "counted": counted, "too_alike": alike, "not_followed": lost })
+        };
         let passive_set = || set.iter().filter(|ap| ["print", "natural", "turn"].contains(&ap.kind));
         let small = passive_set().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
         rows.insert(
@@ -644,6 +704,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "turn_score_median": pct(&rt, 0.5), "turn_score_min": rt.first().copied().unwrap_or(0.0),
                 "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
                 "genuine_score_median": pct(&rg, 0.5), "genuine_score_min": rg.first().copied().unwrap_or(0.0),
+                "followed_pairs": { "natural": pair_counts(&genuine), "turn": pair_counts(&turns), "print": pair_counts(&attacks) },
                 "frames_without_face": passive_set().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
                 "faces_below_min_iod": small,
             }),
@@ -658,7 +719,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     let mut crow = serde_json::Map::new();
     for (label, passive) in [("challenge", None), ("challenge_and_passive", Some(&check))] {
         let of = |k: &str| -> Vec<&&Appearance> { report.iter().filter(|ap| ap.kind == k).collect() };
-        let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap.asked, &ap.frames);
+        let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap);
         let (obey, prints, replays, bent) = (of("obey"), of("print"), of("replay"), of("bent"));
         let mut to_grant: Vec<f64> = obey.iter().filter_map(grants).map(|n| n as f64).collect();
         to_grant.sort_by(f64::total_cmp);
@@ -696,7 +757,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         );
     }
     let out = serde_json::json!({
-        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS,
+        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
         "challenge": { "turn_deg": CHALLENGE_TURN_DEG, "confirm_frames": CHALLENGE_CONFIRM_FRAMES, "report": crow },
