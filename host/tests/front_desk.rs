@@ -333,23 +333,25 @@ fn enrol_from_a_frame_source_keeps_posed_shots_and_writes_nothing_on_failure() {
     assert_eq!(o.status.code(), Some(2));
 }
 
-/// `facegate pad-eval` on a seeded small run (10 ORL people, 4 print attacks of 6 frames each):
-/// the report half's print attacks stay below the threshold tuned on the other half, and the
-/// figures come with their counts. Measured on this run: threshold 0.0833, print scores at most
-/// 0.068, 0 of 20 print attacks accepted on each half; head turns refused 2 of 4 (report) and 1
-/// of 4 (tune), so a check that refuses every face fails this test. Challenge mode (report half,
-/// measured): 0 of 20 prints pass; genuine people obeying: 7 of 10 refused, of which 6 have no
-/// ORL photo turned 15° to the asked side (1 of the 4 that have one refused); screen replays of a
-/// recorded turn: 4 of 20 pass the challenge alone (exactly the 4 whose recording turns far
-/// enough to the asked side), 2 of 20 with the passive test too. Bent prints (a cylinder, not a plane):
-/// 3 of 20 pass the passive test on the report half (0 of 20 on the tuning half), 0 of 20 the
-/// challenge.
+/// `facegate pad-eval` on a seeded small run (10 ORL people, 4 print attacks of 6 frames each),
+/// on landmarks followed by texture (the default): the report half's print attacks stay below
+/// the threshold tuned on the other half, and the figures come with their counts. Measured on
+/// this run: threshold 0.00358, print scores at most 0.0034 (report) and 0.0029 (tune), 0 of 20
+/// print attacks accepted on each half; head turns refused 0 of 4 on each half (each frame's
+/// detector landmarks: 2 and 1), so a check that refuses every face fails this test; natural
+/// small motion refused 24 of 35 (report) and 30 of 35 (tune). Bent prints (a cylinder: 3-D)
+/// pass the passive test 16 and 14 of 20 times. Challenge mode (report half, measured, the same
+/// with and without the passive test): 0 of 20 prints and bent prints pass; genuine people
+/// obeying: 7 of 10 refused, of which 6 have no ORL photo turned 15° to the asked side (1 of the
+/// 4 that have one refused); screen replays of a recorded turn: 4 of 20 pass, exactly the 4
+/// whose recording turns far enough to the asked side (a replayed head is 3-D: the passive test
+/// passes it).
 #[test]
 fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
     let out = ok(&fg(&["pad-eval", "--people", "10", "--attacks", "4", "--frames", "6", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let t = v["threshold"].as_f64().unwrap();
-    assert!((0.05..0.2).contains(&t), "{t}");
+    assert!((0.002..0.006).contains(&t), "{t}");
     assert_eq!(v["tuned_on"].as_array().unwrap().len(), 5);
     for half in ["tune", "report"] {
         let r = &v["results"][half];
@@ -357,9 +359,12 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
         assert_eq!(r["flat_print_apcer"]["errors"], 0, "{half}: {r}");
         assert!(r["attack_score_max"].as_f64().unwrap() < t, "{half}: {r}");
         assert_eq!(r["turn_bpcer"]["n"], 4, "{half}: {r}");
-        assert!(r["turn_bpcer"]["errors"].as_u64().unwrap() <= 3, "{half}: measured 2 and 1: {r}");
+        assert!(r["turn_bpcer"]["errors"].as_u64().unwrap() <= 1, "{half}: measured 0 and 0: {r}");
+        assert_eq!(r["genuine_bpcer"]["n"], 35, "{half}: {r}");
+        assert!(r["genuine_bpcer"]["errors"].as_u64().unwrap() <= 32, "{half}: measured 24 and 30: {r}");
         assert_eq!(r["bent_print_apcer"]["n"], 20, "{half}: {r}");
-        assert!(r["bent_print_apcer"]["errors"].as_u64().unwrap() <= 6, "{half}: measured 3 and 0: {r}");
+        // a cylinder is 3-D: the passive test lets most bent prints in (measured 16 and 14)
+        assert!(r["bent_print_apcer"]["errors"].as_u64().unwrap() >= 10, "{half}: {r}");
         let upper = r["flat_print_apcer"]["upper_95"].as_f64().unwrap();
         assert!((upper - 0.1684).abs() < 1e-3, "Clopper–Pearson for 0/20: {upper}");
     }
@@ -376,17 +381,17 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
     }
     let (alone, both) = (&c["challenge"], &c["challenge_and_passive"]);
     let errors = |r: &serde_json::Value, k: &str| r[k]["errors"].as_u64().unwrap();
-    // obeying people whose photos turn far enough pass (measured: 1 of 4 refused alone, 3 of 4
-    // with the passive test)
+    // obeying people whose photos turn far enough pass (measured: 1 of 4 refused, alone and with
+    // the passive test)
     assert_eq!(alone["genuine_bpcer_where_the_photos_turn_far_enough"]["n"], 4, "{alone}");
     assert!(errors(alone, "genuine_bpcer_where_the_photos_turn_far_enough") <= 2, "{alone}");
-    assert!(errors(both, "genuine_bpcer_where_the_photos_turn_far_enough") <= 3, "{both}");
-    // replays pass only sometimes (measured 4 and 2 of 20): exactly those whose recording turns
-    // far enough to the asked side, all 4 of them with the challenge alone (its only defence
-    // against a replay is the side it draws), 2 of them with the passive test too
+    assert!(errors(both, "genuine_bpcer_where_the_photos_turn_far_enough") <= 2, "{both}");
+    // replays pass only sometimes (measured 4 of 20 in both modes): exactly those whose recording
+    // turns far enough to the asked side (the challenge's only defence against a replay is the
+    // side it draws)
     let reaching = "replay_apcer_where_the_recording_turns_to_the_asked_side";
     assert_eq!(alone[reaching]["n"], 4, "{alone}");
     assert_eq!(alone[reaching]["errors"], 4, "{alone}");
     assert_eq!(errors(alone, "replay_apcer"), 4, "{alone}");
-    assert!(errors(both, reaching) <= 3, "{both}");
+    assert_eq!(errors(both, reaching), 4, "a replayed head is 3-D: {both}");
 }

@@ -425,8 +425,8 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
 /// as a rigid plane, rendered by `facegate pad-eval --save-frames`), a frame without a face, then
 /// the member's own photos in head-yaw order (a head turning from one side to the other). The
 /// print is denied as "liveness_unconfirmed" once the timeout has passed, never granted. The
-/// head turn is decided with its measurement (measured: s1's turn is not confirmed at the 0.124
-/// threshold either; head turns pass for 5 of 12 people in `pad-eval`'s report half).
+/// head turn is granted with its measurement (landmarks followed by texture; with each frame's
+/// detector landmarks s1's turn was not confirmed).
 #[test]
 fn with_liveness_on_a_print_of_a_member_is_denied_at_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
