@@ -109,9 +109,9 @@ impl FaceEmbedder for LabelEmbedder {
         let Some(e) = self.0.get(key) else { return Err(FaceError::NoFace) };
         let Some(embedding) = e.clone() else { return Ok(None) };
         // rendering a view takes a few milliseconds: once per pose
+        type Views = HashMap<String, ([[f32; 2]; 5], Option<FacePatch>)>;
         thread_local! {
-            static VIEWS: std::cell::RefCell<HashMap<String, ([[f32; 2]; 5], Option<FacePatch>)>> =
-                std::cell::RefCell::new(HashMap::new());
+            static VIEWS: std::cell::RefCell<Views> = std::cell::RefCell::new(HashMap::new());
         }
         let (landmarks, patch) = VIEWS.with(|v| {
             v.borrow_mut()
