@@ -623,16 +623,21 @@ mod tests {
         assert!((0.15..0.21).contains(&r20), "{r20}");
     }
 
-    #[test]
-    fn the_check_needs_enough_pairs_big_faces_and_change() {
-        let check = PassiveCheck {
+    /// The check on each frame's detector landmarks, as the unit tests use it.
+    fn detector_check() -> PassiveCheck {
+        PassiveCheck {
             min_iod_px: 30.0,
             min_change: 0.02,
             threshold: 0.05,
             min_pairs: 2,
             min_ncc: 0.0,
             landmarks: Landmarks::Detector,
-        };
+        }
+    }
+
+    #[test]
+    fn the_check_needs_enough_pairs_big_faces_and_change() {
+        let check = detector_check();
         let live: Vec<_> = [0.0, 8.0, 16.0, 24.0].iter().map(|&d| head(d, 0.5)).collect();
         assert!(matches!(check.judge(&live), Liveness::Live { pairs: 6, .. }), "{:?}", check.judge(&live));
         let photo: Vec<_> = [0.0, 10.0, 20.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
@@ -649,14 +654,7 @@ mod tests {
 
     #[test]
     fn one_frame_with_a_misplaced_nose_does_not_make_a_photo_live() {
-        let check = PassiveCheck {
-            min_iod_px: 30.0,
-            min_change: 0.02,
-            threshold: 0.05,
-            min_pairs: 2,
-            min_ncc: 0.0,
-            landmarks: Landmarks::Detector,
-        };
+        let check = detector_check();
         for glitch in [0, 2, 4] {
             let mut photo: Vec<_> = [0.0, 8.0, 16.0, 24.0, 30.0].iter().map(|&d| head(d, 0.0)).collect();
             photo[glitch][2][0] += 30.0; // the nose 0.3 IOD off in one frame
