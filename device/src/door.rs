@@ -375,6 +375,14 @@ enum Gate {
     Failed(&'static str, String),
 }
 
+/// The log text of the ring deny cue.
+fn rigid_text(p: &PassiveCheck, with_face: u8, still: u8, tested: u8) -> String {
+    format!(
+        "the image around the face moved with it (a hand-held photo or screen): {with_face} of {tested} ring points moved with the face, {still} stayed still (denies at {})",
+        p.ring_deny
+    )
+}
+
 /// Frames of one appearance the liveness check looks at (the newest).
 const MAX_STREAK_LANDMARKS: usize = 48;
 
@@ -771,8 +779,13 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 p.threshold,
                 p.min_pairs
             ),
+            Some((p, Liveness::Rigid { with_face, still, tested })) => rigid_text(&p, with_face, still, tested),
         }
         };
+        // a deny cue latches: nothing after it (a nose residual, a challenge passed) outvotes it
+        if let Some((p, Liveness::Rigid { with_face, still, tested })) = passive {
+            return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested));
+        }
         let since = self.streak.since.unwrap_or(frame.at);
         // how long since `from`, once that is the timeout or more
         let timed_out = |from: Duration| Some(frame.at.saturating_sub(from)).filter(|w| *w >= rule.timeout);
@@ -784,6 +797,9 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             let (residual, pairs) = match verdict {
                 Liveness::Live { .. } => return Gate::Pass(format!("liveness: {}", passive_text())),
                 Liveness::Unconfirmed { residual, pairs } => (residual, pairs),
+                Liveness::Rigid { with_face, still, tested } => {
+                    return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested))
+                }
             };
             let Some(waited) = timed_out(since) else { return Gate::Wait };
             return Gate::Deny(

@@ -474,9 +474,14 @@ fn check(common: &Common) -> Result<ExitCode> {
             true,
             "liveness",
             format!(
-                "passive 3-D test (experimental) on {} landmarks, threshold {} eye distances",
+                "passive 3-D test (experimental) on {} landmarks, threshold {} eye distances; ring deny cue {}",
                 c.liveness.check.landmarks.name(),
-                c.liveness.check.threshold
+                c.liveness.check.threshold,
+                match (c.liveness.check.ring_deny, c.liveness.check.landmarks) {
+                    (0, _) => "off".to_string(),
+                    (_, facegate_face::liveness::Landmarks::Detector) => "off (needs followed landmarks)".to_string(),
+                    (k, _) => format!("at {k} of {} points", facegate_face::ring::RING.len()),
+                }
             ),
         ),
         LivenessMode::Challenge => {

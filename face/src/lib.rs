@@ -19,6 +19,7 @@ mod preprocess;
 pub mod profile;
 pub mod quality;
 pub mod rewrite;
+pub mod ring;
 pub mod sface;
 mod track;
 

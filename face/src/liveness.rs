@@ -14,6 +14,7 @@
 //! comes from measured landmark noise (`facegate pad-eval`), not from this module.
 
 use crate::parallax::{follow, FacePatch};
+use crate::ring::{ring_votes, RingVotes};
 
 /// Landmark indices (YuNet's order): right eye, left eye, nose tip, right and left mouth corner.
 const PLANE: [usize; 4] = [0, 1, 3, 4];
@@ -134,6 +135,17 @@ pub enum Liveness {
         /// Qualifying pairs so far.
         pairs: usize,
     },
+    /// A deny cue: between two frames, the image around the face moved with the face's plane
+    /// ([`crate::ring`]): a hand-held photo or screen. It latches: the appearance is denied
+    /// whatever the nose residual says.
+    Rigid {
+        /// The frame pair's ring points that moved with the face.
+        with_face: u8,
+        /// The pair's ring points that stayed still.
+        still: u8,
+        /// The pair's ring points that could be tested.
+        tested: u8,
+    },
 }
 
 /// The passive 3-D test over the frames of one appearance.
@@ -153,6 +165,10 @@ pub struct PassiveCheck {
     pub min_ncc: f32,
     /// Which landmarks [`Self::judge_appearance`] measures.
     pub landmarks: Landmarks,
+    /// With followed landmarks: the appearance is denied ([`Liveness::Rigid`]) as soon as one
+    /// frame pair (followed at least `min_ncc` well) has this many ring points moving with the
+    /// face ([`crate::ring`]); 0 turns the cue off.
+    pub ring_deny: u8,
 }
 
 /// Which landmarks the passive test measures the nose residual on.
@@ -247,14 +263,45 @@ impl PassiveCheck {
     }
 
     /// What the door does with the frames of `f` judged from the `first`-th on, with
-    /// [`Self::judge_appearance`]: the largest threshold at which some prefix is Live
-    /// (`None`: never enough evidence).
+    /// [`Self::judge_appearance`]: the largest threshold at which some prefix is Live before any
+    /// prefix is [`Liveness::Rigid`] (`None`: never enough evidence, or denied first).
     pub fn door_score_appearance(&self, f: &Followed, first: usize) -> Option<f32> {
-        (first.max(1)..=f.len()).filter_map(|k| self.appearance_scored(f, k).1).reduce(f32::max)
+        let mut best: Option<f32> = None;
+        for k in first.max(1)..=f.len() {
+            let (verdict, score) = self.appearance_scored(f, k);
+            if matches!(verdict, Liveness::Rigid { .. }) {
+                break;
+            }
+            if let Some(sc) = score {
+                best = Some(best.map_or(sc, |b: f32| b.max(sc)));
+            }
+        }
+        best
+    }
+
+    /// The first of the first `upto` frames of `f` whose pair with an earlier frame shows the
+    /// ring moving with the face ([`Liveness::Rigid`]), with that pair's votes; `None` when none
+    /// does or the cue is off.
+    pub fn rigid_pair(&self, f: &Followed, upto: usize) -> Option<RingVotes> {
+        if self.ring_deny == 0 || self.landmarks != Landmarks::Followed {
+            return None;
+        }
+        let upto = upto.min(f.len());
+        let big = |k: usize| iod(&f.landmarks[k]) >= self.min_iod_px;
+        (0..upto).filter(|&j| big(j)).find_map(|j| {
+            (0..j)
+                .filter(|&i| big(i))
+                .filter_map(|i| f.pairs[j][i])
+                .find(|m| m.ncc >= self.min_ncc && m.ring.with_face >= self.ring_deny)
+                .map(|m| m.ring)
+        })
     }
 
     fn judge_followed_scored(&self, f: &Followed, upto: usize) -> (Liveness, Option<f32>) {
         let upto = upto.min(f.len());
+        if let Some(RingVotes { with_face, still, tested }) = self.rigid_pair(f, upto) {
+            return (Liveness::Rigid { with_face, still, tested }, None);
+        }
         let usable: Vec<usize> = (0..upto).filter(|&k| iod(&f.landmarks[k]) >= self.min_iod_px).collect();
         let usable = &usable[usable.len().saturating_sub(MAX_FRAMES)..];
         let mut pairs: Vec<(usize, usize, f32)> = Vec::new();
@@ -329,6 +376,8 @@ pub struct PairMeasure {
     pub residual: f32,
     /// The weakest match of the ten followed points (normalised cross-correlation).
     pub ncc: f32,
+    /// The ring test from the earlier frame to the later ([`crate::ring`]).
+    pub ring: RingVotes,
 }
 
 /// The frames of one appearance for the passive test: their landmarks, and for each pair the
@@ -408,7 +457,8 @@ fn measure(pa: &FacePatch, la: &[[f32; 2]; 5], pb: &FacePatch, lb: &[[f32; 2]; 5
     let (fa, na) = follow(pb, lb, pa, la)?;
     let residual = (nose_residual(la, &fb)? + nose_residual(lb, &fa)?) / 2.0;
     let change = (PassiveCheck::change(la, &fb) + PassiveCheck::change(lb, &fa)) / 2.0;
-    Some(PairMeasure { change, residual, ncc: na.min(nb) })
+    let ring = ring_votes(pa, la, pb, &fb).unwrap_or_default();
+    Some(PairMeasure { change, residual, ncc: na.min(nb), ring })
 }
 
 /// Which way the door asks the member to turn their head: their own left or right. The camera is
@@ -632,6 +682,7 @@ mod tests {
             min_pairs: 2,
             min_ncc: 0.0,
             landmarks: Landmarks::Detector,
+            ring_deny: 0,
         }
     }
 

@@ -23,7 +23,8 @@ use image::RgbImage;
 const PLANE: [usize; 4] = [0, 1, 3, 4];
 
 /// How far a patch reaches around the landmarks' box, in inter-ocular distances (IOD): enough
-/// for the templates and the search around every landmark.
+/// for the templates and the search around every landmark. [`FacePatch::cut`] cuts more beside
+/// and above the face, for the ring test ([`crate::ring::REACH_IOD`]).
 pub const MARGIN_IOD: f32 = 0.6;
 /// Template half-size in samples: (2·T+1)² samples per landmark.
 const T: i32 = 6;
@@ -51,16 +52,17 @@ pub struct FacePatch {
 }
 
 impl FacePatch {
-    /// The region of `img` around the landmarks `l` (their box grown by [`MARGIN_IOD`]), as
-    /// BT.601 luma. `None` for a degenerate face or one wholly outside the image.
+    /// The region of `img` around the landmarks `l` (their box grown by [`MARGIN_IOD`] below and
+    /// by the ring test's reach, [`crate::ring::REACH_IOD`], beside and above), as BT.601 luma.
+    /// `None` for a degenerate face or one wholly outside the image.
     pub fn cut(img: &RgbImage, l: &[[f32; 2]; 5]) -> Option<Self> {
         let s = iod(l);
         if !(s.is_finite() && s >= 1.0) || l.iter().flatten().any(|v| !v.is_finite()) {
             return None;
         }
-        let m = MARGIN_IOD * s;
-        let lo = |k: usize| l.iter().map(|p| p[k]).fold(f32::INFINITY, f32::min) - m;
-        let hi = |k: usize| l.iter().map(|p| p[k]).fold(f32::NEG_INFINITY, f32::max) + m;
+        let [side, above, below] = crate::ring::REACH_IOD.map(|r| r.max(MARGIN_IOD) * s);
+        let lo = |k: usize| l.iter().map(|p| p[k]).fold(f32::INFINITY, f32::min) - [side, above][k];
+        let hi = |k: usize| l.iter().map(|p| p[k]).fold(f32::NEG_INFINITY, f32::max) + [side, below][k];
         let (iw, ih) = (img.width() as f32, img.height() as f32);
         let x0 = lo(0).floor().clamp(0.0, iw) as i32;
         let y0 = lo(1).floor().clamp(0.0, ih) as i32;
@@ -107,13 +109,13 @@ impl FacePatch {
 
 /// The template of one landmark: zero-mean, unit-norm samples and where each lies relative to
 /// the landmark in the other frame (the plane's local linear map applied to its offset).
-struct Template {
+pub(crate) struct Template {
     values: Vec<f32>,
     offsets: Vec<[f32; 2]>,
 }
 
 impl Template {
-    fn take(a: &FacePatch, p: [f32; 2], step: f32, h: &Homography) -> Option<Self> {
+    pub(crate) fn take(a: &FacePatch, p: [f32; 2], step: f32, h: &Homography) -> Option<Self> {
         // the homography's Jacobian at p, by central differences
         let q = |x: f32, y: f32| h.apply([x, y]);
         let (xp, xm) = (q(p[0] + step, p[1])?, q(p[0] - step, p[1])?);
@@ -141,7 +143,7 @@ impl Template {
 
     /// Normalised cross-correlation with `b` around `c`; `None` when a sample leaves the patch or
     /// `b` is flat there.
-    fn ncc(&self, b: &FacePatch, c: [f32; 2]) -> Option<f32> {
+    pub(crate) fn ncc(&self, b: &FacePatch, c: [f32; 2]) -> Option<f32> {
         let (mut s, mut s2, mut st) = (0.0f32, 0.0f32, 0.0f32);
         for (t, o) in self.values.iter().zip(&self.offsets) {
             let v = b.at(c[0] + o[0], c[1] + o[1])?;
@@ -395,6 +397,7 @@ mod judged {
             min_pairs: 2,
             min_ncc: 0.8,
             landmarks: Landmarks::Followed,
+            ring_deny: crate::ring::RING_DENY_DEFAULT,
         };
         let head = sequence(0.5, true);
         let first_live = (3..=head.len()).find(|&k| matches!(check.judge_appearance(&head, k), Liveness::Live { .. }));

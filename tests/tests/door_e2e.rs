@@ -424,11 +424,13 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
 /// Liveness on: the real door replays a print attack of an enrolled member (ORL s1's photo moved
 /// as a rigid plane, rendered by `facegate pad-eval --save-frames`), a frame without a face, then
 /// the member's own photos in head-yaw order (a head turning from one side to the other). The
-/// print is denied as "liveness_unconfirmed" once the timeout has passed, never granted. The
-/// head turn is granted with its measurement (landmarks followed by texture; with each frame's
-/// detector landmarks s1's turn was not confirmed).
+/// print is denied at its second frame by the ring deny cue (measured: 13 of its 34 testable ring
+/// points moved with the face; the test sets `ring_deny = 10`), and with the cue off as
+/// "liveness_unconfirmed" once the timeout has passed; never granted. The head turn is granted
+/// with its measurement either way (landmarks followed by texture; with each frame's detector
+/// landmarks s1's turn was not confirmed).
 #[test]
-fn with_liveness_on_a_print_of_a_member_is_denied_at_the_timeout() {
+fn with_liveness_on_a_print_of_a_member_is_denied() {
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).display().to_string();
     let rendered = p("rendered");
@@ -453,33 +455,45 @@ fn with_liveness_on_a_print_of_a_member_is_denied_at_the_timeout() {
     let mut args = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", "s1", "--name", "s1"];
     args.extend(photos.iter().map(String::as_str));
     ok(&run("facegate", &args));
-    let config = format!(
-        "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
-         [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
-         [decision]\nconsecutive_frames = 2\n\
-         [lock]\nkind = \"dry-run\"\n\
-         [liveness]\nmode = \"passive\"\ntimeout_ms = 1000\n\
-         [log]\npath = {:?}\n",
-        p("state"),
-        frames.display(),
-        p("events.jsonl"),
-    );
-    std::fs::write(p("door.toml"), config).unwrap();
-    ok(&run("facegate-door", &["run", "--config", &p("door.toml")]));
-    let log = events(Path::new(&p("events.jsonl")));
-    let d: Vec<(&str, &str, &str)> = log
-        .iter()
-        .filter(|e| e["event"] == "decision")
-        .map(|e| (e["frame"].as_str().unwrap(), e["decision"].as_str().unwrap(), e["reason"].as_str().unwrap_or("")))
-        .collect();
-    // 200 ms per frame: the print's sixth frame is 1,000 ms after its first; one decision for it
-    assert_eq!(d.first(), Some(&("a-print-06.png", "denied", "liveness_unconfirmed")), "{log:?}");
-    assert_eq!(d.iter().filter(|(f, _, _)| f.starts_with("a-")).count(), 1, "{d:?}");
-    // the head turn is decided with its measurement
-    let turn = log
-        .iter()
-        .find(|e| e["event"] == "decision" && e["frame"].as_str().unwrap().starts_with("c-"))
-        .unwrap_or_else(|| panic!("no decision for the head turn: {log:?}"));
-    assert!(turn["detail"].as_str().unwrap().contains("followed nose residual"), "{turn}");
-    assert_eq!(turn["decision"], "granted", "{turn}");
+    let door = |ring_deny: u32| -> Vec<serde_json::Value> {
+        let (config, log) = (p(&format!("door-{ring_deny}.toml")), p(&format!("events-{ring_deny}.jsonl")));
+        let text = format!(
+            "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
+             [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
+             [decision]\nconsecutive_frames = 2\n\
+             [lock]\nkind = \"dry-run\"\n\
+             [liveness]\nmode = \"passive\"\ntimeout_ms = 1000\nring_deny = {ring_deny}\n\
+             [log]\npath = {log:?}\n",
+            p(&format!("state-{ring_deny}")),
+            frames.display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        ok(&run("facegate-door", &["run", "--config", &config]));
+        events(Path::new(&log))
+    };
+    for (ring_deny, first) in [
+        // the ring cue: denied at the first frame it judges
+        (10, ("a-print-02.png", "denied", "liveness_denied")),
+        // the nose test alone: 200 ms per frame, the print's sixth frame is 1,000 ms after its first
+        (0, ("a-print-06.png", "denied", "liveness_unconfirmed")),
+    ] {
+        let log = door(ring_deny);
+        let d: Vec<(&str, &str, &str)> = log
+            .iter()
+            .filter(|e| e["event"] == "decision")
+            .map(|e| {
+                (e["frame"].as_str().unwrap(), e["decision"].as_str().unwrap(), e["reason"].as_str().unwrap_or(""))
+            })
+            .collect();
+        assert_eq!(d.first(), Some(&first), "ring_deny {ring_deny}: {log:?}");
+        // one decision for the print
+        assert_eq!(d.iter().filter(|(f, _, _)| f.starts_with("a-")).count(), 1, "{d:?}");
+        // the head turn is decided with its measurement
+        let turn = log
+            .iter()
+            .find(|e| e["event"] == "decision" && e["frame"].as_str().unwrap().starts_with("c-"))
+            .unwrap_or_else(|| panic!("no decision for the head turn: {log:?}"));
+        assert!(turn["detail"].as_str().unwrap().contains("followed nose residual"), "{turn}");
+        assert_eq!(turn["decision"], "granted", "ring_deny {ring_deny}: {turn}");
+    }
 }

@@ -82,6 +82,12 @@ pub struct PadArgs {
     /// cross-correlation), as the door's `liveness.min_ncc`.
     #[arg(long, default_value_t = MIN_NCC)]
     pub min_ncc: f32,
+    /// With followed landmarks: ring points moving with the face in one frame pair that deny an
+    /// appearance (the door's `liveness.ring_deny`; 0: the cue off). Default: tuned, the most
+    /// of any genuine appearance of the tuning half plus [`RING_MARGIN`]. The nose threshold is
+    /// tuned without the cue, so it alone must hold the prints the cue misses.
+    #[arg(long)]
+    pub ring_deny: Option<u8>,
     /// Also write each person's first print attack and their head-turn frames as PNG here
     /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
@@ -122,6 +128,11 @@ pub const MIN_NCC: f32 = 0.5;
 /// The threshold is the largest score of a tuning attack (the threshold at which the door would
 /// have let it in at some frame) times this.
 pub const THRESHOLD_MARGIN: f32 = 1.25;
+/// The genuine kinds of appearance: a person at the door, not an attack.
+pub const GENUINE: [&str; 3] = ["natural", "turn", "obey"];
+/// The ring cue denies at the most ring points any genuine appearance of the tuning half moved
+/// with its face in one frame pair, plus this.
+pub const RING_MARGIN: u8 = 2;
 /// Estimated yaw spread of a `turn` appearance (degrees).
 pub const TURN_DEG: f32 = 20.0;
 /// The challenge's turn (degrees), frozen before any of these figures: the door's default
@@ -648,10 +659,30 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         min_pairs: MIN_PAIRS,
         min_ncc: a.min_ncc,
         landmarks: a.method.into(),
+        ring_deny: 0,
     };
     let worst_attack =
         tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| door_score(&base, ap)).fold(0.0f32, f32::max);
-    let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ..base };
+    // the ring cue alone: per kind, the most ring points moving with the face in one frame pair
+    // of an appearance (pairs followed well enough to count), and how many it denies
+    let ring_max = |ap: &Appearance| -> u8 {
+        let mut m = 0;
+        for j in 0..ap.followed.len() {
+            for i in 0..j {
+                if let Some(p) = ap.followed.pair(i, j).filter(|p| p.ncc >= a.min_ncc) {
+                    m = m.max(p.ring.with_face);
+                }
+            }
+        }
+        m
+    };
+    let genuine_ring = tune.iter().filter(|ap| GENUINE.contains(&ap.kind)).map(|ap| ring_max(ap)).max().unwrap_or(0);
+    let ring_deny = match (a.method, a.ring_deny) {
+        (Method::Detector, _) => 0,
+        (_, Some(k)) => k,
+        (_, None) => genuine_ring.saturating_add(RING_MARGIN).min(facegate_face::ring::RING.len() as u8),
+    };
+    let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ring_deny, ..base };
     let mut rows = serde_json::Map::new();
     for (label, set) in [("tune", &tune), ("report", &report)] {
         let live = |ap: &Appearance| door_score(&check, ap).is_some_and(|s| s >= check.threshold);
@@ -691,6 +722,17 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             }
             serde_json::json!({ "counted": counted, "too_alike": alike, "not_followed": lost })
         };
+        let ring = |kind: &str| {
+            let mut v: Vec<u8> = set.iter().filter(|ap| ap.kind == kind).map(|ap| ring_max(ap)).collect();
+            v.sort_unstable();
+            let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
+            let denied = if check.ring_deny > 0 { v.iter().filter(|&&m| m >= check.ring_deny).count() } else { 0 };
+            // how many appearances had each most (0 to 40)
+            let mut counts = vec![0usize; facegate_face::ring::RING.len() + 1];
+            let top = counts.len() - 1;
+            v.iter().for_each(|&m| counts[usize::from(m).min(top)] += 1);
+            serde_json::json!({ "n": v.len(), "denied": denied, "max_with_face_min": v.first().copied().unwrap_or(0), "max_with_face_median": q(0.5), "max_with_face_p90": q(0.9), "max_with_face_max": v.last().copied().unwrap_or(0), "max_with_face_counts": counts })
+        };
         let passive_set = || set.iter().filter(|ap| ["print", "natural", "turn"].contains(&ap.kind));
         let small = passive_set().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
         rows.insert(
@@ -705,6 +747,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
                 "genuine_score_median": pct(&rg, 0.5), "genuine_score_min": rg.first().copied().unwrap_or(0.0),
                 "followed_pairs": { "natural": pair_counts(&genuine), "turn": pair_counts(&turns), "print": pair_counts(&attacks) },
+                "ring": { "print": ring("print"), "bent": ring("bent"), "natural": ring("natural"), "turn": ring("turn"), "obey": ring("obey"), "replay": ring("replay") },
                 "frames_without_face": passive_set().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
                 "faces_below_min_iod": small,
             }),
@@ -757,7 +800,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         );
     }
     let out = serde_json::json!({
-        "threshold": check.threshold, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
+        "threshold": check.threshold, "ring_deny": check.ring_deny, "ring_genuine_tune_max": genuine_ring, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
         "challenge": { "turn_deg": CHALLENGE_TURN_DEG, "confirm_frames": CHALLENGE_CONFIRM_FRAMES, "report": crow },
@@ -766,14 +809,32 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("passive 3-D check: threshold {:.4} IOD (largest tuning-attack score {worst_attack:.4} × {THRESHOLD_MARGIN}), min IOD {MIN_IOD_PX} px, min change {} IOD, {MIN_PAIRS} pairs", check.threshold, a.min_change);
+        println!("ring deny cue at {} of {} points moving with the face in one frame pair ({}; the most of a tuning-half genuine appearance: {genuine_ring})", check.ring_deny, facegate_face::ring::RING.len(), if a.ring_deny.is_some() { "as given" } else { "tuned" });
         println!(
             "{:<8} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
             "half", "flat-print APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
         );
+        let mut ring_lines = Vec::new();
         for (label, r) in &rows {
             let f = |v: &serde_json::Value| {
                 format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
             };
+            let g = |k: &str| {
+                let v = &r["ring"][k];
+                format!(
+                    "{k} {}/{} (most points moving with the face: median {}, 90th {}, max {})",
+                    v["denied"], v["n"], v["max_with_face_median"], v["max_with_face_p90"], v["max_with_face_max"]
+                )
+            };
+            ring_lines.push(format!(
+                "{label:<8} denied by the ring cue: {}; {}; {}; {}; {}; {}",
+                g("print"),
+                g("bent"),
+                g("natural"),
+                g("turn"),
+                g("obey"),
+                g("replay")
+            ));
             println!(
                 "{label:<8} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
                 f(&r["flat_print_apcer"]),
@@ -788,6 +849,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 r["turn_score_min"].as_f64().unwrap_or(0.0)
             );
         }
+        ring_lines.iter().for_each(|l| println!("{l}"));
         println!(
             "\nchallenge mode (turn {CHALLENGE_TURN_DEG}° to a random side, {CHALLENGE_CONFIRM_FRAMES} frames), report half:"
         );
