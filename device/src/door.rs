@@ -62,23 +62,40 @@ pub trait FaceEmbedder {
 }
 
 /// The largest usable face of `frame` through `p`: what every door frame goes through (on the
-/// door's thread, or on the threads of [`crate::ahead`]).
+/// door's thread, or on the threads of [`crate::ahead`]); with the grey image around it when
+/// `patch` (only the passive liveness test on followed landmarks uses it).
 pub fn observe<D: FaceDetector, E: Encoder>(
     p: &FacePipeline<D, E>,
     frame: &Frame,
+    patch: bool,
 ) -> Result<Option<Observation>, FaceError> {
     Ok(p.embed_largest(&frame.image)?.map(|f| Observation {
         embedding: f.embedding,
         face_px: f.detection.bbox[2],
         landmarks: f.detection.landmarks,
-        patch: FacePatch::cut(&frame.image, &f.detection.landmarks),
+        patch: if patch { FacePatch::cut(&frame.image, &f.detection.landmarks) } else { None },
         embed_time: None,
     }))
 }
 
+/// A face pipeline as the door's embedder, cutting the image around each face only when asked
+/// ([`observe`]).
+pub struct Observer<D, E> {
+    /// The pipeline.
+    pub pipeline: FacePipeline<D, E>,
+    /// Whether observations carry the grey image around the face.
+    pub patches: bool,
+}
+
+impl<D: FaceDetector, E: Encoder> FaceEmbedder for Observer<D, E> {
+    fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
+        observe(&self.pipeline, frame, self.patches)
+    }
+}
+
 impl<D: FaceDetector, E: Encoder> FaceEmbedder for FacePipeline<D, E> {
     fn embed(&mut self, frame: &Frame) -> Result<Option<Observation>, FaceError> {
-        observe(self, frame)
+        observe(self, frame, true)
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use facegate_device::ahead::embed_ahead;
 use facegate_device::challenge::CommandSignal;
 use facegate_device::config::{LivenessMode, LockKind, Mode, SourceUri};
-use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims};
+use facegate_device::door::{observe, ClaimInput, FaceEmbedder, LineClaims, Observer};
 use facegate_device::events::{Event, EventKind, EventSink, JsonlLog, StdoutSink, Tee};
 use facegate_device::health::MetricsFile;
 use facegate_device::lock::{CommandLock, DryRunLock, GpioLock, Lock};
@@ -16,6 +16,7 @@ use facegate_device::pull::Puller;
 use facegate_device::source::{self, FrameSource};
 use facegate_device::store::{Access, GalleryStore, StoreError};
 use facegate_device::{Door, DoorConfig, DoorSettings};
+use facegate_face::liveness::Landmarks;
 use facegate_face::{DetectPath, Encoder, FaceError, FacePipeline, RoiDetector, TractEncoder};
 use facegate_shared::install::InstallRules;
 use facegate_shared::{keys, peak_rss_bytes, percentile, VerifyingKey};
@@ -294,12 +295,14 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     let settings = DoorSettings::from_config(&c);
     let stop = Arc::new(AtomicBool::new(false));
     let detections = p.finder.detector.counts();
+    // the image around each face: only the passive test on followed landmarks looks at it
+    let patches = settings.liveness.and_then(|l| l.passive).is_some_and(|p| p.landmarks == Landmarks::Followed);
     let (src, embedder): (Box<dyn FrameSource>, Box<dyn FaceEmbedder>) = if c.model.threads > 1 {
         let pipes: Vec<Pipeline> = (0..c.model.threads).map(|_| worker_pipeline(&p, c.model.threads)).collect();
-        let (src, embedder) = embed_ahead(src, c.model.threads, move |w, f| observe(&pipes[w], f));
+        let (src, embedder) = embed_ahead(src, c.model.threads, move |w, f| observe(&pipes[w], f, patches));
         (Box::new(src), Box::new(embedder))
     } else {
-        (src, Box::new(p))
+        (src, Box::new(Observer { pipeline: p, patches }))
     };
     let mut door = Door::new(src, embedder, lock, sinks, store, settings)?;
     door.puller = puller;
@@ -479,7 +482,7 @@ fn check(common: &Common) -> Result<ExitCode> {
                 c.liveness.check.threshold,
                 match (c.liveness.check.ring_deny, c.liveness.check.landmarks) {
                     (0, _) => "off".to_string(),
-                    (_, facegate_face::liveness::Landmarks::Detector) => "off (needs followed landmarks)".to_string(),
+                    (_, Landmarks::Detector) => "off (needs followed landmarks)".to_string(),
                     (k, _) => format!("at {k} of {} points", facegate_face::ring::RING.len()),
                 }
             ),
