@@ -65,7 +65,7 @@
 //!                          # texture | detector: each frame's own (noisy; the rule before)
 //! min_ncc = 0.5            # 0.5 to 0.99: followed: a frame pair counts only when each landmark
 //!                          # followed from one frame into the other matches at least this well
-//! ring_deny = 6            # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
+//! ring_deny = 13           # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the 40 points around the face move with it
 //!                          # between two frames (a hand-held photo or screen); 0 = cue off
 //! timeout_ms = 6000        # 500 to 60000: then the appearance is denied, "liveness_unconfirmed"
@@ -80,7 +80,8 @@
 //!                          # recording that guesses the side wins half its tries; this bounds
 //!                          # them). A challenge counts as failed from when it is given until it is
 //!                          # passed: turning the other way, not turning, or leaving all count; a
-//!                          # failing challenge command or the passive test refusing do not
+//!                          # failing challenge command or the nose test refusing do not (the
+//!                          # ring deny cue does)
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"

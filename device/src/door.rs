@@ -15,10 +15,12 @@
 //! - the threshold is the gallery's signed one, or a stricter local one (never looser);
 //! - with liveness on, a grant also needs its pass: the passive 3-D test over the appearance's
 //!   landmarks, and/or (challenge mode) the head turn to the side drawn for this appearance; a
-//!   turn the other way denies it, and so does the timeout.
+//!   turn the other way denies it, and so does the timeout; so does, at once and for the rest of
+//!   the appearance, the passive test's deny cue (the image around the face moving with it);
 
 use facegate_face::liveness::{ChallengeCheck, ChallengeVerdict, Followed, Landmarks, Liveness, PassiveCheck, Turn};
 use facegate_face::parallax::FacePatch;
+use facegate_face::ring::RingVotes;
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
@@ -359,6 +361,9 @@ struct Streak {
     /// The streak's frames with their pairs measured on landmarks followed by texture, for the
     /// passive test (only with it on).
     followed: Followed,
+    /// The ring deny cue, latched: the first frame pair of the streak whose ring moved with the
+    /// face (checked as each frame is added, so no frame dropped from `followed` loses it).
+    rigid: Option<RingVotes>,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
     /// The challenge given to this appearance, with the frames seen since.
@@ -385,8 +390,9 @@ enum Gate {
     Wait,
     /// Denied with this reason code and measurement.
     Deny(&'static str, String),
-    /// Denied because the face failed the challenge it was given: turned the other way, or did
-    /// not turn. The failure, counted when the challenge was given, stands (retry limit); a
+    /// Denied because the face failed the challenge it was given (turned the other way, or did
+    /// not turn), or a deny cue of the passive test fired (the image around the face moved with
+    /// it: a photo or a screen in the hand). The failure, counted when the challenge was given, stands (retry limit); a
     /// `Pass` or a `Deny` after a challenge takes it back (the member passed, or the door or the
     /// passive test failed, not the member).
     Failed(&'static str, String),
@@ -727,7 +733,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         }
         self.streak.landmarks.push(obs.landmarks);
         match self.settings.liveness.and_then(|r| r.passive) {
-            Some(p) if p.landmarks == Landmarks::Followed => self.streak.followed.push(obs.landmarks, obs.patch),
+            Some(p) if p.landmarks == Landmarks::Followed => {
+                self.streak.followed.push(obs.landmarks, obs.patch);
+                if self.streak.rigid.is_none() {
+                    self.streak.rigid = p.rigid_pair(&self.streak.followed, usize::MAX);
+                }
+            }
             // detector landmarks only: nothing to follow, nothing to measure
             Some(_) => self.streak.followed.push(obs.landmarks, None),
             None => {}
@@ -799,7 +810,11 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             Some((p, Liveness::Rigid { with_face, still, tested })) => rigid_text(&p, with_face, still, tested),
         }
         };
-        // a deny cue latches: nothing after it (a nose residual, a challenge passed) outvotes it
+        // a deny cue latches for the appearance: nothing after it (a nose residual, a challenge
+        // passed) outvotes it. Counted as a failed challenge when one was given (an attack).
+        if let (Some((p, _)), Some(RingVotes { with_face, still, tested })) = (passive, self.streak.rigid) {
+            return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested));
+        }
         if let Some((p, Liveness::Rigid { with_face, still, tested })) = passive {
             return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested));
         }

@@ -16,7 +16,8 @@ use facegate_device::pull::Puller;
 use facegate_device::source::{self, FrameSource};
 use facegate_device::store::{Access, GalleryStore, StoreError};
 use facegate_device::{Door, DoorConfig, DoorSettings};
-use facegate_face::liveness::Landmarks;
+use facegate_face::liveness::{Followed, Landmarks, MAX_FRAMES};
+use facegate_face::parallax::FacePatch;
 use facegate_face::{DetectPath, Encoder, FaceError, FacePipeline, RoiDetector, TractEncoder};
 use facegate_shared::install::InstallRules;
 use facegate_shared::{keys, peak_rss_bytes, percentile, VerifyingKey};
@@ -632,6 +633,12 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
     let (mut det, mut ali, mut enc, mut mat, mut total) = (vec![], vec![], vec![], vec![], vec![]);
     // detection split by where it ran: the whole canvas, or a window around the last face
     let (mut det_whole, mut det_window) = (vec![], vec![]);
+    // the passive liveness test on followed landmarks, when the config turns it on: per frame,
+    // the image around the face cut, followed into each kept frame and back (with the ring test),
+    // and the verdict; measured apart from the path above
+    let passive =
+        DoorSettings::from_config(&c).liveness.and_then(|l| l.passive).filter(|p| p.landmarks == Landmarks::Followed);
+    let (mut followed, mut live) = (Followed::default(), vec![]);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     p.finder.detector.reset();
     for i in 0..frames {
@@ -655,6 +662,13 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
             let tm = Instant::now();
             st.matcher().identify(&face.embedding, &policy, today)?;
             mat.push(ms(tm.elapsed()));
+            if let Some(check) = passive {
+                let tl = Instant::now();
+                let l = face.detection.landmarks;
+                followed.push(l, FacePatch::cut(&f.image, &l));
+                std::hint::black_box(check.judge_appearance(&followed, usize::MAX));
+                live.push(ms(tl.elapsed()));
+            }
         }
         total.push(ms(t.elapsed()));
     }
@@ -686,6 +700,10 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         "encode": stats(enc),
         "match": stats(mat),
         "frame_to_decision": stats(total),
+        // not in frame_to_decision: the passive test's own cost per frame, against up to
+        // `liveness_kept_frames` − 1 kept frames (null: the config has it off)
+        "liveness_per_frame": passive.map(|_| stats(live)),
+        "liveness_kept_frames": MAX_FRAMES,
         "fps": round2(1000.0 / med_total),
         "stream": {
             "threads": threads,
@@ -699,7 +717,16 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
     if json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for k in ["detect", "detect_whole", "detect_window", "align", "encode", "match", "frame_to_decision"] {
+        for k in [
+            "detect",
+            "detect_whole",
+            "detect_window",
+            "align",
+            "encode",
+            "match",
+            "frame_to_decision",
+            "liveness_per_frame",
+        ] {
             let v = &out[k];
             if v.is_null() {
                 continue;

@@ -10,7 +10,9 @@
 //!
 //! [`nose_residual`] is that measurement for one pair of frames; [`PassiveCheck`] decides over
 //! the frames of one appearance, and only with enough evidence: a face too small for the
-//! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. The threshold
+//! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. Beside it,
+//! a deny cue ([`crate::ring`], [`Liveness::Rigid`]): the image around the face moving with the
+//! face's plane denies the appearance whatever the nose says. The threshold
 //! comes from measured landmark noise (`facegate pad-eval`), not from this module.
 
 use crate::parallax::{follow, FacePatch};

@@ -20,8 +20,9 @@ use crate::liveness::{iod, Homography};
 use crate::parallax::{FacePatch, Template};
 
 /// The ring's points, in eye distances (IODs) from the eye midpoint: `[across, down]` along the
-/// eye axis and perpendicular to it. Beside the head (past the ears, at the level of the eyes to
-/// the mouth) and above it (past most hair); none below the mouth.
+/// eye axis and perpendicular to it. Beside the head (1.3–1.7 IOD out, past the ears, from one
+/// IOD above the eye line to one below it, about mouth level) and above it (1.7 and 1.95 IOD
+/// above the eyes: about the crown, where hair may reach); none below the mouth.
 pub const RING: [[f32; 2]; 40] = {
     let mut out = [[0.0f32; 2]; 40];
     let across = [1.3f32, 1.5, 1.7];
@@ -231,7 +232,7 @@ mod tests {
         }
         let v = check.judge_appearance(&print, 4);
         assert!(matches!(v, Liveness::Rigid { with_face, .. } if with_face >= 30), "{v:?}");
-        assert_eq!(check.door_score_appearance(&print, 2), None, "denied before any verdict");
+        assert!(check.rigid_pair(&print, 2).is_some(), "the first pair already");
         let off = PassiveCheck { ring_deny: 0, ..check };
         assert!(matches!(off.judge_appearance(&print, 4), Liveness::Unconfirmed { .. }));
         assert!(matches!(check.judge_appearance(&live, 4), Liveness::Unconfirmed { .. }));

@@ -86,7 +86,7 @@ pub struct PadArgs {
     /// appearance (the door's `liveness.ring_deny`; 0: the cue off). Default: tuned, the most
     /// of any genuine appearance of the tuning half plus [`RING_MARGIN`]. The nose threshold is
     /// tuned without the cue, so it alone must hold the prints the cue misses.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=40))]
     pub ring_deny: Option<u8>,
     /// Also write each person's first print attack and their head-turn frames as PNG here
     /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
@@ -664,11 +664,13 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     let worst_attack =
         tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| door_score(&base, ap)).fold(0.0f32, f32::max);
     // the ring cue alone: per kind, the most ring points moving with the face in one frame pair
-    // of an appearance (pairs followed well enough to count), and how many it denies
+    // of an appearance (the pairs the door's rule looks at: both faces large enough, followed
+    // well enough), and how many appearances it denies before the nose test lets them in
     let ring_max = |ap: &Appearance| -> u8 {
+        let big = |k: usize| iod(&ap.followed.landmarks()[k]) >= MIN_IOD_PX;
         let mut m = 0;
-        for j in 0..ap.followed.len() {
-            for i in 0..j {
+        for j in (0..ap.followed.len()).filter(|&j| big(j)) {
+            for i in (0..j).filter(|&i| big(i)) {
                 if let Some(p) = ap.followed.pair(i, j).filter(|p| p.ncc >= a.min_ncc) {
                     m = m.max(p.ring.with_face);
                 }
@@ -726,7 +728,21 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             let mut v: Vec<u8> = set.iter().filter(|ap| ap.kind == kind).map(|ap| ring_max(ap)).collect();
             v.sort_unstable();
             let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
-            let denied = if check.ring_deny > 0 { v.iter().filter(|&&m| m >= check.ring_deny).count() } else { 0 };
+            // as the door judges: from the first judged frame on, the ring cue firing before the
+            // nose test passes
+            let denied = set
+                .iter()
+                .filter(|ap| ap.kind == kind)
+                .filter(|ap| {
+                    (FIRST_JUDGED_FRAME..=ap.followed.len()).find_map(|k| {
+                        match check.judge_appearance(&ap.followed, k) {
+                            Liveness::Rigid { .. } => Some(true),
+                            Liveness::Live { .. } => Some(false),
+                            Liveness::Unconfirmed { .. } => None,
+                        }
+                    }) == Some(true)
+                })
+                .count();
             // how many appearances had each most (0 to 40)
             let mut counts = vec![0usize; facegate_face::ring::RING.len() + 1];
             let top = counts.len() - 1;
