@@ -68,6 +68,10 @@
 //! ring_deny = 13           # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the 40 points around the face move with it
 //!                          # between two frames (a hand-held photo or screen); 0 = cue off
+//! border_deny = 1          # 0 to 3: followed: deny the appearance (latched, "liveness_denied")
+//!                          # when this many of the straight edges found beside and above the
+//!                          # face (a print's or a phone's border) move with it between two
+//!                          # frames; 0 = cue off
 //! timeout_ms = 6000        # 500 to 60000: then the appearance is denied, "liveness_unconfirmed"
 //! challenge_command = ["/usr/local/bin/door-arrow"]  # challenge: run as CMD... left|right (the
 //!                          # member's own side) to show the turn: an LED arrow, a buzzer, a display
@@ -81,7 +85,7 @@
 //!                          # them). A challenge counts as failed from when it is given until it is
 //!                          # passed: turning the other way, not turning, or leaving all count; a
 //!                          # failing challenge command or the nose test refusing do not (the
-//!                          # ring deny cue does)
+//!                          # ring and border deny cues do)
 //!
 //! [log]
 //! path = "/var/log/facegate/events.jsonl"
@@ -180,6 +184,7 @@ struct RawLiveness {
     min_pairs: u32,
     min_ncc: f32,
     ring_deny: u32,
+    border_deny: u32,
     landmarks: LandmarksKind,
     timeout_ms: u64,
     challenge_command: Vec<String>,
@@ -200,6 +205,7 @@ impl Default for RawLiveness {
             min_pairs: 2,
             min_ncc: MIN_NCC_DEFAULT,
             ring_deny: u32::from(facegate_face::ring::RING_DENY_DEFAULT),
+            border_deny: u32::from(facegate_face::border::BORDER_DENY_DEFAULT),
             landmarks: LandmarksKind::Followed,
             timeout_ms: 6000,
             challenge_command: Vec::new(),
@@ -682,6 +688,7 @@ impl DoorConfig {
         within("liveness.min_pairs", lv.min_pairs, 1, 100, "pairs")?;
         within("liveness.min_ncc", lv.min_ncc, 0.5, 0.99, "(normalised cross-correlation)")?;
         within("liveness.ring_deny", lv.ring_deny, 0, facegate_face::ring::RING.len() as u32, "ring points")?;
+        within("liveness.border_deny", lv.border_deny, 0, 3, "border edges")?;
         within("liveness.timeout_ms", lv.timeout_ms, 500, 60_000, "ms")?;
         within("liveness.challenge_turn_deg", lv.challenge_turn_deg, 5.0, 60.0, "degrees")?;
         within("liveness.challenge_max_failures", lv.challenge_max_failures, 1, 10, "failures")?;
@@ -715,6 +722,7 @@ impl DoorConfig {
                 min_pairs: lv.min_pairs as usize,
                 min_ncc: lv.min_ncc,
                 ring_deny: lv.ring_deny as u8,
+                border_deny: lv.border_deny as u8,
                 landmarks: match lv.landmarks {
                     LandmarksKind::Followed => facegate_face::liveness::Landmarks::Followed,
                     LandmarksKind::Detector => facegate_face::liveness::Landmarks::Detector,
@@ -1020,6 +1028,7 @@ mod tests {
         ("liveness", "min_pairs", 1.0, 100.0),
         ("liveness", "min_ncc", 0.5, 0.99),
         ("liveness", "ring_deny", 0.0, 40.0),
+        ("liveness", "border_deny", 0.0, 3.0),
         ("liveness", "timeout_ms", 500.0, 60_000.0),
         ("liveness", "challenge_turn_deg", 5.0, 60.0),
         ("liveness", "challenge_max_failures", 1.0, 10.0),
@@ -1068,6 +1077,7 @@ mod tests {
             (_, "min_pairs") => c.liveness.check.min_pairs as f64,
             (_, "min_ncc") => c.liveness.check.min_ncc.into(),
             (_, "ring_deny") => c.liveness.check.ring_deny.into(),
+            (_, "border_deny") => c.liveness.check.border_deny.into(),
             (_, "timeout_ms") => c.liveness.timeout.as_millis() as f64,
             (_, "challenge_turn_deg") => c.liveness.challenge.min_turn_deg.into(),
             (_, "challenge_max_failures") => c.liveness.challenge_max_failures.into(),

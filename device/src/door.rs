@@ -16,11 +16,13 @@
 //! - with liveness on, a grant also needs its pass: the passive 3-D test over the appearance's
 //!   landmarks, and/or (challenge mode) the head turn to the side drawn for this appearance; a
 //!   turn the other way denies it, and so does the timeout; so does, at once and for the rest of
-//!   the appearance, the passive test's deny cue (the image around the face moving with it);
+//!   the appearance, a deny cue of the passive test (the image around the face, or a straight
+//!   edge beside or above it, moving with the face);
 
-use facegate_face::liveness::{ChallengeCheck, ChallengeVerdict, Followed, Landmarks, Liveness, PassiveCheck, Turn};
+use facegate_face::liveness::{
+    ChallengeCheck, ChallengeVerdict, Deny, Followed, Landmarks, Liveness, PassiveCheck, Turn,
+};
 use facegate_face::parallax::FacePatch;
-use facegate_face::ring::RingVotes;
 use facegate_face::{Encoder, FaceDetector, FaceError, FacePipeline};
 use facegate_shared::{
     Date, Decision, DecisionPolicy, DenialReason, Embedding, LatencyHistogram, MemberId, Threshold, ThresholdError,
@@ -361,9 +363,10 @@ struct Streak {
     /// The streak's frames with their pairs measured on landmarks followed by texture, for the
     /// passive test (only with it on).
     followed: Followed,
-    /// The ring deny cue, latched: the first frame pair of the streak whose ring moved with the
-    /// face (checked as each frame is added, so no frame dropped from `followed` loses it).
-    rigid: Option<RingVotes>,
+    /// A deny cue, latched: the first frame pair of the streak whose ring or border edges moved
+    /// with the face (checked as each frame is added, so no frame dropped from `followed` loses
+    /// it).
+    rigid: Option<Deny>,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
     /// The challenge given to this appearance, with the frames seen since.
@@ -391,19 +394,12 @@ enum Gate {
     /// Denied with this reason code and measurement.
     Deny(&'static str, String),
     /// Denied because the face failed the challenge it was given (turned the other way, or did
-    /// not turn), or a deny cue of the passive test fired (the image around the face moved with
-    /// it: a photo or a screen in the hand). The failure, counted when the challenge was given, stands (retry limit); a
-    /// `Pass` or a `Deny` after a challenge takes it back (the member passed, or the door or the
-    /// passive test failed, not the member).
+    /// not turn), or a deny cue of the passive test fired (the image around the face, or a
+    /// straight edge beside or above it, moved with it: a photo or a screen in the hand). The
+    /// failure, counted when the challenge was given, stands (retry limit); a `Pass` or a `Deny`
+    /// after a challenge takes it back (the member passed, or the door or the passive test
+    /// failed, not the member).
     Failed(&'static str, String),
-}
-
-/// The log text of the ring deny cue.
-fn rigid_text(p: &PassiveCheck, with_face: u8, still: u8, tested: u8) -> String {
-    format!(
-        "the image around the face moved with it (a hand-held photo or screen): {with_face} of {tested} ring points moved with the face, {still} stayed still (denies at {})",
-        p.ring_deny
-    )
 }
 
 /// Frames of one appearance the liveness check looks at (the newest).
@@ -807,16 +803,16 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 p.threshold,
                 p.min_pairs
             ),
-            Some((p, Liveness::Rigid { with_face, still, tested })) => rigid_text(&p, with_face, still, tested),
+            Some((_, Liveness::Rigid(deny))) => deny.to_string(),
         }
         };
         // a deny cue latches for the appearance: nothing after it (a nose residual, a challenge
         // passed) outvotes it. Counted as a failed challenge when one was given (an attack).
-        if let (Some((p, _)), Some(RingVotes { with_face, still, tested })) = (passive, self.streak.rigid) {
-            return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested));
+        if let (Some(_), Some(deny)) = (passive, self.streak.rigid) {
+            return Gate::Failed("liveness_denied", deny.to_string());
         }
-        if let Some((p, Liveness::Rigid { with_face, still, tested })) = passive {
-            return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested));
+        if let Some((_, Liveness::Rigid(deny))) = passive {
+            return Gate::Failed("liveness_denied", deny.to_string());
         }
         let since = self.streak.since.unwrap_or(frame.at);
         // how long since `from`, once that is the timeout or more
@@ -829,9 +825,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             let (residual, pairs) = match verdict {
                 Liveness::Live { .. } => return Gate::Pass(format!("liveness: {}", passive_text())),
                 Liveness::Unconfirmed { residual, pairs } => (residual, pairs),
-                Liveness::Rigid { with_face, still, tested } => {
-                    return Gate::Failed("liveness_denied", rigid_text(&p, with_face, still, tested))
-                }
+                Liveness::Rigid(deny) => return Gate::Failed("liveness_denied", deny.to_string()),
             };
             let Some(waited) = timed_out(since) else { return Gate::Wait };
             return Gate::Deny(

@@ -375,6 +375,15 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
 }
 
 /// Where `cmd` would be run from: itself when it names a path, else the first match on `PATH`.
+/// How `check` describes a deny cue's setting: `at` of `all` `what`, or why it is off.
+fn cue_setting(at: u8, landmarks: Landmarks, all: usize, what: &str) -> String {
+    match (at, landmarks) {
+        (0, _) => "off".to_string(),
+        (_, Landmarks::Detector) => "off (needs followed landmarks)".to_string(),
+        (k, _) => format!("at {k} of {all} {what}"),
+    }
+}
+
 fn which(cmd: &str) -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(cmd);
     if cmd.contains('/') {
@@ -478,14 +487,11 @@ fn check(common: &Common) -> Result<ExitCode> {
             true,
             "liveness",
             format!(
-                "passive 3-D test (experimental) on {} landmarks, threshold {} eye distances; ring deny cue {}",
+                "passive 3-D test (experimental) on {} landmarks, threshold {} eye distances; ring deny cue {}; border deny cue {}",
                 c.liveness.check.landmarks.name(),
                 c.liveness.check.threshold,
-                match (c.liveness.check.ring_deny, c.liveness.check.landmarks) {
-                    (0, _) => "off".to_string(),
-                    (_, Landmarks::Detector) => "off (needs followed landmarks)".to_string(),
-                    (k, _) => format!("at {k} of {} points", facegate_face::ring::RING.len()),
-                }
+                cue_setting(c.liveness.check.ring_deny, c.liveness.check.landmarks, facegate_face::ring::RING.len(), "points"),
+                cue_setting(c.liveness.check.border_deny, c.liveness.check.landmarks, 3, "edges"),
             ),
         ),
         LivenessMode::Challenge => {

@@ -7,6 +7,7 @@
 //! [`FixedEncoder`]). Links tract, never tch or a camera.
 
 mod align;
+pub mod border;
 mod detect;
 mod encode;
 mod error;

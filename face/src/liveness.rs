@@ -11,10 +11,12 @@
 //! [`nose_residual`] is that measurement for one pair of frames; [`PassiveCheck`] decides over
 //! the frames of one appearance, and only with enough evidence: a face too small for the
 //! landmarks to be precise, or frames too alike, leave the appearance unconfirmed. Beside it,
-//! a deny cue ([`crate::ring`], [`Liveness::Rigid`]): the image around the face moving with the
-//! face's plane denies the appearance whatever the nose says. The threshold
+//! two deny cues ([`Liveness::Rigid`]): the image around the face ([`crate::ring`]) or a straight
+//! edge beside or above it ([`crate::border`]) moving with the face's plane denies the appearance
+//! whatever the nose says. The threshold
 //! comes from measured landmark noise (`facegate pad-eval`), not from this module.
 
+use crate::border::{border_votes, find_edges, BorderVotes, Edges};
 use crate::parallax::{follow, FacePatch};
 use crate::ring::{ring_votes, RingVotes};
 
@@ -137,17 +139,52 @@ pub enum Liveness {
         /// Qualifying pairs so far.
         pairs: usize,
     },
-    /// A deny cue: between two frames, the image around the face moved with the face's plane
-    /// ([`crate::ring`]): a hand-held photo or screen. It latches: the appearance is denied
-    /// whatever the nose residual says.
-    Rigid {
-        /// The frame pair's ring points that moved with the face.
-        with_face: u8,
-        /// The pair's ring points that stayed still.
-        still: u8,
-        /// The pair's ring points that could be tested.
-        tested: u8,
-    },
+    /// A deny cue: between two frames, the image around the face ([`crate::ring`]) or a
+    /// straight edge beside or above it ([`crate::border`]) moved with the face's plane: a
+    /// hand-held photo or screen. It latches: the appearance is denied whatever the nose
+    /// residual says.
+    Rigid(Deny),
+}
+
+/// Which deny cue fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cue {
+    /// The ring of points around the face ([`crate::ring`]).
+    Ring,
+    /// The straight edges beside and above the face ([`crate::border`]).
+    Border,
+}
+
+/// A deny cue that fired between two frames, with that pair's votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deny {
+    /// Which cue.
+    pub cue: Cue,
+    /// Ring points, or sides, that moved with the face.
+    pub with_face: u8,
+    /// Those that stayed still.
+    pub still: u8,
+    /// Those that could be tested.
+    pub tested: u8,
+    /// The cue's setting it reached ([`PassiveCheck::ring_deny`] or
+    /// [`PassiveCheck::border_deny`]).
+    pub at: u8,
+}
+
+impl std::fmt::Display for Deny {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self { cue, with_face, still, tested, at } = *self;
+        match cue {
+            Cue::Ring => write!(
+                f,
+                "the image around the face moved with it (a hand-held photo or screen): {with_face} of {tested} ring points moved with the face, {still} stayed still (denies at {at})"
+            ),
+            Cue::Border => write!(
+                f,
+                "a straight edge beside or above the face moved with it (a photo's or a screen's border): {with_face} of {tested} border edges moved with the face, {still} stayed still (denies at {at})"
+            ),
+        }
+    }
 }
 
 /// The passive 3-D test over the frames of one appearance.
@@ -171,6 +208,10 @@ pub struct PassiveCheck {
     /// frame pair (followed at least `min_ncc` well) has this many ring points moving with the
     /// face ([`crate::ring`]); 0 turns the cue off.
     pub ring_deny: u8,
+    /// With followed landmarks: the appearance is denied ([`Liveness::Rigid`]) as soon as one
+    /// frame pair (followed at least `min_ncc` well) has this many of the three border edges
+    /// moving with the face ([`crate::border`]); 0 turns the cue off.
+    pub border_deny: u8,
 }
 
 /// Which landmarks the passive test measures the nose residual on.
@@ -271,7 +312,7 @@ impl PassiveCheck {
         let mut best: Option<f32> = None;
         for k in first.max(1)..=f.len() {
             let (verdict, score) = self.appearance_scored(f, k);
-            if matches!(verdict, Liveness::Rigid { .. }) {
+            if matches!(verdict, Liveness::Rigid(_)) {
                 break;
             }
             if let Some(sc) = score {
@@ -281,28 +322,45 @@ impl PassiveCheck {
         best
     }
 
-    /// The first of the first `upto` frames of `f` whose pair with an earlier frame shows the
-    /// ring moving with the face ([`Liveness::Rigid`]), with that pair's votes; `None` when none
-    /// does or the cue is off.
-    pub fn rigid_pair(&self, f: &Followed, upto: usize) -> Option<RingVotes> {
-        if self.ring_deny == 0 || self.landmarks != Landmarks::Followed {
+    /// The first of the first `upto` frames of `f` whose pair with an earlier frame fires a deny
+    /// cue ([`Liveness::Rigid`]: the ring or a border edge moving with the face), with that
+    /// pair's votes (the ring's when both fire); `None` when none does or both cues are off.
+    pub fn rigid_pair(&self, f: &Followed, upto: usize) -> Option<Deny> {
+        if (self.ring_deny == 0 && self.border_deny == 0) || self.landmarks != Landmarks::Followed {
             return None;
         }
         let upto = upto.min(f.len());
         let big = |k: usize| iod(&f.landmarks[k]) >= self.min_iod_px;
+        let fires = |m: &PairMeasure| -> Option<Deny> {
+            let (r, b) = (m.ring, m.border);
+            let ring = (self.ring_deny > 0 && r.with_face >= self.ring_deny).then_some(Deny {
+                cue: Cue::Ring,
+                with_face: r.with_face,
+                still: r.still,
+                tested: r.tested,
+                at: self.ring_deny,
+            });
+            ring.or((self.border_deny > 0 && b.with_face >= self.border_deny).then_some(Deny {
+                cue: Cue::Border,
+                with_face: b.with_face,
+                still: b.still,
+                tested: b.tested,
+                at: self.border_deny,
+            }))
+        };
         (0..upto).filter(|&j| big(j)).find_map(|j| {
             (0..j)
                 .filter(|&i| big(i))
                 .filter_map(|i| f.pairs[j][i])
-                .find(|m| m.ncc >= self.min_ncc && m.ring.with_face >= self.ring_deny)
-                .map(|m| m.ring)
+                .filter(|m| m.ncc >= self.min_ncc)
+                .find_map(|m| fires(&m))
         })
     }
 
     fn judge_followed_scored(&self, f: &Followed, upto: usize) -> (Liveness, Option<f32>) {
         let upto = upto.min(f.len());
-        if let Some(RingVotes { with_face, still, tested }) = self.rigid_pair(f, upto) {
-            return (Liveness::Rigid { with_face, still, tested }, None);
+        if let Some(deny) = self.rigid_pair(f, upto) {
+            return (Liveness::Rigid(deny), None);
         }
         let usable: Vec<usize> = (0..upto).filter(|&k| iod(&f.landmarks[k]) >= self.min_iod_px).collect();
         let usable = &usable[usable.len().saturating_sub(MAX_FRAMES)..];
@@ -380,6 +438,8 @@ pub struct PairMeasure {
     pub ncc: f32,
     /// The ring test from the earlier frame to the later ([`crate::ring`]).
     pub ring: RingVotes,
+    /// The border test from the earlier frame to the later ([`crate::border`]).
+    pub border: BorderVotes,
 }
 
 /// The frames of one appearance for the passive test: their landmarks, and for each pair the
@@ -390,6 +450,8 @@ pub struct PairMeasure {
 pub struct Followed {
     landmarks: Vec<[[f32; 2]; 5]>,
     patches: Vec<Option<std::sync::Arc<FacePatch>>>,
+    /// Each frame's straight edges around the face ([`crate::border::find_edges`]), found once.
+    edges: Vec<Option<std::sync::Arc<Edges>>>,
     /// `pairs[j][i]` for `i < j`.
     pairs: Vec<Vec<Option<PairMeasure>>>,
 }
@@ -401,23 +463,26 @@ impl Followed {
         if self.landmarks.len() == MAX_FRAMES {
             self.landmarks.remove(0);
             self.patches.remove(0);
+            self.edges.remove(0);
             self.pairs.remove(0);
             self.pairs.iter_mut().for_each(|row| {
                 row.remove(0);
             });
         }
+        let edges = patch.as_ref().map(|p| std::sync::Arc::new(find_edges(p, &landmarks)));
         let patch = patch.map(std::sync::Arc::new);
         let row = self
             .landmarks
             .iter()
-            .zip(&self.patches)
-            .map(|(la, pa)| match (pa, &patch) {
-                (Some(pa), Some(pb)) => measure(pa, la, pb, &landmarks),
+            .zip(self.patches.iter().zip(&self.edges))
+            .map(|(la, pe)| match (pe, &patch) {
+                ((Some(pa), Some(ea)), Some(pb)) => measure(pa, la, ea, pb, &landmarks),
                 _ => None,
             })
             .collect();
         self.landmarks.push(landmarks);
         self.patches.push(patch);
+        self.edges.push(edges);
         self.pairs.push(row);
     }
 
@@ -450,17 +515,20 @@ impl Followed {
     /// pairs with the kept frames no longer count). For evaluations holding many appearances.
     pub fn drop_patches(&mut self) {
         self.patches.iter_mut().for_each(|p| *p = None);
+        self.edges.iter_mut().for_each(|e| *e = None);
     }
 }
 
-/// Both directions of [`follow`] between two frames.
-fn measure(pa: &FacePatch, la: &[[f32; 2]; 5], pb: &FacePatch, lb: &[[f32; 2]; 5]) -> Option<PairMeasure> {
+/// Both directions of [`follow`] between two frames, and the deny cues' tests from the earlier
+/// (`pa`, with its edges `ea`) to the later.
+fn measure(pa: &FacePatch, la: &[[f32; 2]; 5], ea: &Edges, pb: &FacePatch, lb: &[[f32; 2]; 5]) -> Option<PairMeasure> {
     let (fb, nb) = follow(pa, la, pb, lb)?;
     let (fa, na) = follow(pb, lb, pa, la)?;
     let residual = (nose_residual(la, &fb)? + nose_residual(lb, &fa)?) / 2.0;
     let change = (PassiveCheck::change(la, &fb) + PassiveCheck::change(lb, &fa)) / 2.0;
     let ring = ring_votes(pa, la, pb, &fb).unwrap_or_default();
-    Some(PairMeasure { change, residual, ncc: na.min(nb), ring })
+    let border = border_votes(ea, la, pb, &fb).unwrap_or_default();
+    Some(PairMeasure { change, residual, ncc: na.min(nb), ring, border })
 }
 
 /// Which way the door asks the member to turn their head: their own left or right. The camera is
@@ -685,6 +753,7 @@ mod tests {
             min_ncc: 0.0,
             landmarks: Landmarks::Detector,
             ring_deny: 0,
+            border_deny: 0,
         }
     }
 

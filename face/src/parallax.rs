@@ -24,7 +24,8 @@ const PLANE: [usize; 4] = [0, 1, 3, 4];
 
 /// How far a patch reaches around the landmarks' box, in inter-ocular distances (IOD): enough
 /// for the templates and the search around every landmark. [`FacePatch::cut`] cuts more beside
-/// and above the face, for the ring test ([`crate::ring::REACH_IOD`]).
+/// and above the face, for the ring and border tests ([`crate::ring::REACH_IOD`],
+/// [`crate::border::REACH_IOD`]).
 pub const MARGIN_IOD: f32 = 0.6;
 /// Template half-size in samples: (2·T+1)² samples per landmark.
 const T: i32 = 6;
@@ -53,14 +54,16 @@ pub struct FacePatch {
 
 impl FacePatch {
     /// The region of `img` around the landmarks `l` (their box grown by [`MARGIN_IOD`] below and
-    /// by the ring test's reach, [`crate::ring::REACH_IOD`], beside and above), as BT.601 luma.
+    /// by the ring and border tests' reach, [`crate::ring::REACH_IOD`] and
+    /// [`crate::border::REACH_IOD`], beside and above), as BT.601 luma.
     /// `None` for a degenerate face or one wholly outside the image.
     pub fn cut(img: &RgbImage, l: &[[f32; 2]; 5]) -> Option<Self> {
         let s = iod(l);
         if !(s.is_finite() && s >= 1.0) || l.iter().flatten().any(|v| !v.is_finite()) {
             return None;
         }
-        let [side, above, below] = crate::ring::REACH_IOD.map(|r| r.max(MARGIN_IOD) * s);
+        let (ring, border) = (crate::ring::REACH_IOD, crate::border::REACH_IOD);
+        let [side, above, below] = [0, 1, 2].map(|k| ring[k].max(border[k]).max(MARGIN_IOD) * s);
         let lo = |k: usize| l.iter().map(|p| p[k]).fold(f32::INFINITY, f32::min) - [side, above][k];
         let hi = |k: usize| l.iter().map(|p| p[k]).fold(f32::NEG_INFINITY, f32::max) + [side, below][k];
         let (iw, ih) = (img.width() as f32, img.height() as f32);
@@ -90,7 +93,7 @@ impl FacePatch {
     }
 
     /// Bilinear grey value at frame coordinates `(x, y)`; `None` outside the patch.
-    fn at(&self, x: f32, y: f32) -> Option<f32> {
+    pub(crate) fn at(&self, x: f32, y: f32) -> Option<f32> {
         let (fx, fy) = (x - self.x0 as f32, y - self.y0 as f32);
         if !(fx >= 0.0 && fy >= 0.0) {
             return None;
@@ -398,6 +401,9 @@ mod judged {
             min_ncc: 0.8,
             landmarks: Landmarks::Followed,
             ring_deny: crate::ring::RING_DENY_DEFAULT,
+            // the model head is a textured plane with a nose bump: its outline is a sheet's edge
+            // and follows the plane when it turns, so the border cue rightly takes it for a print
+            border_deny: 0,
         };
         let head = sequence(0.5, true);
         let first_live = (3..=head.len()).find(|&k| matches!(check.judge_appearance(&head, k), Liveness::Live { .. }));

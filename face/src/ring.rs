@@ -216,6 +216,7 @@ mod tests {
             min_ncc: 0.5,
             landmarks: Landmarks::Followed,
             ring_deny: RING_DENY_DEFAULT,
+            border_deny: 0,
         };
         let (mut print, mut live) = (Followed::default(), Followed::default());
         for k in 0..4 {
@@ -231,7 +232,7 @@ mod tests {
             live.push(l, FacePatch::cut(&moved, &l));
         }
         let v = check.judge_appearance(&print, 4);
-        assert!(matches!(v, Liveness::Rigid { with_face, .. } if with_face >= 30), "{v:?}");
+        assert!(matches!(v, Liveness::Rigid(d) if d.with_face >= 30 && d.cue == crate::liveness::Cue::Ring), "{v:?}");
         assert!(check.rigid_pair(&print, 2).is_some(), "the first pair already");
         let off = PassiveCheck { ring_deny: 0, ..check };
         assert!(matches!(off.judge_appearance(&print, 4), Liveness::Unconfirmed { .. }));

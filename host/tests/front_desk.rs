@@ -359,7 +359,10 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
     assert_eq!(v["tuned_on"].as_array().unwrap().len(), 5);
     // the ring cue's count is tuned on the same half: its genuine appearances' most, plus 2
     assert_eq!(v["ring_deny"].as_u64().unwrap(), v["ring_genuine_tune_max"].as_u64().unwrap() + 2, "{v}");
-    assert!((5..=12).contains(&v["ring_deny"].as_u64().unwrap()), "measured 7: {v}");
+    assert!((5..=12).contains(&v["ring_deny"].as_u64().unwrap()), "measured 8: {v}");
+    // the border cue's likewise, plus 1: no genuine edge moved with the face (measured 0)
+    assert_eq!(v["border_genuine_tune_max"], 0, "{v}");
+    assert_eq!(v["border_deny"], 1, "{v}");
     for half in ["tune", "report"] {
         let r = &v["results"][half];
         assert_eq!(r["flat_print_apcer"]["n"], 20, "{half}: 5 people × 4 attacks");
@@ -379,6 +382,14 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
         assert!(ring["bent"]["denied"].as_u64().unwrap() >= 5, "{half}: measured 11 and 7: {ring}");
         for genuine in ["natural", "turn", "obey"] {
             assert!(ring[genuine]["denied"].as_u64().unwrap() <= 1, "{half} {genuine}: {ring}");
+        }
+        // the border cue: the ring fires first on every print here, so alone (the ring off) it
+        // denies most flat prints (measured 13 and 15 of 20) and no genuine appearance (no
+        // genuine edge followed the face's tilt: most 0)
+        let border = &r["border"];
+        assert!(border["print"]["denied_alone"].as_u64().unwrap() >= 10, "{half}: {border}");
+        for genuine in ["natural", "turn", "obey"] {
+            assert_eq!(border[genuine]["denied_alone"], 0, "{half} {genuine}: {border}");
         }
         let upper = r["flat_print_apcer"]["upper_95"].as_f64().unwrap();
         assert!((upper - 0.1684).abs() < 1e-3, "Clopper–Pearson for 0/20: {upper}");

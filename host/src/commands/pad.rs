@@ -41,7 +41,7 @@
 
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::{
-    iod, ChallengeCheck, ChallengeVerdict, Followed, Landmarks, Liveness, PassiveCheck, Turn,
+    iod, ChallengeCheck, ChallengeVerdict, Cue, Followed, Landmarks, Liveness, PairMeasure, PassiveCheck, Turn,
 };
 use facegate_face::parallax::FacePatch;
 use facegate_face::{load_image, FaceDetector, FaceFinder, HeadPose, YuNet};
@@ -88,6 +88,12 @@ pub struct PadArgs {
     /// tuned without the cue, so it alone must hold the prints the cue misses.
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=40))]
     pub ring_deny: Option<u8>,
+    /// With followed landmarks: border edges (of the three beside and above the face) moving
+    /// with the face in one frame pair that deny an appearance (the door's
+    /// `liveness.border_deny`; 0: the cue off). Default: tuned, the most of any genuine
+    /// appearance of the tuning half plus [`BORDER_MARGIN`] (off when that exceeds 3).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub border_deny: Option<u8>,
     /// Also write each person's first print attack and their head-turn frames as PNG here
     /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
@@ -133,6 +139,9 @@ pub const GENUINE: [&str; 3] = ["natural", "turn", "obey"];
 /// The ring cue denies at the most ring points any genuine appearance of the tuning half moved
 /// with its face in one frame pair, plus this.
 pub const RING_MARGIN: u8 = 2;
+/// The border cue denies at the most border edges any genuine appearance of the tuning half
+/// moved with its face in one frame pair, plus this.
+pub const BORDER_MARGIN: u8 = 1;
 /// Estimated yaw spread of a `turn` appearance (degrees).
 pub const TURN_DEG: f32 = 20.0;
 /// The challenge's turn (degrees), frozen before any of these figures: the door's default
@@ -660,31 +669,45 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         min_ncc: a.min_ncc,
         landmarks: a.method.into(),
         ring_deny: 0,
+        border_deny: 0,
     };
     let worst_attack =
         tune.iter().filter(|ap| ap.kind == "print").filter_map(|ap| door_score(&base, ap)).fold(0.0f32, f32::max);
     // the ring cue alone: per kind, the most ring points moving with the face in one frame pair
     // of an appearance (the pairs the door's rule looks at: both faces large enough, followed
     // well enough), and how many appearances it denies before the nose test lets them in
-    let ring_max = |ap: &Appearance| -> u8 {
+    // (the same for the border cue's edges)
+    let cue_max = |ap: &Appearance, cue: Cue| -> u8 {
         let big = |k: usize| iod(&ap.followed.landmarks()[k]) >= MIN_IOD_PX;
+        let votes = |p: &PairMeasure| match cue {
+            Cue::Ring => p.ring.with_face,
+            Cue::Border => p.border.with_face,
+        };
         let mut m = 0;
         for j in (0..ap.followed.len()).filter(|&j| big(j)) {
             for i in (0..j).filter(|&i| big(i)) {
                 if let Some(p) = ap.followed.pair(i, j).filter(|p| p.ncc >= a.min_ncc) {
-                    m = m.max(p.ring.with_face);
+                    m = m.max(votes(&p));
                 }
             }
         }
         m
     };
-    let genuine_ring = tune.iter().filter(|ap| GENUINE.contains(&ap.kind)).map(|ap| ring_max(ap)).max().unwrap_or(0);
+    let genuine_max =
+        |cue: Cue| tune.iter().filter(|ap| GENUINE.contains(&ap.kind)).map(|ap| cue_max(ap, cue)).max().unwrap_or(0);
+    let (genuine_ring, genuine_border) = (genuine_max(Cue::Ring), genuine_max(Cue::Border));
     let ring_deny = match (a.method, a.ring_deny) {
         (Method::Detector, _) => 0,
         (_, Some(k)) => k,
         (_, None) => genuine_ring.saturating_add(RING_MARGIN).min(facegate_face::ring::RING.len() as u8),
     };
-    let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ring_deny, ..base };
+    let border_deny = match (a.method, a.border_deny) {
+        (Method::Detector, _) => 0,
+        (_, Some(k)) => k,
+        // three edges are all there are: a genuine appearance moving all three leaves no setting
+        (_, None) => Some(genuine_border + BORDER_MARGIN).filter(|&k| k <= 3).unwrap_or(0),
+    };
+    let check = PassiveCheck { threshold: worst_attack * THRESHOLD_MARGIN, ring_deny, border_deny, ..base };
     let mut rows = serde_json::Map::new();
     for (label, set) in [("tune", &tune), ("report", &report)] {
         let live = |ap: &Appearance| door_score(&check, ap).is_some_and(|s| s >= check.threshold);
@@ -724,30 +747,49 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             }
             serde_json::json!({ "counted": counted, "too_alike": alike, "not_followed": lost })
         };
-        let ring = |kind: &str| {
-            let mut v: Vec<u8> = set.iter().filter(|ap| ap.kind == kind).map(|ap| ring_max(ap)).collect();
+        let deny_cue = |kind: &str, cue: Cue| {
+            let mut v: Vec<u8> = set.iter().filter(|ap| ap.kind == kind).map(|ap| cue_max(ap, cue)).collect();
             v.sort_unstable();
             let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f).round() as usize).copied().unwrap_or(0);
-            // as the door judges: from the first judged frame on, the ring cue firing before the
-            // nose test passes
-            let denied = set
-                .iter()
-                .filter(|ap| ap.kind == kind)
-                .filter(|ap| {
-                    (FIRST_JUDGED_FRAME..=ap.followed.len()).find_map(|k| {
-                        match check.judge_appearance(&ap.followed, k) {
-                            Liveness::Rigid { .. } => Some(true),
-                            Liveness::Live { .. } => Some(false),
-                            Liveness::Unconfirmed { .. } => None,
-                        }
-                    }) == Some(true)
-                })
-                .count();
+            // as the door judges: from the first judged frame on, this cue firing (first of the
+            // two) before the nose test passes
+            let denied_by = |check: &PassiveCheck| {
+                set.iter()
+                    .filter(|ap| ap.kind == kind)
+                    .filter(|ap| {
+                        (FIRST_JUDGED_FRAME..=ap.followed.len()).find_map(|k| {
+                            match check.judge_appearance(&ap.followed, k) {
+                                Liveness::Rigid(d) => Some(d.cue == cue),
+                                Liveness::Live { .. } => Some(false),
+                                Liveness::Unconfirmed { .. } => None,
+                            }
+                        }) == Some(true)
+                    })
+                    .count()
+            };
+            let denied = denied_by(&check);
+            // the same with the other cue off: what this cue holds on its own
+            let alone = match cue {
+                Cue::Ring => PassiveCheck { border_deny: 0, ..check },
+                Cue::Border => PassiveCheck { ring_deny: 0, ..check },
+            };
+            let denied_alone = denied_by(&alone);
             // how many appearances had each most (0 to 40)
-            let mut counts = vec![0usize; facegate_face::ring::RING.len() + 1];
+            let all = match cue {
+                Cue::Ring => facegate_face::ring::RING.len(),
+                Cue::Border => 3,
+            };
+            let mut counts = vec![0usize; all + 1];
             let top = counts.len() - 1;
             v.iter().for_each(|&m| counts[usize::from(m).min(top)] += 1);
-            serde_json::json!({ "n": v.len(), "denied": denied, "max_with_face_min": v.first().copied().unwrap_or(0), "max_with_face_median": q(0.5), "max_with_face_p90": q(0.9), "max_with_face_max": v.last().copied().unwrap_or(0), "max_with_face_counts": counts })
+            serde_json::json!({ "n": v.len(), "denied": denied, "denied_alone": denied_alone, "max_with_face_min": v.first().copied().unwrap_or(0), "max_with_face_median": q(0.5), "max_with_face_p90": q(0.9), "max_with_face_max": v.last().copied().unwrap_or(0), "max_with_face_counts": counts })
+        };
+        let per_kind = |cue: Cue| {
+            let mut m = serde_json::Map::new();
+            for kind in ["print", "bent", "natural", "turn", "obey", "replay"] {
+                m.insert(kind.into(), deny_cue(kind, cue));
+            }
+            m
         };
         let passive_set = || set.iter().filter(|ap| ["print", "natural", "turn"].contains(&ap.kind));
         let small = passive_set().flat_map(|ap| ap.frames.iter()).filter(|l| iod(l) < MIN_IOD_PX).count();
@@ -763,7 +805,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
                 "genuine_score_median": pct(&rg, 0.5), "genuine_score_min": rg.first().copied().unwrap_or(0.0),
                 "followed_pairs": { "natural": pair_counts(&genuine), "turn": pair_counts(&turns), "print": pair_counts(&attacks) },
-                "ring": { "print": ring("print"), "bent": ring("bent"), "natural": ring("natural"), "turn": ring("turn"), "obey": ring("obey"), "replay": ring("replay") },
+                "ring": per_kind(Cue::Ring),
+                "border": per_kind(Cue::Border),
                 "frames_without_face": passive_set().map(|ap| ap.rendered - ap.frames.len()).sum::<usize>(),
                 "faces_below_min_iod": small,
             }),
@@ -816,7 +859,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         );
     }
     let out = serde_json::json!({
-        "threshold": check.threshold, "ring_deny": check.ring_deny, "ring_genuine_tune_max": genuine_ring, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
+        "threshold": check.threshold, "ring_deny": check.ring_deny, "ring_genuine_tune_max": genuine_ring, "border_deny": check.border_deny, "border_genuine_tune_max": genuine_border, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
         "challenge": { "turn_deg": CHALLENGE_TURN_DEG, "confirm_frames": CHALLENGE_CONFIRM_FRAMES, "report": crow },
@@ -826,6 +869,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     } else {
         println!("passive 3-D check: threshold {:.4} IOD (largest tuning-attack score {worst_attack:.4} × {THRESHOLD_MARGIN}), min IOD {MIN_IOD_PX} px, min change {} IOD, {MIN_PAIRS} pairs", check.threshold, a.min_change);
         println!("ring deny cue at {} of {} points moving with the face in one frame pair ({}; the most of a tuning-half genuine appearance: {genuine_ring})", check.ring_deny, facegate_face::ring::RING.len(), if a.ring_deny.is_some() { "as given" } else { "tuned" });
+        println!("border deny cue at {} of 3 edges moving with the face in one frame pair (0: off; {}; the most of a tuning-half genuine appearance: {genuine_border})", check.border_deny, if a.border_deny.is_some() { "as given" } else { "tuned" });
         println!(
             "{:<8} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
             "half", "flat-print APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
@@ -835,22 +879,29 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             let f = |v: &serde_json::Value| {
                 format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
             };
-            let g = |k: &str| {
-                let v = &r["ring"][k];
-                format!(
-                    "{k} {}/{} (most points moving with the face: median {}, 90th {}, max {})",
-                    v["denied"], v["n"], v["max_with_face_median"], v["max_with_face_p90"], v["max_with_face_max"]
-                )
-            };
-            ring_lines.push(format!(
-                "{label:<8} denied by the ring cue: {}; {}; {}; {}; {}; {}",
-                g("print"),
-                g("bent"),
-                g("natural"),
-                g("turn"),
-                g("obey"),
-                g("replay")
-            ));
+            for (cue, what) in [("ring", "points"), ("border", "edges")] {
+                let g = |k: &str| {
+                    let v = &r[cue][k];
+                    format!(
+                        "{k} {}/{} ({} alone; most {what} moving with the face: median {}, 90th {}, max {})",
+                        v["denied"],
+                        v["n"],
+                        v["denied_alone"],
+                        v["max_with_face_median"],
+                        v["max_with_face_p90"],
+                        v["max_with_face_max"]
+                    )
+                };
+                ring_lines.push(format!(
+                    "{label:<8} denied by the {cue} cue: {}; {}; {}; {}; {}; {}",
+                    g("print"),
+                    g("bent"),
+                    g("natural"),
+                    g("turn"),
+                    g("obey"),
+                    g("replay")
+                ));
+            }
             println!(
                 "{label:<8} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
                 f(&r["flat_print_apcer"]),
