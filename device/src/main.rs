@@ -640,8 +640,8 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
     // detection split by where it ran: the whole canvas, or a window around the last face
     let (mut det_whole, mut det_window) = (vec![], vec![]);
     // the passive liveness test on followed landmarks, when the config turns it on: per frame,
-    // the image around the face cut, followed into each kept frame and back (with the ring test),
-    // and the verdict; measured apart from the path above
+    // the image around the face cut, followed into each kept frame and back (with the ring and
+    // border tests), and the verdict; timed on its own as well as inside the frame's total
     let passive =
         DoorSettings::from_config(&c).liveness.and_then(|l| l.passive).filter(|p| p.landmarks == Landmarks::Followed);
     let (mut followed, mut live) = (Followed::default(), vec![]);
@@ -706,8 +706,9 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         "encode": stats(enc),
         "match": stats(mat),
         "frame_to_decision": stats(total),
-        // not in frame_to_decision: the passive test's own cost per frame, against up to
-        // `liveness_kept_frames` − 1 kept frames (null: the config has it off)
+        // part of frame_to_decision (the door pays it on every frame of an appearance): the
+        // passive test's own cost per frame, against up to `liveness_kept_frames` − 1 kept
+        // frames (null: the config has it off)
         "liveness_per_frame": passive.map(|_| stats(live)),
         "liveness_kept_frames": MAX_FRAMES,
         "fps": round2(1000.0 / med_total),

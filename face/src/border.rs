@@ -6,11 +6,15 @@
 //! shelves are straight too), but a door frame stays where it is when the head moves, while a
 //! print's edge moves exactly as the face's plane moves. So in each frame the strongest straight
 //! edge is looked for on three sides of the face (left, right, above: never below, where
-//! shoulders and collars move with a person), and between two frames each found edge is tested
-//! against two hypotheses, as the ring test tests its points ([`crate::ring`]): it stayed where
-//! it was, or it went where the homography of the face's plane sends it. A side votes only when
-//! the two places are far enough apart across the edge (motion along an edge is invisible), and
-//! the edge is found clearly at one place and not at the other.
+//! shoulders and collars move with a person), and between two frames each found edge is looked
+//! for at three places, as the ring test tests its points ([`crate::ring`]): where it was (a
+//! wall, a door frame), where the homography of the face's plane sends it (a sheet), and where
+//! the head's motion as a whole sends it (the similarity closest to that homography: the outline
+//! of a head or of straight hair moves so when a person steps aside). A side votes "with the
+//! face" only when the plane's place is far enough from both others across the edge (motion
+//! along an edge is invisible; a sheet that only slides gives no vote, and the nose test holds
+//! it), and the edge is found clearly there and not at the others: only a sheet follows the
+//! plane's tilt.
 //!
 //! Unlike the ring's scattered points, an edge is tested over its whole length and wherever it
 //! lies within its band, so it sees a print with a plain margin and a phone's plain bezel, which
@@ -21,8 +25,8 @@
 use crate::liveness::{iod, Homography};
 use crate::parallax::FacePatch;
 
-/// Distances from the eye midpoint (IODs) searched for a side edge, across the eye axis:
-/// beyond the ears and the hair beside them, out to a hand-held print's or phone's edge.
+/// Distances from the eye midpoint (IODs) searched for a side edge, across the eye axis: from
+/// about the head's outline out to a hand-held print's or phone's edge.
 pub const SIDE_BAND: [f32; 2] = [1.15, 2.6];
 /// Distances above the eye line (IODs) searched for a top edge: above the crown.
 pub const TOP_BAND: [f32; 2] = [1.4, 3.0];
