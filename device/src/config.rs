@@ -68,7 +68,7 @@
 //! ring_deny = 13           # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the 40 points around the face move with it
 //!                          # between two frames (a hand-held photo or screen); 0 = cue off
-//! border_deny = 1          # 0 to 3: followed: deny the appearance (latched, "liveness_denied")
+//! border_deny = 2          # 0 to 3: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the straight edges found beside and above the
 //!                          # face (a print's or a phone's border) move with it between two
 //!                          # frames; 0 = cue off

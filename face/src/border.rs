@@ -61,7 +61,7 @@ const MIN_SHIFT_IOD: f32 = 0.05;
 
 /// The door's default `liveness.border_deny`: sides whose edge moved with the face in one frame
 /// pair that deny the appearance (`facegate pad-eval` measures it against genuine head motion).
-pub const BORDER_DENY_DEFAULT: u8 = 1;
+pub const BORDER_DENY_DEFAULT: u8 = 2;
 
 /// A straight edge found in one frame: its samples (frame pixels) and the unit normal pointing
 /// away from the face.
