@@ -70,8 +70,11 @@
 //!                          # between two frames (a hand-held photo or screen); 0 = cue off
 //! border_deny = 2          # 0 to 3: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the straight edges found beside and above the
-//!                          # face (a print's or a phone's border) move with it between two
-//!                          # frames; 0 = cue off
+//!                          # face (a print's or a phone's border) follow the face's tilt
+//!                          # between two frames; 0 = cue off; higher is laxer. A yaw tests
+//!                          # only the side edges, a pitch only the top one, so at 2 a print
+//!                          # only pitched is left to the ring and the nose test. Both cues
+//!                          # are part of the passive test: off with challenge_passive = false
 //! timeout_ms = 6000        # 500 to 60000: then the appearance is denied, "liveness_unconfirmed"
 //! challenge_command = ["/usr/local/bin/door-arrow"]  # challenge: run as CMD... left|right (the
 //!                          # member's own side) to show the turn: an LED arrow, a buzzer, a display

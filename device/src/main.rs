@@ -374,7 +374,6 @@ fn run(common: &Common, json: bool) -> Result<ExitCode> {
     }
 }
 
-/// Where `cmd` would be run from: itself when it names a path, else the first match on `PATH`.
 /// How `check` describes a deny cue's setting: `at` of `all` `what`, or why it is off.
 fn cue_setting(at: u8, landmarks: Landmarks, all: usize, what: &str) -> String {
     match (at, landmarks) {
@@ -384,6 +383,7 @@ fn cue_setting(at: u8, landmarks: Landmarks, all: usize, what: &str) -> String {
     }
 }
 
+/// Where `cmd` would be run from: itself when it names a path, else the first match on `PATH`.
 fn which(cmd: &str) -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(cmd);
     if cmd.contains('/') {

@@ -9,12 +9,12 @@
 //! shoulders and collars move with a person), and between two frames each found edge is looked
 //! for at three places, as the ring test tests its points ([`crate::ring`]): where it was (a
 //! wall, a door frame), where the homography of the face's plane sends it (a sheet), and where
-//! the head's motion as a whole sends it (the similarity closest to that homography: the outline
-//! of a head or of straight hair moves so when a person steps aside). A side votes "with the
-//! face" only when the plane's place is far enough from both others across the edge (motion
-//! along an edge is invisible; a sheet that only slides gives no vote, and the nose test holds
-//! it), and the edge is found clearly there and not at the others: only a sheet follows the
-//! plane's tilt.
+//! the head's motion as a whole sends it (the similarity fitted to the same four points: the
+//! outline of a head or of straight hair moves so when a person steps aside). A side votes
+//! "with the face" only when the plane's place is far enough from both others across the edge
+//! (motion along an edge is invisible; a sheet that only slides gives no vote, and the nose test
+//! holds it), and the edge is found clearly there and not at the others: only a sheet follows
+//! the plane's tilt.
 //!
 //! Unlike the ring's scattered points, an edge is tested over its whole length and wherever it
 //! lies within its band, so it sees a print with a plain margin and a phone's plain bezel, which
@@ -197,10 +197,11 @@ fn carry(
 /// [`crate::parallax::follow`]). Each edge is looked for at three places in `b`: where it was
 /// (a wall, a door frame), where the homography of the face's plane (eyes and mouth corners)
 /// sends it (a print's or a screen's edge), and where the head's motion as a whole (the
-/// similarity closest to that homography) sends it (the outline of a head or its hair, which
+/// similarity fitted to the same four points) sends it (the outline of a head or its hair, which
 /// moves with a person who steps sideways). An edge votes "with the face" only when the plane's
 /// place is far enough from both others and the edge is clearly there and not at them: only a
-/// sheet follows the plane's tilt. `None` when the plane's homography does not exist.
+/// sheet follows the plane's tilt. `None` when the homography or the similarity does not exist
+/// or the face is degenerate.
 pub fn border_votes(ea: &Edges, la: &[[f32; 2]; 5], b: &FacePatch, fb: &[[f32; 2]; 5]) -> Option<BorderVotes> {
     const PLANE: [usize; 4] = [0, 1, 3, 4];
     let (from, to) = (PLANE.map(|i| la[i]), PLANE.map(|i| fb[i]));

@@ -424,11 +424,12 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
 /// Liveness on: the real door replays print attacks of two enrolled members (ORL s1's and s2's
 /// photos moved as rigid planes, rendered by `facegate pad-eval --save-frames`), a frame without
 /// a face, then s1's own photos in head-yaw order (a head turning from one side to the other).
-/// s1's print is denied at its second frame by the ring deny cue (measured: 13 of its 34
+/// s1's print is denied at its second frame by the ring deny cue (measured: 13 of its 35
 /// testable ring points moved with the face; the test sets `ring_deny = 10`, the border cue off);
 /// with the ring off, the border cue does not see it (its edges never followed the face's tilt
 /// clearly enough), so it is denied at the timeout, but it denies s2's print at its fourth frame
-/// (measured: 1 of 3 edges); with both cues off both prints are denied as "liveness_unconfirmed"
+/// (measured: 1 of 3 edges; the test sets `border_deny = 1`, the door's default is 2); with both
+/// cues off both prints are denied as "liveness_unconfirmed"
 /// once the timeout has passed; never granted. The head turn is granted with its measurement
 /// each time (landmarks followed by texture; with each frame's detector landmarks s1's turn was
 /// not confirmed).
