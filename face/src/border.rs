@@ -182,7 +182,8 @@ fn carry(
     }
     let (first, last) = (moved[0], moved[SAMPLES - 1]);
     let len = (last[0] - first[0]).hypot(last[1] - first[1]);
-    if !(len > 1.0) {
+    // (NaN too)
+    if len.is_nan() || len <= 1.0 {
         return None;
     }
     let mut n = [-(last[1] - first[1]) / len, (last[0] - first[0]) / len];
