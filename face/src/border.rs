@@ -22,6 +22,7 @@
 //! edge outside the image or outside the bands, an edge with little contrast against the wall
 //! behind it, and a still print (nothing moves, nothing is decided).
 
+use crate::align::Similarity;
 use crate::liveness::{iod, Homography};
 use crate::parallax::FacePatch;
 
@@ -145,25 +146,12 @@ pub fn find_edges(p: &FacePatch, l: &[[f32; 2]; 5]) -> Edges {
     out
 }
 
-/// The similarity (rotation, scale, translation) closest to taking `from` to `to` (least
-/// squares): how the head moved as a whole. `None` for coincident points.
+/// The least-squares similarity (rotation, scale, translation) taking `from` to `to`, the one
+/// alignment uses ([`Similarity::estimate`]), as a homography: how the head moved as a whole.
+/// `None` for coincident points.
 fn similarity(from: &[[f32; 2]; 4], to: &[[f32; 2]; 4]) -> Option<Homography> {
-    let mean = |p: &[[f32; 2]; 4]| [0, 1].map(|k| p.iter().map(|q| f64::from(q[k])).sum::<f64>() / 4.0);
-    let (cf, ct) = (mean(from), mean(to));
-    let (mut a, mut b, mut n) = (0.0f64, 0.0f64, 0.0f64);
-    for (p, q) in from.iter().zip(to) {
-        let (x, y) = (f64::from(p[0]) - cf[0], f64::from(p[1]) - cf[1]);
-        let (u, v) = (f64::from(q[0]) - ct[0], f64::from(q[1]) - ct[1]);
-        a += x * u + y * v;
-        b += x * v - y * u;
-        n += x * x + y * y;
-    }
-    if n < 1e-9 {
-        return None;
-    }
-    let (a, b) = (a / n, b / n);
-    // q = [a −b; b a]·(p − cf) + ct
-    Some(Homography([a, -b, ct[0] - a * cf[0] + b * cf[1], b, a, ct[1] - b * cf[0] - a * cf[1], 0.0, 0.0, 1.0]))
+    let Similarity { a, b, tx, ty } = Similarity::estimate(from, to)?;
+    Some(Homography([a, -b, tx, b, a, ty, 0.0, 0.0, 1.0].map(f64::from)))
 }
 
 /// `points` moved by `h`, with the mean distance they moved across `normal`, and the moved
