@@ -265,6 +265,11 @@ mod tests {
     /// `face` pixels within it: a live head in a still frame) seen through `t` (sheet → frame),
     /// over `bg`.
     fn held(bg: &RgbImage, t: &Homography, face: (f32, f32)) -> RgbImage {
+        held_with_margin(bg, t, face, 200)
+    }
+
+    /// [`held`] with a margin of this grey level.
+    fn held_with_margin(bg: &RgbImage, t: &Homography, face: (f32, f32), margin: u8) -> RgbImage {
         let (x0, y0, w, h) = SHEET.map_f32();
         let corners = [[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]];
         let back = Homography::fit4(&corners.map(|c| t.apply(c).unwrap()), &corners).unwrap();
@@ -278,7 +283,7 @@ mod tests {
             let g = if (0.0..130.0).contains(&fu) && (0.0..140.0).contains(&fv) {
                 texture(fu as i32, fv as i32)
             } else {
-                200
+                margin
             };
             Rgb([g, g, g])
         })
@@ -327,6 +332,15 @@ mod tests {
         // edges stay where they were
         let v = border_votes(&ea, &FACE, &FacePatch::cut(&a_img, &fb).unwrap(), &fb).unwrap();
         assert_eq!(v, BorderVotes { with_face: 0, still: 2, tested: 2 });
+        // an edge found where the head's motion as a whole puts it as well as where the plane
+        // does (a second, darker sheet, moved only as a head moves, laid over the first: its
+        // left edge lies inside the first one's, so both left edges show; its right edge covers
+        // the first one's): the plane's place is not clearly better, so no vote (without the
+        // head's place among the rivals, the left edge would vote with the face)
+        let head = similarity(&[0, 1, 3, 4].map(|i| FACE[i]), &[0, 1, 3, 4].map(|i| fb[i])).unwrap();
+        let both = held_with_margin(&held(&bg, &t, (0.0, 0.0)), &head, (0.0, 0.0), 150);
+        let v = border_votes(&ea, &FACE, &FacePatch::cut(&both, &fb).unwrap(), &fb).unwrap();
+        assert_eq!(v, BorderVotes { with_face: 0, still: 0, tested: 2 });
     }
 
     /// The cue in the passive check: a plain-margined print turned and moved with the face is
