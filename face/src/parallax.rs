@@ -102,9 +102,9 @@ impl FacePatch {
         }
     }
 
-    /// [`Self::at`] at a point inside a box [`Self::holds`] vouched for: the same arithmetic
-    /// (so the same value, bit for bit), without the checks. (Rounding is monotonic, so every
-    /// point between the box's corners, computed the same way, lies inside too.)
+    /// The bilinear grey value at a point [`Self::at`] has checked, or inside a box
+    /// [`Self::holds`] vouched for (rounding is monotonic, so every point between the box's
+    /// corners, computed the same way, lies inside too).
     #[inline]
     fn at_inside(&self, x: f32, y: f32) -> f32 {
         let (fx, fy) = (x - self.x0 as f32, y - self.y0 as f32);
@@ -128,11 +128,7 @@ impl FacePatch {
         if ix + 1 >= self.w || iy + 1 >= self.h {
             return None;
         }
-        let (dx, dy) = (fx - ix as f32, fy - iy as f32);
-        let g = |x: usize, y: usize| f32::from(self.px[y * self.w + x]);
-        let top = g(ix, iy) + (g(ix + 1, iy) - g(ix, iy)) * dx;
-        let bottom = g(ix, iy + 1) + (g(ix + 1, iy + 1) - g(ix, iy + 1)) * dx;
-        Some(top + (bottom - top) * dy)
+        Some(self.at_inside(x, y))
     }
 }
 
