@@ -240,7 +240,7 @@ mod tests {
 
     const FACE: [[f32; 2]; 5] = [[290.0, 220.0], [350.0, 220.0], [320.0, 250.0], [298.0, 280.0], [342.0, 280.0]];
     /// The print: top-left corner, size (it reaches 2 IODs, 120 px, beside the eyes and 2 above).
-    const SHEET: (i32, i32, i32, i32) = (200, 100, 240, 260);
+    const SHEET: (f32, f32, f32, f32) = (200.0, 100.0, 240.0, 260.0);
 
     /// A wall of smooth grey noise (no long straight edges), seeded.
     fn wall(w: u32, h: u32, seed: u32) -> RgbImage {
@@ -270,7 +270,7 @@ mod tests {
 
     /// [`held`] with a margin of this grey level.
     fn held_with_margin(bg: &RgbImage, t: &Homography, face: (f32, f32), margin: u8) -> RgbImage {
-        let (x0, y0, w, h) = SHEET.map_f32();
+        let (x0, y0, w, h) = SHEET;
         let corners = [[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]];
         let back = Homography::fit4(&corners.map(|c| t.apply(c).unwrap()), &corners).unwrap();
         RgbImage::from_fn(bg.width(), bg.height(), |x, y| {
@@ -287,15 +287,6 @@ mod tests {
             };
             Rgb([g, g, g])
         })
-    }
-
-    trait MapF32 {
-        fn map_f32(self) -> (f32, f32, f32, f32);
-    }
-    impl MapF32 for (i32, i32, i32, i32) {
-        fn map_f32(self) -> (f32, f32, f32, f32) {
-            (self.0 as f32, self.1 as f32, self.2 as f32, self.3 as f32)
-        }
     }
 
     /// The sheet turned about a vertical axis through (320, 220) (perspective `g` per pixel: its
