@@ -10,7 +10,8 @@
 //!                          # [320, 256] detects in about a third of the time and finds faces from
 //!                          # about 55 px wide in a 640x480 frame (BENCHMARKS.md); faces come out
 //!                          # slightly differently aligned, so recheck a gallery's decisions with it
-//! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4)
+//! threads = 1              # 1 to 16: frames embedded in parallel, decided in order (a Pi 4: 4);
+//!                          # also the threads of the passive liveness test's pairs (same verdicts)
 //! roi_refresh = 0          # 0 to 30: 0 detects on the whole canvas every frame; N >= 2 detects in a
 //!                          # window of the canvas around the last face and on the whole canvas at least
 //!                          # every N frames and whenever the window loses the face (liveness off;
@@ -431,7 +432,8 @@ pub struct ModelSettings {
     pub min_face_px: f32,
     /// The detector's input canvas, width × height (multiples of 32).
     pub canvas: (u32, u32),
-    /// Frames embedded in parallel (decided in order).
+    /// Frames embedded in parallel (decided in order); also the threads measuring the passive
+    /// liveness test's frame pairs.
     pub threads: usize,
     /// Window detection: the whole canvas at least every this many frames (0: every frame).
     pub roi_refresh: u32,

@@ -239,11 +239,15 @@ pub struct LivenessRule {
     /// bounds how many tries it gets.
     pub max_failures: u32,
     pub lockout: Duration,
+    /// Threads measuring a new frame against the kept ones for the passive test
+    /// ([`Followed::push_on`]; `model.threads`): the same verdicts on any number, sooner on more.
+    pub threads: usize,
 }
 
 impl LivenessRule {
-    /// The rule a config asks for (`None` when liveness is off).
-    pub fn from_config(l: &crate::config::LivenessSettings) -> Option<Self> {
+    /// The rule a config asks for (`None` when liveness is off), its passive test measured on
+    /// `threads` threads.
+    pub fn from_config(l: &crate::config::LivenessSettings, threads: usize) -> Option<Self> {
         use crate::config::LivenessMode;
         match l.mode {
             LivenessMode::Off => None,
@@ -253,6 +257,7 @@ impl LivenessRule {
                 timeout: l.timeout,
                 max_failures: l.challenge_max_failures,
                 lockout: l.challenge_lockout,
+                threads,
             }),
             LivenessMode::Challenge => Some(Self {
                 passive: l.challenge_passive.then_some(l.check),
@@ -260,6 +265,7 @@ impl LivenessRule {
                 timeout: l.timeout,
                 max_failures: l.challenge_max_failures,
                 lockout: l.challenge_lockout,
+                threads,
             }),
         }
     }
@@ -280,7 +286,7 @@ impl DoorSettings {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
             faces_dir: c.log.store_faces.then(|| c.log.path.with_file_name("faces")),
-            liveness: LivenessRule::from_config(&c.liveness),
+            liveness: LivenessRule::from_config(&c.liveness, c.model.threads),
         }
     }
 
@@ -728,9 +734,10 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             self.streak.landmarks.remove(0);
         }
         self.streak.landmarks.push(obs.landmarks);
+        let threads = self.settings.liveness.map_or(1, |r| r.threads);
         match self.settings.liveness.and_then(|r| r.passive) {
             Some(p) if p.landmarks == Landmarks::Followed => {
-                self.streak.followed.push(obs.landmarks, obs.patch);
+                self.streak.followed.push_on(obs.landmarks, obs.patch, threads);
                 if self.streak.rigid.is_none() {
                     self.streak.rigid = p.rigid_pair(&self.streak.followed, usize::MAX);
                 }

@@ -72,7 +72,8 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         frames: usize,
         /// Also measure the throughput of a stream of frames on this many threads sharing one
-        /// pipeline (each frame: detect, align, encode, match), against one thread in the same run.
+        /// pipeline (each frame: detect, align, encode, match), against one thread in the same run;
+        /// the passive liveness test's pairs of each frame are measured on this many threads.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         threads: u16,
         /// Print JSON only.
@@ -671,7 +672,7 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
             if let Some(check) = passive {
                 let tl = Instant::now();
                 let l = face.detection.landmarks;
-                followed.push(l, FacePatch::cut(&f.image, &l));
+                followed.push_on(l, FacePatch::cut(&f.image, &l), threads);
                 std::hint::black_box(check.judge_appearance(&followed, usize::MAX));
                 live.push(ms(tl.elapsed()));
             }
@@ -707,10 +708,13 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         "match": stats(mat),
         "frame_to_decision": stats(total),
         // part of frame_to_decision (the door pays it on every frame of an appearance): the
-        // passive test's own cost per frame, against up to `liveness_kept_frames` − 1 kept
-        // frames (null: the config has it off)
+        // passive test's own cost per frame, against up to `liveness_pairs_per_frame` of the
+        // `liveness_kept_frames` kept frames (null: the config has it off)
         "liveness_per_frame": passive.map(|_| stats(live)),
         "liveness_kept_frames": MAX_FRAMES,
+        "liveness_pairs_per_frame": facegate_face::liveness::MAX_PARTNERS,
+        // the pairs of a new frame measured on this many threads (the door: `model.threads`)
+        "liveness_threads": threads.max(1),
         "fps": round2(1000.0 / med_total),
         "stream": {
             "threads": threads,

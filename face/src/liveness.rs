@@ -241,6 +241,23 @@ impl Landmarks {
 /// rule below is cubic in the frames).
 pub const MAX_FRAMES: usize = 16;
 
+/// The most kept frames a new frame is measured against ([`Followed::push`]): with more kept,
+/// this many spread evenly from the oldest to the newest. Following is most of the door's
+/// liveness cost per frame, so this bounds it at 9 pairs instead of 15. `facegate pad-eval`'s
+/// passive appearances have at most 10 frames, so its passive figures are the same as with
+/// every pair measured.
+pub const MAX_PARTNERS: usize = 9;
+
+/// Which of `n` kept frames (oldest first) a new frame is measured against: all of them up to
+/// [`MAX_PARTNERS`], else that many spread evenly, the oldest and the newest included.
+pub fn partners(n: usize) -> Vec<usize> {
+    if n <= MAX_PARTNERS {
+        return (0..n).collect();
+    }
+    let last = MAX_PARTNERS - 1;
+    (0..MAX_PARTNERS).map(|k| (k * (n - 1) + last / 2) / last).collect()
+}
+
 impl PassiveCheck {
     /// How different two views are: the largest displacement of an eye or mouth-corner landmark
     /// relative to the eye midpoint, in IODs (scale-normalised). The nose is left out, so noise
@@ -444,8 +461,8 @@ pub struct PairMeasure {
 
 /// The frames of one appearance for the passive test: their landmarks, and for each pair the
 /// landmarks of one followed into the other by texture ([`crate::parallax::follow`], both
-/// ways). Each frame is measured against the kept ones once, when it is pushed; the newest
-/// [`MAX_FRAMES`] are kept.
+/// ways). Each frame is measured against the kept ones once, when it is pushed (against at most
+/// [`MAX_PARTNERS`] of them, see [`partners`]); the newest [`MAX_FRAMES`] are kept.
 #[derive(Debug, Clone, Default)]
 pub struct Followed {
     landmarks: Vec<[[f32; 2]; 5]>,
@@ -458,8 +475,16 @@ pub struct Followed {
 
 impl Followed {
     /// Adds a frame (its landmarks and the grey patch around them; `None` when there is no
-    /// image, so no pair with it counts), measuring it against every kept frame.
+    /// image, so no pair with it counts), measuring it against the kept frames [`partners`]
+    /// names, on this thread.
     pub fn push(&mut self, landmarks: [[f32; 2]; 5], patch: Option<FacePatch>) {
+        self.push_on(landmarks, patch, 1);
+    }
+
+    /// [`Self::push`] with the pairs measured on up to `threads` threads (0 counts as 1). Each
+    /// pair is measured on its own, so what is kept is the same on any number of threads; only
+    /// the time changes.
+    pub fn push_on(&mut self, landmarks: [[f32; 2]; 5], patch: Option<FacePatch>, threads: usize) {
         if self.landmarks.len() == MAX_FRAMES {
             self.landmarks.remove(0);
             self.patches.remove(0);
@@ -471,15 +496,37 @@ impl Followed {
         }
         let edges = patch.as_ref().map(|p| std::sync::Arc::new(find_edges(p, &landmarks)));
         let patch = patch.map(std::sync::Arc::new);
-        let row = self
-            .landmarks
-            .iter()
-            .zip(self.patches.iter().zip(&self.edges))
-            .map(|(la, pe)| match (pe, &patch) {
-                ((Some(pa), Some(ea)), Some(pb)) => measure(pa, la, ea, pb, &landmarks),
-                _ => None,
-            })
-            .collect();
+        let mut row = vec![None; self.landmarks.len()];
+        if let Some(pb) = &patch {
+            let jobs: Vec<(usize, &FacePatch, &Edges)> = partners(self.landmarks.len())
+                .into_iter()
+                .filter_map(|i| match (&self.patches[i], &self.edges[i]) {
+                    (Some(pa), Some(ea)) => Some((i, &**pa, &**ea)),
+                    _ => None,
+                })
+                .collect();
+            let one =
+                |&(i, pa, ea): &(usize, &FacePatch, &Edges)| (i, measure(pa, &self.landmarks[i], ea, pb, &landmarks));
+            let threads = threads.clamp(1, jobs.len().max(1));
+            let measured: Vec<(usize, Option<PairMeasure>)> = if threads == 1 {
+                jobs.iter().map(one).collect()
+            } else {
+                std::thread::scope(|s| {
+                    let (jobs, one) = (&jobs, &one);
+                    let workers: Vec<_> = (0..threads)
+                        .map(|t| s.spawn(move || jobs.iter().skip(t).step_by(threads).map(one).collect::<Vec<_>>()))
+                        .collect();
+                    // a panic in a worker is this thread's panic, as with one thread
+                    workers
+                        .into_iter()
+                        .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
+            };
+            for (i, m) in measured {
+                row[i] = m;
+            }
+        }
         self.landmarks.push(landmarks);
         self.patches.push(patch);
         self.edges.push(edges);
@@ -501,7 +548,8 @@ impl Followed {
         &self.landmarks
     }
 
-    /// What was measured between frames `i < j` (`None`: their points could not be followed).
+    /// What was measured between frames `i < j` (`None`: their points could not be followed, or
+    /// the pair was not measured: see [`partners`]).
     pub fn pair(&self, i: usize, j: usize) -> Option<PairMeasure> {
         self.pairs.get(j).and_then(|row| row.get(i)).copied().flatten()
     }
@@ -663,6 +711,37 @@ pub fn model_landmarks(yaw_deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_frame_is_measured_against_at_most_max_partners_kept_frames_spread_evenly() {
+        assert_eq!(partners(0), Vec::<usize>::new());
+        assert_eq!(partners(MAX_PARTNERS), (0..MAX_PARTNERS).collect::<Vec<_>>());
+        assert_eq!(partners(10), vec![0, 1, 2, 3, 5, 6, 7, 8, 9]);
+        assert_eq!(partners(MAX_FRAMES - 1), vec![0, 2, 4, 5, 7, 9, 11, 12, 14]);
+        for n in MAX_PARTNERS..MAX_FRAMES {
+            let p = partners(n);
+            assert_eq!(p.len(), MAX_PARTNERS);
+            assert!(p.windows(2).all(|w| w[0] < w[1]) && p[0] == 0 && p[MAX_PARTNERS - 1] == n - 1, "{n}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn pairs_measured_on_several_threads_are_those_measured_on_one() {
+        let (mut one, mut three) = (Followed::default(), Followed::default());
+        for k in 0..12 {
+            let (img, l) = crate::parallax::model_view((k % 7) as f32 * 5.0, 0.5);
+            one.push(l, FacePatch::cut(&img, &l));
+            three.push_on(l, FacePatch::cut(&img, &l), 3);
+        }
+        assert_eq!(one.pairs, three.pairs);
+        // the 12th frame against 9 of the 11 kept: the two left out are not measured
+        let last = &one.pairs[11];
+        let skipped: Vec<usize> = (0..11).filter(|i| !partners(11).contains(i)).collect();
+        assert_eq!(skipped, vec![2, 7]);
+        assert!(skipped.iter().all(|&i| last[i].is_none()));
+        // the model head is textured all over: every measured pair was followed
+        assert!(partners(11).iter().all(|&i| last[i].is_some()));
+    }
 
     fn head(deg: f32, nose_depth: f32) -> [[f32; 2]; 5] {
         model_landmarks(deg, nose_depth)
