@@ -28,6 +28,12 @@
 //!   18 cm of head, 2 mm a pixel), edges away from the camera, moved like the flat prints;
 //!   reported against the flat-print threshold (nothing is tuned on it), in passive and in
 //!   challenge mode;
+//! - **framed print or phone** (made after the bent prints, with their own random numbers): the
+//!   flat print with a plain border around the photo, moved like the flat prints: every other
+//!   attempt a phone (a near-black bezel and screen edge, [`BEZEL`] of the photo's width on each
+//!   side), the others a print on white paper ([`PAPER`]). The ring sees little of a plain border;
+//!   it is what the border cue is for. Reported against the flat-print threshold (nothing is
+//!   tuned on it), in passive and in challenge mode;
 //! - **screen replay**: the person's frontal photo, then their photos in yaw order towards one
 //!   side (drawn once per attempt: the recording cannot know the side it will be asked), shown on
 //!   a screen held fairly still (yaw and pitch ±10°), asked a random side. Passive geometry is
@@ -94,8 +100,10 @@ pub struct PadArgs {
     /// appearance of the tuning half plus [`BORDER_MARGIN`] (off when that exceeds 3).
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=3))]
     pub border_deny: Option<u8>,
-    /// Also write each person's first print attack and their head-turn frames as PNG here
-    /// (`PERSON-print-N.png`, `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
+    /// Also write each person's first print attack, first bent print, first phone and first
+    /// print on paper, and their head-turn frames as PNG here (`PERSON-print-N.png`,
+    /// `PERSON-bent-N.png`, `PERSON-framed0-N.png` (phone), `PERSON-framed1-N.png` (paper),
+    /// `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
     pub save_frames: Option<PathBuf>,
     /// Which landmarks the passive test measures: `followed` (each frame's landmarks followed
@@ -268,6 +276,20 @@ fn render_bent(photo: &RgbImage, bg: &RgbImage, radius_px: f64, pose: &Pose, rng
     frame
 }
 
+/// A phone's border around the photo on its screen: a near-black bezel and screen edge, this
+/// share of the photo's width on each side, and its grey level.
+const BEZEL: (f64, u8) = (0.12, 18);
+/// A print's white paper margin: this share of the photo's width on each side, and its grey level.
+const PAPER: (f64, u8) = (0.15, 235);
+
+/// `photo` with a plain border of `share` of its width on each side, in grey `level`.
+fn framed(photo: &RgbImage, share: f64, level: u8) -> RgbImage {
+    let m = (share * f64::from(photo.width())).round() as u32;
+    let mut out = RgbImage::from_pixel(photo.width() + 2 * m, photo.height() + 2 * m, Rgb([level; 3]));
+    image::imageops::overlay(&mut out, photo, i64::from(m), i64::from(m));
+    out
+}
+
 /// A seeded background of grey blocks (a wall with some texture), `w × h`.
 fn background(w: u32, h: u32, seed: u64) -> RgbImage {
     let mut rng = SplitMix64::new(seed);
@@ -354,6 +376,48 @@ fn render(photo: &RgbImage, bg: &RgbImage, pose: &Pose, rng: &mut SplitMix64) ->
     frame
 }
 
+/// How a hand moves a photo or a screen from frame to frame: the starting yaw and pitch (±,
+/// degrees), their steps per frame (±) and limit (±), roll (±), scale (from, to) and sideways
+/// offset (±, pixels) drawn anew each frame.
+struct Motion {
+    start: (f64, f64),
+    step: (f64, f64),
+    limit: f64,
+    roll: f64,
+    scale: (f64, f64),
+    dx: f64,
+}
+
+/// A print or phone held in the hand: tilted up to ±30°, moved a few centimetres.
+const HELD: Motion =
+    Motion { start: (30.0, 20.0), step: (12.0, 8.0), limit: 30.0, roll: 10.0, scale: (0.8, 1.2), dx: 60.0 };
+/// A screen held fairly still (the replays).
+const STEADY: Motion =
+    Motion { start: (10.0, 10.0), step: (3.0, 3.0), limit: 10.0, roll: 3.0, scale: (0.95, 1.05), dx: 20.0 };
+
+/// A hand moving a photo by a [`Motion`]: one [`Pose`] per frame.
+struct Hand {
+    motion: &'static Motion,
+    yaw: f64,
+    pitch: f64,
+}
+
+impl Hand {
+    fn new(motion: &'static Motion, rng: &mut SplitMix64) -> Self {
+        let (y, p) = motion.start;
+        Self { motion, yaw: uniform(rng, -y, y), pitch: uniform(rng, -p, p) }
+    }
+
+    fn next(&mut self, rng: &mut SplitMix64) -> Pose {
+        let m = self.motion;
+        self.yaw = (self.yaw + uniform(rng, -m.step.0, m.step.0)).clamp(-m.limit, m.limit);
+        self.pitch = (self.pitch + uniform(rng, -m.step.1, m.step.1)).clamp(-m.limit, m.limit);
+        let (roll, scale, dx) =
+            (uniform(rng, -m.roll, m.roll), uniform(rng, m.scale.0, m.scale.1), uniform(rng, -m.dx, m.dx));
+        Pose { yaw: self.yaw, pitch: self.pitch, roll, scale, dx }
+    }
+}
+
 fn uniform(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.next_f64()
 }
@@ -385,9 +449,7 @@ impl Seen {
 
     fn add(&mut self, l: [[f32; 2]; 5], patch: Option<FacePatch>) {
         self.frames.push(l);
-        // the pairs on every core: the same measures as on one (face's unit tests), sooner
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        self.followed.push_on(l, patch, cores);
+        self.followed.push(l, patch);
     }
 
     fn appearance(mut self, person: &str, kind: &'static str, asked: Turn, rendered: usize) -> Appearance {
@@ -427,158 +489,201 @@ fn photos(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Builds every appearance: per person, print attacks and genuine windows.
+/// Builds every appearance: per person, print attacks and genuine windows. People are made on
+/// every core, each with its own detector; each person's random numbers are their own, so the
+/// appearances (in person order) are the same on any number of cores.
 pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
-    let finder =
-        FaceFinder::new(YuNet::load(&a.detector).with_context(|| format!("detector {}", a.detector.display()))?);
+    let dirs = people(&a.data, a.people)?;
     let bg = background(640, 480, a.seed);
-    let mut out = Vec::new();
-    let bar = crate::progress::bar(a.people.min(1000) as u64, "rendering and detecting");
-    for (pi, dir) in people(&a.data, a.people)?.iter().enumerate() {
-        let person = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let files = photos(dir);
-        if files.is_empty() {
-            bail!("{} has no photos", dir.display());
-        }
-        let imgs = files.iter().map(|f| load_image(f)).collect::<Result<Vec<_>, _>>()?;
-        let mut rng = SplitMix64::new(a.seed ^ (pi as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        // genuine: the person's photos by estimated yaw, four consecutive per appearance, each
-        // shown frontal (the head itself turned), at the attack's size and on its background
-        let mut posed = Vec::new();
-        let mut shown = Vec::new();
-        for img in &imgs {
-            let frame = render(img, &bg, &Pose::REST, &mut rng);
-            if let Some(l) = landmarks(&finder, &frame)? {
-                posed.push((HeadPose::from_landmarks(&l).yaw, l, FacePatch::cut(&frame, &l)));
-                if a.save_frames.is_some() {
-                    shown.push((HeadPose::from_landmarks(&l).yaw, frame));
-                }
-            }
-        }
-        shown.sort_by(|x, y| x.0.total_cmp(&y.0));
-        posed.sort_by(|x, y| x.0.total_cmp(&y.0));
-        for w in posed.windows(4) {
-            let mut seen = Seen::default();
-            w.iter().for_each(|p| seen.add(p.1, p.2.clone()));
-            out.push(seen.appearance(&person, "natural", Turn::Left, 4));
-        }
-        if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
-            if last.0 - first.0 >= TURN_DEG {
-                let mut seen = Seen::default();
-                posed.iter().for_each(|p| seen.add(p.1, p.2.clone()));
-                out.push(seen.appearance(&person, "turn", Turn::Left, posed.len()));
-                if let Some(dir) = &a.save_frames {
-                    for (n, f) in shown.iter().enumerate() {
-                        save_png(&f.1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
+    let bar = crate::progress::bar(dirs.len() as u64, "rendering and detecting");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(dirs.len()).max(1);
+    let made: Vec<Result<Vec<(usize, Vec<Appearance>)>>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (dirs, bg, bar) = (&dirs, &bg, &bar);
+                s.spawn(move || -> Result<Vec<(usize, Vec<Appearance>)>> {
+                    let finder = FaceFinder::new(
+                        YuNet::load(&a.detector).with_context(|| format!("detector {}", a.detector.display()))?,
+                    );
+                    let mut mine = Vec::new();
+                    for pi in (t..dirs.len()).step_by(threads) {
+                        mine.push((pi, person_appearances(a, &finder, bg, pi, &dirs[pi])?));
+                        bar.inc(1);
                     }
-                }
-            }
-        }
-        // attacks: one photo held and moved like a print or a phone
-        for k in 0..a.attacks {
-            let photo = &imgs[k % imgs.len()];
-            let (mut yaw, mut pitch) = (uniform(&mut rng, -30.0, 30.0), uniform(&mut rng, -20.0, 20.0));
-            let mut seen = Seen::default();
-            for i in 0..a.frames {
-                yaw = (yaw + uniform(&mut rng, -12.0, 12.0)).clamp(-30.0, 30.0);
-                pitch = (pitch + uniform(&mut rng, -8.0, 8.0)).clamp(-30.0, 30.0);
-                let (roll, scale, dx) =
-                    (uniform(&mut rng, -10.0, 10.0), uniform(&mut rng, 0.8, 1.2), uniform(&mut rng, -60.0, 60.0));
-                let frame = render(photo, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut rng);
-                seen.see(&finder, &frame)?;
-                if let (Some(dir), 0) = (&a.save_frames, k) {
-                    save_png(&frame, &dir.join(format!("{person}-print-{:02}.png", i + 1)))?;
-                }
-            }
-            out.push(seen.appearance(&person, "print", Turn::Left, a.frames));
-        }
-        // challenge mode: its own random numbers, so that everything above stays as it was
-        let mut crng = SplitMix64::new(!a.seed ^ (pi as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
-        for ap in out.iter_mut().rev().take_while(|ap| ap.person == person).filter(|ap| ap.kind == "print") {
-            ap.asked = Turn::from_bit(crng.next_u64() & 1 == 1);
-        }
-        let by_yaw: Vec<(f32, &RgbImage)> = {
-            let mut v: Vec<(f32, &RgbImage)> = Vec::new();
-            for img in &imgs {
-                let frame = render(img, &bg, &Pose::REST, &mut crng);
-                if let Some(l) = landmarks(&finder, &frame)? {
-                    v.push((HeadPose::from_landmarks(&l).yaw, img));
-                }
-            }
-            v.sort_by(|x, y| x.0.total_cmp(&y.0));
-            v
-        };
-        let Some(front) = by_yaw.iter().min_by(|x, y| x.0.abs().total_cmp(&y.0.abs())).copied() else {
-            bar.inc(1);
-            continue;
-        };
-        // the photos turned to `side` from the frontal one, nearest first
-        let towards = |side: Turn| -> Vec<&RgbImage> {
-            let mut v: Vec<(f32, &RgbImage)> = by_yaw
-                .iter()
-                .map(|(y, i)| ((y - front.0) * if side == Turn::Left { 1.0 } else { -1.0 }, *i))
-                .filter(|(d, _)| *d > 0.0)
-                .collect();
-            v.sort_by(|x, y| x.0.total_cmp(&y.0));
-            v.into_iter().map(|(_, i)| i).collect()
-        };
-        for side in [Turn::Left, Turn::Right] {
-            // genuine: baseline (3 frames of the frontal photo), then the turn, held for a frame
-            let mut shown: Vec<&RgbImage> = vec![front.1; 3];
-            shown.extend(towards(side));
-            if let Some(last) = shown.last().copied() {
-                shown.push(last);
-            }
-            let mut seen = Seen::default();
-            for img in &shown {
-                seen.see(&finder, &render(img, &bg, &Pose::REST, &mut crng))?;
-            }
-            out.push(seen.appearance(&person, "obey", side, shown.len()));
-        }
-        for _ in 0..a.attacks {
-            // a recording of the member turning to one side, on a screen held fairly still
-            let recorded = Turn::from_bit(crng.next_u64() & 1 == 1);
-            let mut shown: Vec<&RgbImage> = vec![front.1; 3];
-            shown.extend(towards(recorded));
-            if let Some(last) = shown.last().copied() {
-                shown.push(last);
-            }
-            let (mut yaw, mut pitch) = (uniform(&mut crng, -10.0, 10.0), uniform(&mut crng, -10.0, 10.0));
-            let mut seen = Seen::default();
-            for img in &shown {
-                yaw = (yaw + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
-                pitch = (pitch + uniform(&mut crng, -3.0, 3.0)).clamp(-10.0, 10.0);
-                let (roll, scale, dx) =
-                    (uniform(&mut crng, -3.0, 3.0), uniform(&mut crng, 0.95, 1.05), uniform(&mut crng, -20.0, 20.0));
-                seen.see(&finder, &render(img, &bg, &Pose { yaw, pitch, roll, scale, dx }, &mut crng))?;
-            }
-            let asked = Turn::from_bit(crng.next_u64() & 1 == 1);
-            out.push(seen.appearance(&person, "replay", asked, shown.len()));
-        }
-        // bent prints: their own random numbers again
-        let mut brng = SplitMix64::new(a.seed.rotate_left(17) ^ (pi as u64 + 1).wrapping_mul(0x94d0_49bb_1331_11eb));
-        for k in 0..a.attacks {
-            let photo = &imgs[k % imgs.len()];
-            let radius_px = uniform(&mut brng, 35.0, 100.0) / MM_PER_PHOTO_PX;
-            let (mut yaw, mut pitch) = (uniform(&mut brng, -30.0, 30.0), uniform(&mut brng, -20.0, 20.0));
-            let mut seen = Seen::default();
-            for i in 0..a.frames {
-                yaw = (yaw + uniform(&mut brng, -12.0, 12.0)).clamp(-30.0, 30.0);
-                pitch = (pitch + uniform(&mut brng, -8.0, 8.0)).clamp(-30.0, 30.0);
-                let (roll, scale, dx) =
-                    (uniform(&mut brng, -10.0, 10.0), uniform(&mut brng, 0.8, 1.2), uniform(&mut brng, -60.0, 60.0));
-                let frame = render_bent(photo, &bg, radius_px, &Pose { yaw, pitch, roll, scale, dx }, &mut brng);
-                seen.see(&finder, &frame)?;
-                if let (Some(dir), 0) = (&a.save_frames, k) {
-                    save_png(&frame, &dir.join(format!("{person}-bent-{:02}.png", i + 1)))?;
-                }
-            }
-            let asked = Turn::from_bit(brng.next_u64() & 1 == 1);
-            out.push(seen.appearance(&person, "bent", asked, a.frames));
-        }
-        bar.inc(1);
-    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
     bar.finish_and_clear();
+    let mut by_person = Vec::new();
+    for m in made {
+        by_person.extend(m?);
+    }
+    by_person.sort_by_key(|(pi, _)| *pi);
+    Ok(by_person.into_iter().flat_map(|(_, v)| v).collect())
+}
+
+/// The appearances of the `pi`-th person (folder `dir`).
+fn person_appearances(
+    a: &PadArgs,
+    finder: &FaceFinder<YuNet>,
+    bg: &RgbImage,
+    pi: usize,
+    dir: &Path,
+) -> Result<Vec<Appearance>> {
+    let mut out = Vec::new();
+    let person = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let files = photos(dir);
+    if files.is_empty() {
+        bail!("{} has no photos", dir.display());
+    }
+    let imgs = files.iter().map(|f| load_image(f)).collect::<Result<Vec<_>, _>>()?;
+    let mut rng = SplitMix64::new(a.seed ^ (pi as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    // genuine: the person's photos by estimated yaw, four consecutive per appearance, each
+    // shown frontal (the head itself turned), at the attack's size and on its background
+    let mut posed = Vec::new();
+    let mut shown = Vec::new();
+    for img in &imgs {
+        let frame = render(img, bg, &Pose::REST, &mut rng);
+        if let Some(l) = landmarks(finder, &frame)? {
+            posed.push((HeadPose::from_landmarks(&l).yaw, l, FacePatch::cut(&frame, &l)));
+            if a.save_frames.is_some() {
+                shown.push((HeadPose::from_landmarks(&l).yaw, frame));
+            }
+        }
+    }
+    shown.sort_by(|x, y| x.0.total_cmp(&y.0));
+    posed.sort_by(|x, y| x.0.total_cmp(&y.0));
+    for w in posed.windows(4) {
+        let mut seen = Seen::default();
+        w.iter().for_each(|p| seen.add(p.1, p.2.clone()));
+        out.push(seen.appearance(&person, "natural", Turn::Left, 4));
+    }
+    if let (Some(first), Some(last)) = (posed.first(), posed.last()) {
+        if last.0 - first.0 >= TURN_DEG {
+            let mut seen = Seen::default();
+            posed.iter().for_each(|p| seen.add(p.1, p.2.clone()));
+            out.push(seen.appearance(&person, "turn", Turn::Left, posed.len()));
+            if let Some(dir) = &a.save_frames {
+                for (n, f) in shown.iter().enumerate() {
+                    save_png(&f.1, &dir.join(format!("{person}-turn-{:02}.png", n + 1)))?;
+                }
+            }
+        }
+    }
+    // attacks: one photo held and moved like a print or a phone
+    for k in 0..a.attacks {
+        let photo = &imgs[k % imgs.len()];
+        let mut hand = Hand::new(&HELD, &mut rng);
+        let mut seen = Seen::default();
+        for i in 0..a.frames {
+            let frame = render(photo, bg, &hand.next(&mut rng), &mut rng);
+            seen.see(finder, &frame)?;
+            if let (Some(dir), 0) = (&a.save_frames, k) {
+                save_png(&frame, &dir.join(format!("{person}-print-{:02}.png", i + 1)))?;
+            }
+        }
+        out.push(seen.appearance(&person, "print", Turn::Left, a.frames));
+    }
+    // challenge mode: its own random numbers, so that everything above stays as it was
+    let mut crng = SplitMix64::new(!a.seed ^ (pi as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
+    for ap in out.iter_mut().rev().take_while(|ap| ap.person == person).filter(|ap| ap.kind == "print") {
+        ap.asked = Turn::from_bit(crng.next_u64() & 1 == 1);
+    }
+    let by_yaw: Vec<(f32, &RgbImage)> = {
+        let mut v: Vec<(f32, &RgbImage)> = Vec::new();
+        for img in &imgs {
+            let frame = render(img, bg, &Pose::REST, &mut crng);
+            if let Some(l) = landmarks(finder, &frame)? {
+                v.push((HeadPose::from_landmarks(&l).yaw, img));
+            }
+        }
+        v.sort_by(|x, y| x.0.total_cmp(&y.0));
+        v
+    };
+    let Some(front) = by_yaw.iter().min_by(|x, y| x.0.abs().total_cmp(&y.0.abs())).copied() else {
+        return Ok(out);
+    };
+    // the photos turned to `side` from the frontal one, nearest first
+    let towards = |side: Turn| -> Vec<&RgbImage> {
+        let mut v: Vec<(f32, &RgbImage)> = by_yaw
+            .iter()
+            .map(|(y, i)| ((y - front.0) * if side == Turn::Left { 1.0 } else { -1.0 }, *i))
+            .filter(|(d, _)| *d > 0.0)
+            .collect();
+        v.sort_by(|x, y| x.0.total_cmp(&y.0));
+        v.into_iter().map(|(_, i)| i).collect()
+    };
+    for side in [Turn::Left, Turn::Right] {
+        // genuine: baseline (3 frames of the frontal photo), then the turn, held for a frame
+        let mut shown: Vec<&RgbImage> = vec![front.1; 3];
+        shown.extend(towards(side));
+        if let Some(last) = shown.last().copied() {
+            shown.push(last);
+        }
+        let mut seen = Seen::default();
+        for img in &shown {
+            seen.see(finder, &render(img, bg, &Pose::REST, &mut crng))?;
+        }
+        out.push(seen.appearance(&person, "obey", side, shown.len()));
+    }
+    for _ in 0..a.attacks {
+        // a recording of the member turning to one side, on a screen held fairly still
+        let recorded = Turn::from_bit(crng.next_u64() & 1 == 1);
+        let mut shown: Vec<&RgbImage> = vec![front.1; 3];
+        shown.extend(towards(recorded));
+        if let Some(last) = shown.last().copied() {
+            shown.push(last);
+        }
+        let mut hand = Hand::new(&STEADY, &mut crng);
+        let mut seen = Seen::default();
+        for img in &shown {
+            let pose = hand.next(&mut crng);
+            seen.see(finder, &render(img, bg, &pose, &mut crng))?;
+        }
+        let asked = Turn::from_bit(crng.next_u64() & 1 == 1);
+        out.push(seen.appearance(&person, "replay", asked, shown.len()));
+    }
+    // bent prints: their own random numbers again
+    let mut brng = SplitMix64::new(a.seed.rotate_left(17) ^ (pi as u64 + 1).wrapping_mul(0x94d0_49bb_1331_11eb));
+    for k in 0..a.attacks {
+        let photo = &imgs[k % imgs.len()];
+        let radius_px = uniform(&mut brng, 35.0, 100.0) / MM_PER_PHOTO_PX;
+        let mut hand = Hand::new(&HELD, &mut brng);
+        let mut seen = Seen::default();
+        for i in 0..a.frames {
+            let frame = render_bent(photo, bg, radius_px, &hand.next(&mut brng), &mut brng);
+            seen.see(finder, &frame)?;
+            if let (Some(dir), 0) = (&a.save_frames, k) {
+                save_png(&frame, &dir.join(format!("{person}-bent-{:02}.png", i + 1)))?;
+            }
+        }
+        let asked = Turn::from_bit(brng.next_u64() & 1 == 1);
+        out.push(seen.appearance(&person, "bent", asked, a.frames));
+    }
+    // framed prints and phones: their own random numbers too
+    let mut frng = SplitMix64::new(a.seed.rotate_left(29) ^ (pi as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    for k in 0..a.attacks {
+        let photo = &imgs[k % imgs.len()];
+        let (border, colour) = if k % 2 == 0 { BEZEL } else { PAPER };
+        let framed = framed(photo, border, colour);
+        // the face as large as on the flat prints: the framed photo is drawn taller
+        let grown = f64::from(framed.height()) / f64::from(photo.height());
+        let mut hand = Hand::new(&HELD, &mut frng);
+        let mut seen = Seen::default();
+        for i in 0..a.frames {
+            let pose = hand.next(&mut frng);
+            let frame = render(&framed, bg, &Pose { scale: pose.scale * grown, ..pose }, &mut frng);
+            seen.see(finder, &frame)?;
+            if let (Some(dir), 0 | 1) = (&a.save_frames, k) {
+                save_png(&frame, &dir.join(format!("{person}-framed{k}-{:02}.png", i + 1)))?;
+            }
+        }
+        let asked = Turn::from_bit(frng.next_u64() & 1 == 1);
+        out.push(seen.appearance(&person, "framed", asked, a.frames));
+    }
     Ok(out)
 }
 
@@ -718,6 +823,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         let accepted = attacks.iter().filter(|ap| live(ap)).count();
         let bent = of("bent");
         let bent_accepted = bent.iter().filter(|ap| live(ap)).count();
+        let framed = of("framed");
+        let framed_accepted = framed.iter().filter(|ap| live(ap)).count();
         let refused = genuine.iter().filter(|ap| !live(ap)).count();
         let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
         let residuals = |v: &[&&Appearance]| {
@@ -801,7 +908,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         };
         let per_kind = |cue: Cue| {
             let mut m = serde_json::Map::new();
-            for kind in ["print", "bent", "natural", "turn", "obey", "replay"] {
+            for kind in ["print", "bent", "framed", "natural", "turn", "obey", "replay"] {
                 m.insert(kind.into(), deny_cue(kind, cue));
             }
             m
@@ -814,6 +921,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "people": if label == "tune" { tune_people.len() } else { names.len() - tune_people.len() },
                 "flat_print_apcer": rate(accepted, attacks.len()),
                 "bent_print_apcer": rate(bent_accepted, bent.len()),
+                "framed_apcer": rate(framed_accepted, framed.len()),
                 "genuine_bpcer": rate(refused, genuine.len()),
                 "genuine_refused_by": refused_by(&genuine),
                 "turn_bpcer": rate(turns_refused, turns.len()),
@@ -839,7 +947,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     for (label, passive) in [("challenge", None), ("challenge_and_passive", Some(&check))] {
         let of = |k: &str| -> Vec<&&Appearance> { report.iter().filter(|ap| ap.kind == k).collect() };
         let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap);
-        let (obey, prints, replays, bent) = (of("obey"), of("print"), of("replay"), of("bent"));
+        let (obey, prints, replays, bent, framed) = (of("obey"), of("print"), of("replay"), of("bent"), of("framed"));
         let mut to_grant: Vec<f64> = obey.iter().filter_map(grants).map(|n| n as f64).collect();
         to_grant.sort_by(f64::total_cmp);
         // a person with no photo turned far enough that way cannot pass: counted apart
@@ -872,6 +980,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                     replays_reaching.len()
                 ),
                 "bent_print_apcer": rate(bent.iter().filter(|ap| grants(ap).is_some()).count(), bent.len()),
+                "framed_apcer": rate(framed.iter().filter(|ap| grants(ap).is_some()).count(), framed.len()),
             }),
         );
     }
@@ -888,8 +997,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         println!("ring deny cue at {} of {} points moving with the face in one frame pair ({}; the most of a tuning-half genuine appearance: {genuine_ring})", check.ring_deny, facegate_face::ring::RING.len(), if a.ring_deny.is_some() { "as given" } else { "tuned" });
         println!("border deny cue at {} of 3 edges moving with the face in one frame pair (0: off; {}; the most of a tuning-half genuine appearance: {genuine_border})", check.border_deny, if a.border_deny.is_some() { "as given" } else { "tuned" });
         println!(
-            "{:<8} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
-            "half", "flat-print APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
+            "{:<8} {:>22} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
+            "half", "flat-print APCER", "framed/phone APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
         );
         let mut ring_lines = Vec::new();
         for (label, r) in &rows {
@@ -910,8 +1019,9 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                     )
                 };
                 ring_lines.push(format!(
-                    "{label:<8} denied by the {cue} cue: {}; {}; {}; {}; {}; {}",
+                    "{label:<8} denied by the {cue} cue: {}; {}; {}; {}; {}; {}; {}",
                     g("print"),
+                    g("framed"),
                     g("bent"),
                     g("natural"),
                     g("turn"),
@@ -920,8 +1030,9 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 ));
             }
             println!(
-                "{label:<8} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
+                "{label:<8} {:>22} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
                 f(&r["flat_print_apcer"]),
+                f(&r["framed_apcer"]),
                 f(&r["bent_print_apcer"]),
                 f(&r["genuine_bpcer"]),
                 f(&r["turn_bpcer"]),
@@ -950,12 +1061,13 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             "\nchallenge mode (turn {CHALLENGE_TURN_DEG}° to a random side, {CHALLENGE_CONFIRM_FRAMES} frames), report half:"
         );
         println!(
-            "{:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20}",
+            "{:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20}",
             "checks",
             "genuine BPCER",
             "… where photos turn enough",
             "photos",
             "print APCER",
+            "framed/phone APCER",
             "bent-print APCER",
             "screen-replay APCER"
         );
@@ -964,11 +1076,12 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
             };
             println!(
-                "{label:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20}",
+                "{label:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20}",
                 f(&r["genuine_bpcer"]),
                 f(&r["genuine_bpcer_where_the_photos_turn_far_enough"]),
                 r["photos_to_grant_median"].as_f64().map_or("-".into(), |v| format!("{v:.0}")),
                 f(&r["print_apcer"]),
+                f(&r["framed_apcer"]),
                 f(&r["bent_print_apcer"]),
                 f(&r["replay_apcer"])
             );
