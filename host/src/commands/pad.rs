@@ -28,12 +28,12 @@
 //!   18 cm of head, 2 mm a pixel), edges away from the camera, moved like the flat prints;
 //!   reported against the flat-print threshold (nothing is tuned on it), in passive and in
 //!   challenge mode;
-//! - **framed print or phone** (made after the bent prints, with their own random numbers): the
-//!   flat print with a plain border around the photo, moved like the flat prints: every other
-//!   attempt a phone (a near-black bezel and screen edge, [`BEZEL`] of the photo's width on each
-//!   side), the others a print on white paper ([`PAPER`]). The ring sees little of a plain border;
-//!   it is what the border cue is for. Reported against the flat-print threshold (nothing is
-//!   tuned on it), in passive and in challenge mode;
+//! - **phone** and **close-up on paper** (made after the bent prints, with their own random
+//!   numbers), moved like the flat prints, the face as large: a phone is the photo with a
+//!   near-black bezel and screen edge around it ([`BEZEL`]); a close-up is the photo cut to the
+//!   head on white paper wide enough that every ring point falls on plain paper ([`close_up`]):
+//!   the ring has nothing to test, only the border cue and the nose test can stop it. Reported
+//!   against the flat-print threshold (nothing is tuned on them), in passive and challenge mode;
 //! - **screen replay**: the person's frontal photo, then their photos in yaw order towards one
 //!   side (drawn once per attempt: the recording cannot know the side it will be asked), shown on
 //!   a screen held fairly still (yaw and pitch ±10°), asked a random side. Passive geometry is
@@ -102,7 +102,7 @@ pub struct PadArgs {
     pub border_deny: Option<u8>,
     /// Also write each person's first print attack, first bent print, first phone and first
     /// print on paper, and their head-turn frames as PNG here (`PERSON-print-N.png`,
-    /// `PERSON-bent-N.png`, `PERSON-framed0-N.png` (phone), `PERSON-framed1-N.png` (paper),
+    /// `PERSON-bent-N.png`, `PERSON-phone-N.png`, `PERSON-closeup-N.png`,
     /// `PERSON-turn-N.png`), e.g. to replay them through `facegate-door`.
     #[arg(long, value_name = "DIR")]
     pub save_frames: Option<PathBuf>,
@@ -279,14 +279,34 @@ fn render_bent(photo: &RgbImage, bg: &RgbImage, radius_px: f64, pose: &Pose, rng
 /// A phone's border around the photo on its screen: a near-black bezel and screen edge, this
 /// share of the photo's width on each side, and its grey level.
 const BEZEL: (f64, u8) = (0.12, 18);
-/// A print's white paper margin: this share of the photo's width on each side, and its grey level.
-const PAPER: (f64, u8) = (0.15, 235);
+/// White paper's grey level.
+const PAPER_GREY: u8 = 235;
 
 /// `photo` with a plain border of `share` of its width on each side, in grey `level`.
 fn framed(photo: &RgbImage, share: f64, level: u8) -> RgbImage {
     let m = (share * f64::from(photo.width())).round() as u32;
     let mut out = RgbImage::from_pixel(photo.width() + 2 * m, photo.height() + 2 * m, Rgb([level; 3]));
     image::imageops::overlay(&mut out, photo, i64::from(m), i64::from(m));
+    out
+}
+
+/// A close-up printed on white paper: `photo` cut to the head (1.05 IOD each side of the eye
+/// midpoint, from 1.2 IOD above the eyes to the photo's bottom) on paper reaching 2.35 IOD beside
+/// and 2.6 IOD above the eyes (0.3 IOD below the cut). Every ring point's template (1.06–1.94 IOD
+/// beside, 1.46–2.19 above) then lies on plain paper, so the ring has nothing to test; the
+/// paper's edges lie in the border cue's bands. `eyes`: the eye midpoint and the IOD in photo
+/// pixels.
+fn close_up(photo: &RgbImage, eyes: ([f64; 2], f64)) -> RgbImage {
+    let ([mx, my], d) = eyes;
+    let (w, h) = (f64::from(photo.width()), f64::from(photo.height()));
+    let x0 = (mx - 1.05 * d).clamp(0.0, w - 1.0) as u32;
+    let x1 = (mx + 1.05 * d).clamp(f64::from(x0) + 1.0, w) as u32;
+    let y0 = (my - 1.2 * d).clamp(0.0, h - 1.0) as u32;
+    let head = image::imageops::crop_imm(photo, x0, y0, x1 - x0, photo.height() - y0).to_image();
+    let px = |iod: f64| (iod * d).round() as u32;
+    let (side, top, bottom) = (px(1.3), px(1.4), px(0.3));
+    let mut out = RgbImage::from_pixel(head.width() + 2 * side, head.height() + top + bottom, Rgb([PAPER_GREY; 3]));
+    image::imageops::overlay(&mut out, &head, i64::from(side), i64::from(top));
     out
 }
 
@@ -663,26 +683,42 @@ fn person_appearances(
         let asked = Turn::from_bit(brng.next_u64() & 1 == 1);
         out.push(seen.appearance(&person, "bent", asked, a.frames));
     }
-    // framed prints and phones: their own random numbers too
+    // phones and close-ups on paper (plain borders): their own random numbers too
     let mut frng = SplitMix64::new(a.seed.rotate_left(29) ^ (pi as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9));
-    for k in 0..a.attacks {
-        let photo = &imgs[k % imgs.len()];
-        let (border, colour) = if k % 2 == 0 { BEZEL } else { PAPER };
-        let framed = framed(photo, border, colour);
-        // the face as large as on the flat prints: the framed photo is drawn taller
-        let grown = f64::from(framed.height()) / f64::from(photo.height());
-        let mut hand = Hand::new(&HELD, &mut frng);
-        let mut seen = Seen::default();
-        for i in 0..a.frames {
-            let pose = hand.next(&mut frng);
-            let frame = render(&framed, bg, &Pose { scale: pose.scale * grown, ..pose }, &mut frng);
-            seen.see(finder, &frame)?;
-            if let (Some(dir), 0 | 1) = (&a.save_frames, k) {
-                save_png(&frame, &dir.join(format!("{person}-framed{k}-{:02}.png", i + 1)))?;
+    for kind in ["phone", "closeup"] {
+        for k in 0..a.attacks {
+            let photo = &imgs[k % imgs.len()];
+            let shown = match kind {
+                "phone" => framed(photo, BEZEL.0, BEZEL.1),
+                _ => {
+                    // where the eyes are in the photo: found in the photo shown at rest
+                    let at_rest = render(photo, bg, &Pose::REST, &mut frng);
+                    let Some(l) = landmarks(finder, &at_rest)? else { continue };
+                    // at rest a photo pixel (u, v) is drawn at (320, 240) + s·(u − w/2, v − h/2)
+                    let s = DRAWN_HEIGHT / f64::from(photo.height());
+                    let mid = |k: usize| f64::from(l[0][k] + l[1][k]) / 2.0;
+                    let eyes = [
+                        (mid(0) - 320.0) / s + f64::from(photo.width()) / 2.0,
+                        (mid(1) - 240.0) / s + f64::from(photo.height()) / 2.0,
+                    ];
+                    close_up(photo, (eyes, f64::from(iod(&l)) / s))
+                }
+            };
+            // the face as large as on the flat prints: the bordered photo is drawn taller
+            let grown = f64::from(shown.height()) / f64::from(photo.height());
+            let mut hand = Hand::new(&HELD, &mut frng);
+            let mut seen = Seen::default();
+            for i in 0..a.frames {
+                let pose = hand.next(&mut frng);
+                let frame = render(&shown, bg, &Pose { scale: pose.scale * grown, ..pose }, &mut frng);
+                seen.see(finder, &frame)?;
+                if let (Some(dir), 0) = (&a.save_frames, k) {
+                    save_png(&frame, &dir.join(format!("{person}-{kind}-{:02}.png", i + 1)))?;
+                }
             }
+            let asked = Turn::from_bit(frng.next_u64() & 1 == 1);
+            out.push(seen.appearance(&person, kind, asked, a.frames));
         }
-        let asked = Turn::from_bit(frng.next_u64() & 1 == 1);
-        out.push(seen.appearance(&person, "framed", asked, a.frames));
     }
     Ok(out)
 }
@@ -823,8 +859,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         let accepted = attacks.iter().filter(|ap| live(ap)).count();
         let bent = of("bent");
         let bent_accepted = bent.iter().filter(|ap| live(ap)).count();
-        let framed = of("framed");
-        let framed_accepted = framed.iter().filter(|ap| live(ap)).count();
+        let accepted_of = |k: &str| of(k).iter().filter(|ap| live(ap)).count();
         let refused = genuine.iter().filter(|ap| !live(ap)).count();
         let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
         let residuals = |v: &[&&Appearance]| {
@@ -908,7 +943,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         };
         let per_kind = |cue: Cue| {
             let mut m = serde_json::Map::new();
-            for kind in ["print", "bent", "framed", "natural", "turn", "obey", "replay"] {
+            for kind in ["print", "phone", "closeup", "bent", "natural", "turn", "obey", "replay"] {
                 m.insert(kind.into(), deny_cue(kind, cue));
             }
             m
@@ -921,7 +956,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "people": if label == "tune" { tune_people.len() } else { names.len() - tune_people.len() },
                 "flat_print_apcer": rate(accepted, attacks.len()),
                 "bent_print_apcer": rate(bent_accepted, bent.len()),
-                "framed_apcer": rate(framed_accepted, framed.len()),
+                "phone_apcer": rate(accepted_of("phone"), of("phone").len()),
+                "closeup_apcer": rate(accepted_of("closeup"), of("closeup").len()),
                 "genuine_bpcer": rate(refused, genuine.len()),
                 "genuine_refused_by": refused_by(&genuine),
                 "turn_bpcer": rate(turns_refused, turns.len()),
@@ -947,7 +983,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     for (label, passive) in [("challenge", None), ("challenge_and_passive", Some(&check))] {
         let of = |k: &str| -> Vec<&&Appearance> { report.iter().filter(|ap| ap.kind == k).collect() };
         let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap);
-        let (obey, prints, replays, bent, framed) = (of("obey"), of("print"), of("replay"), of("bent"), of("framed"));
+        let (obey, prints, replays, bent) = (of("obey"), of("print"), of("replay"), of("bent"));
+        let granted = |k: &str| rate(of(k).iter().filter(|ap| grants(ap).is_some()).count(), of(k).len());
         let mut to_grant: Vec<f64> = obey.iter().filter_map(grants).map(|n| n as f64).collect();
         to_grant.sort_by(f64::total_cmp);
         // a person with no photo turned far enough that way cannot pass: counted apart
@@ -980,7 +1017,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                     replays_reaching.len()
                 ),
                 "bent_print_apcer": rate(bent.iter().filter(|ap| grants(ap).is_some()).count(), bent.len()),
-                "framed_apcer": rate(framed.iter().filter(|ap| grants(ap).is_some()).count(), framed.len()),
+                "phone_apcer": granted("phone"),
+                "closeup_apcer": granted("closeup"),
             }),
         );
     }
@@ -997,8 +1035,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         println!("ring deny cue at {} of {} points moving with the face in one frame pair ({}; the most of a tuning-half genuine appearance: {genuine_ring})", check.ring_deny, facegate_face::ring::RING.len(), if a.ring_deny.is_some() { "as given" } else { "tuned" });
         println!("border deny cue at {} of 3 edges moving with the face in one frame pair (0: off; {}; the most of a tuning-half genuine appearance: {genuine_border})", check.border_deny, if a.border_deny.is_some() { "as given" } else { "tuned" });
         println!(
-            "{:<8} {:>22} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
-            "half", "flat-print APCER", "framed/phone APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
+            "{:<8} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}  score (door rule) print med/max, natural med/min, turn med/min",
+            "half", "flat-print APCER", "phone APCER", "close-up APCER", "bent-print APCER", "natural BPCER", "20° turn BPCER"
         );
         let mut ring_lines = Vec::new();
         for (label, r) in &rows {
@@ -1019,9 +1057,10 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                     )
                 };
                 ring_lines.push(format!(
-                    "{label:<8} denied by the {cue} cue: {}; {}; {}; {}; {}; {}; {}",
+                    "{label:<8} denied by the {cue} cue: {}; {}; {}; {}; {}; {}; {}; {}",
                     g("print"),
-                    g("framed"),
+                    g("phone"),
+                    g("closeup"),
                     g("bent"),
                     g("natural"),
                     g("turn"),
@@ -1030,9 +1069,10 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 ));
             }
             println!(
-                "{label:<8} {:>22} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
+                "{label:<8} {:>22} {:>22} {:>22} {:>22} {:>22} {:>22}  {:.3}/{:.3}, {:.3}/{:.3}, {:.3}/{:.3}",
                 f(&r["flat_print_apcer"]),
-                f(&r["framed_apcer"]),
+                f(&r["phone_apcer"]),
+                f(&r["closeup_apcer"]),
                 f(&r["bent_print_apcer"]),
                 f(&r["genuine_bpcer"]),
                 f(&r["turn_bpcer"]),
@@ -1061,13 +1101,14 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             "\nchallenge mode (turn {CHALLENGE_TURN_DEG}° to a random side, {CHALLENGE_CONFIRM_FRAMES} frames), report half:"
         );
         println!(
-            "{:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20}",
+            "{:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20} {:>20}",
             "checks",
             "genuine BPCER",
             "… where photos turn enough",
             "photos",
             "print APCER",
-            "framed/phone APCER",
+            "phone APCER",
+            "close-up APCER",
             "bent-print APCER",
             "screen-replay APCER"
         );
@@ -1076,12 +1117,13 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
             };
             println!(
-                "{label:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20}",
+                "{label:<22} {:>20} {:>26} {:>10} {:>20} {:>20} {:>20} {:>20} {:>20}",
                 f(&r["genuine_bpcer"]),
                 f(&r["genuine_bpcer_where_the_photos_turn_far_enough"]),
                 r["photos_to_grant_median"].as_f64().map_or("-".into(), |v| format!("{v:.0}")),
                 f(&r["print_apcer"]),
-                f(&r["framed_apcer"]),
+                f(&r["phone_apcer"]),
+                f(&r["closeup_apcer"]),
                 f(&r["bent_print_apcer"]),
                 f(&r["replay_apcer"])
             );
