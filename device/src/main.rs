@@ -709,12 +709,12 @@ fn bench(common: &Common, frames: usize, threads: usize, json: bool) -> Result<E
         "frame_to_decision": stats(total),
         // part of frame_to_decision (the door pays it on every frame of an appearance): the
         // passive test's own cost per frame, against up to `liveness_pairs_per_frame` of the
-        // `liveness_kept_frames` kept frames (null: the config has it off)
+        // (up to `liveness_kept_frames` − 1) kept frames (null: the config has it off)
         "liveness_per_frame": passive.map(|_| stats(live)),
         "liveness_kept_frames": MAX_FRAMES,
         "liveness_pairs_per_frame": facegate_face::liveness::MAX_PARTNERS,
         // the pairs of a new frame measured on this many threads (the door: `model.threads`)
-        "liveness_threads": threads.max(1),
+        "liveness_threads": threads.clamp(1, facegate_face::liveness::MAX_PARTNERS),
         "fps": round2(1000.0 / med_total),
         "stream": {
             "threads": threads,

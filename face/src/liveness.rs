@@ -241,11 +241,14 @@ impl Landmarks {
 /// rule below is cubic in the frames).
 pub const MAX_FRAMES: usize = 16;
 
-/// The most kept frames a new frame is measured against ([`Followed::push`]): with more kept,
-/// this many spread evenly from the oldest to the newest. Following is most of the door's
-/// liveness cost per frame, so this bounds it at 9 pairs instead of 15. `facegate pad-eval`'s
-/// passive appearances have at most 10 frames, so its passive figures are the same as with
-/// every pair measured.
+/// The most kept frames a new frame is measured against ([`Followed::push`]): with more kept
+/// (with their image), this many spread evenly from the oldest to the newest. Following is most
+/// of the door's liveness cost per frame, so this bounds it at 9 pairs instead of 15. The first
+/// 10 frames of an appearance are measured against every earlier one, as before; from the 11th
+/// on, fewer pairs are measured, so a deny cue has fewer pairs to fire on and the nose test's
+/// median is over fewer pairs. `facegate pad-eval`'s passive appearances have at most 10 frames
+/// (identical figures by construction); its challenge appearances, up to 13, gave identical
+/// figures too (measured).
 pub const MAX_PARTNERS: usize = 9;
 
 /// Which of `n` kept frames (oldest first) a new frame is measured against: all of them up to
@@ -475,8 +478,8 @@ pub struct Followed {
 
 impl Followed {
     /// Adds a frame (its landmarks and the grey patch around them; `None` when there is no
-    /// image, so no pair with it counts), measuring it against the kept frames [`partners`]
-    /// names, on this thread.
+    /// image, so no pair with it counts), measuring it against the kept frames with an image
+    /// that [`partners`] picks, on this thread.
     pub fn push(&mut self, landmarks: [[f32; 2]; 5], patch: Option<FacePatch>) {
         self.push_on(landmarks, patch, 1);
     }
@@ -498,28 +501,36 @@ impl Followed {
         let patch = patch.map(std::sync::Arc::new);
         let mut row = vec![None; self.landmarks.len()];
         if let Some(pb) = &patch {
-            let jobs: Vec<(usize, &FacePatch, &Edges)> = partners(self.landmarks.len())
-                .into_iter()
+            // the kept frames that can be measured at all (with their image), then the partners
+            // among them
+            let with_image: Vec<(usize, &FacePatch, &Edges)> = (0..self.landmarks.len())
                 .filter_map(|i| match (&self.patches[i], &self.edges[i]) {
                     (Some(pa), Some(ea)) => Some((i, &**pa, &**ea)),
                     _ => None,
                 })
                 .collect();
+            let jobs: Vec<(usize, &FacePatch, &Edges)> =
+                partners(with_image.len()).into_iter().map(|k| with_image[k]).collect();
             let one =
                 |&(i, pa, ea): &(usize, &FacePatch, &Edges)| (i, measure(pa, &self.landmarks[i], ea, pb, &landmarks));
             let threads = threads.clamp(1, jobs.len().max(1));
+            let share = |t: usize| jobs.iter().skip(t).step_by(threads).map(one).collect::<Vec<_>>();
             let measured: Vec<(usize, Option<PairMeasure>)> = if threads == 1 {
-                jobs.iter().map(one).collect()
+                share(0)
             } else {
                 std::thread::scope(|s| {
-                    let (jobs, one) = (&jobs, &one);
+                    let share = &share;
+                    // a share whose thread cannot be started is measured here
                     let workers: Vec<_> = (0..threads)
-                        .map(|t| s.spawn(move || jobs.iter().skip(t).step_by(threads).map(one).collect::<Vec<_>>()))
+                        .map(|t| (t, std::thread::Builder::new().spawn_scoped(s, move || share(t)).ok()))
                         .collect();
                     // a panic in a worker is this thread's panic, as with one thread
                     workers
                         .into_iter()
-                        .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .flat_map(|(t, w)| match w {
+                            Some(w) => w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                            None => share(t),
+                        })
                         .collect()
                 })
             };
@@ -726,14 +737,39 @@ mod tests {
     }
 
     #[test]
+    fn past_max_frames_the_oldest_frame_goes_and_frames_without_an_image_take_no_partner_slot() {
+        let (mut one, mut two) = (Followed::default(), Followed::default());
+        for k in 0..MAX_FRAMES + 3 {
+            let (img, l) = crate::parallax::model_view((k % 7) as f32 * 5.0, 0.5);
+            // every fourth frame without its image (a face the patch could not be cut for)
+            let patch = (k % 4 != 1).then(|| FacePatch::cut(&img, &l)).flatten();
+            one.push(l, patch.clone());
+            two.push_on(l, patch, 2);
+        }
+        assert_eq!(one.len(), MAX_FRAMES);
+        assert_eq!(one.pairs, two.pairs);
+        // the newest frame: 11 of the 15 kept frames before it have an image (frames 3 to 17 of
+        // 0 to 18, without 5, 9, 13, 17); 9 of those were measured
+        let with_image: Vec<usize> = (0..MAX_FRAMES - 1).filter(|&i| one.patches[i].is_some()).collect();
+        assert_eq!(with_image.len(), 11);
+        let measured: Vec<usize> = (0..MAX_FRAMES - 1).filter(|&i| one.pairs[MAX_FRAMES - 1][i].is_some()).collect();
+        let picked: Vec<usize> = partners(11).into_iter().map(|k| with_image[k]).collect();
+        assert_eq!(picked.len(), MAX_PARTNERS);
+        assert_eq!(measured, picked);
+    }
+
+    #[test]
     fn pairs_measured_on_several_threads_are_those_measured_on_one() {
-        let (mut one, mut three) = (Followed::default(), Followed::default());
+        let (mut one, mut three, mut many) = (Followed::default(), Followed::default(), Followed::default());
         for k in 0..12 {
             let (img, l) = crate::parallax::model_view((k % 7) as f32 * 5.0, 0.5);
             one.push(l, FacePatch::cut(&img, &l));
             three.push_on(l, FacePatch::cut(&img, &l), 3);
+            // more threads than pairs (and at most 9 pairs)
+            many.push_on(l, FacePatch::cut(&img, &l), 16);
         }
         assert_eq!(one.pairs, three.pairs);
+        assert_eq!(one.pairs, many.pairs);
         // the 12th frame against 9 of the 11 kept: the two left out are not measured
         let last = &one.pairs[11];
         let skipped: Vec<usize> = (0..11).filter(|i| !partners(11).contains(i)).collect();
