@@ -474,6 +474,8 @@ pub struct Followed {
     edges: Vec<Option<std::sync::Arc<Edges>>>,
     /// `pairs[j][i]` for `i < j`.
     pairs: Vec<Vec<Option<PairMeasure>>>,
+    /// `tried[j][i]`: whether the pair was measured at all ([`partners`]).
+    tried: Vec<Vec<bool>>,
 }
 
 impl Followed {
@@ -493,6 +495,10 @@ impl Followed {
             self.patches.remove(0);
             self.edges.remove(0);
             self.pairs.remove(0);
+            self.tried.remove(0);
+            self.tried.iter_mut().for_each(|row| {
+                row.remove(0);
+            });
             self.pairs.iter_mut().for_each(|row| {
                 row.remove(0);
             });
@@ -500,6 +506,7 @@ impl Followed {
         let edges = patch.as_ref().map(|p| std::sync::Arc::new(find_edges(p, &landmarks)));
         let patch = patch.map(std::sync::Arc::new);
         let mut row = vec![None; self.landmarks.len()];
+        let mut tried = vec![false; self.landmarks.len()];
         if let Some(pb) = &patch {
             // the kept frames that can be measured at all (with their image), then the partners
             // among them
@@ -536,12 +543,14 @@ impl Followed {
             };
             for (i, m) in measured {
                 row[i] = m;
+                tried[i] = true;
             }
         }
         self.landmarks.push(landmarks);
         self.patches.push(patch);
         self.edges.push(edges);
         self.pairs.push(row);
+        self.tried.push(tried);
     }
 
     /// Frames kept.
@@ -563,6 +572,13 @@ impl Followed {
     /// the pair was not measured: see [`partners`]).
     pub fn pair(&self, i: usize, j: usize) -> Option<PairMeasure> {
         self.pairs.get(j).and_then(|row| row.get(i)).copied().flatten()
+    }
+
+    /// Whether frames `i < j` were measured at all (both with an image, and `i` one of the
+    /// partners [`partners`] picked for `j`); [`Self::pair`] is `None` for a pair measured but
+    /// not followed, and for one not measured.
+    pub fn measured(&self, i: usize, j: usize) -> bool {
+        self.tried.get(j).and_then(|row| row.get(i)).copied().unwrap_or(false)
     }
 
     /// Forgets every frame.
@@ -756,6 +772,8 @@ mod tests {
         let picked: Vec<usize> = partners(11).into_iter().map(|k| with_image[k]).collect();
         assert_eq!(picked.len(), MAX_PARTNERS);
         assert_eq!(measured, picked);
+        let tried: Vec<usize> = (0..MAX_FRAMES - 1).filter(|&i| one.measured(i, MAX_FRAMES - 1)).collect();
+        assert_eq!(tried, picked);
     }
 
     #[test]

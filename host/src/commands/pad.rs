@@ -902,11 +902,12 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             facegate_shared::percentile(&r.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), q)
         };
         // frame pairs of the genuine appearances: measured, too alike to count, not followed
+        // (pairs never measured, see `liveness::partners`, are left out)
         let pair_counts = |v: &[&&Appearance]| {
             let (mut counted, mut alike, mut lost) = (0usize, 0usize, 0usize);
             for ap in v {
                 for j in 0..ap.followed.len() {
-                    for i in 0..j {
+                    for i in (0..j).filter(|&i| ap.followed.measured(i, j)) {
                         match ap.followed.pair(i, j) {
                             Some(m) if m.ncc < a.min_ncc => lost += 1,
                             Some(m) if m.change >= a.min_change => counted += 1,
