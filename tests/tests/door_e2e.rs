@@ -432,7 +432,8 @@ fn window_detection_lets_in_the_same_people_as_whole_frame_detection() {
 /// cues off both prints are denied as "liveness_unconfirmed"
 /// once the timeout has passed; never granted. The head turn is granted with its measurement
 /// each time (landmarks followed by texture; with each frame's detector landmarks s1's turn was
-/// not confirmed).
+/// not confirmed). Then s1's close-up on white paper (pad-eval's `closeup`): denied by the border
+/// cue at 1 edge, and at the timeout with the door's defaults (see the last loop).
 #[test]
 fn with_liveness_on_a_print_of_a_member_is_denied() {
     let dir = tempfile::tempdir().unwrap();
@@ -441,8 +442,17 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     ok(&run("facegate", &["pad-eval", "--people", "2", "--attacks", "1", "--frames", "8", "--save-frames", &rendered]));
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
+    // a second replay: s1's close-up on white paper, a blank frame, s1's turn
+    let closeup = dir.path().join("closeup");
+    std::fs::create_dir(&closeup).unwrap();
     for e in std::fs::read_dir(&rendered).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
+        if let Some(rest) = name.strip_prefix("s1-closeup-") {
+            std::fs::copy(dir.path().join("rendered").join(&name), closeup.join(format!("a-closeup-{rest}"))).unwrap();
+        }
+        if let Some(rest) = name.strip_prefix("s1-turn-") {
+            std::fs::copy(dir.path().join("rendered").join(&name), closeup.join(format!("c-turn-{rest}"))).unwrap();
+        }
         // "a-" s1's print, "a2-" s2's, "c-" s1's turn, in that order (the bent prints pad-eval
         // also saves are left out: a cylinder is 3-D to the passive test, see pad-eval's
         // bent-print figures)
@@ -455,7 +465,9 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
         let rest = name.split_once('-').unwrap().1;
         std::fs::copy(dir.path().join("rendered").join(&name), frames.join(format!("{order}-{rest}"))).unwrap();
     }
-    image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(frames.join("b-blank.png")).unwrap();
+    for d in [&frames, &closeup] {
+        image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(d.join("b-blank.png")).unwrap();
+    }
     std::fs::create_dir(dir.path().join("inbox")).unwrap();
     let (secret, public, gallery) = (p("k.secret"), p("k.pub"), p("inbox/g.fgg"));
     ok(&run("facegate", &["keys", "init", "--secret", &secret, "--public", &public]));
@@ -465,23 +477,27 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
         args.extend(photos.iter().map(String::as_str));
         ok(&run("facegate", &args));
     }
-    let door = |ring_deny: u32, border_deny: u32| -> Vec<serde_json::Value> {
-        let run_name = format!("{ring_deny}-{border_deny}");
+    // the cues' settings (`None`: the door's defaults) on the frames of `source`
+    let door_on = |source: &Path, cues: Option<(u32, u32)>| -> Vec<serde_json::Value> {
+        let cue_name = cues.map_or("defaults".into(), |(r, b)| format!("{r}-{b}"));
+        let run_name = format!("{}-{cue_name}", source.file_name().unwrap().to_string_lossy());
+        let cue_keys = cues.map_or(String::new(), |(r, b)| format!("ring_deny = {r}\nborder_deny = {b}\n"));
         let (config, log) = (p(&format!("door-{run_name}.toml")), p(&format!("events-{run_name}.jsonl")));
         let text = format!(
             "[gallery]\ninbox = {gallery:?}\nstate_dir = {:?}\ntrusted_keys = [{public:?}]\n\
              [source]\nuri = \"dir:{}\"\nfps = 5\npace = false\n\
              [decision]\nconsecutive_frames = 2\n\
              [lock]\nkind = \"dry-run\"\n\
-             [liveness]\nmode = \"passive\"\ntimeout_ms = 1000\nring_deny = {ring_deny}\nborder_deny = {border_deny}\n\
+             [liveness]\nmode = \"passive\"\ntimeout_ms = 1000\n{cue_keys}\
              [log]\npath = {log:?}\n",
             p(&format!("state-{run_name}")),
-            frames.display(),
+            source.display(),
         );
         std::fs::write(&config, text).unwrap();
         ok(&run("facegate-door", &["run", "--config", &config]));
         events(Path::new(&log))
     };
+    let door = |ring_deny: u32, border_deny: u32| door_on(&frames, Some((ring_deny, border_deny)));
     let (ring, border, timeout) =
         ("ring points moved with the face", "border edges moved with the face", "no 3-D face within 1000 ms");
     // (ring_deny, border_deny, s1's print's decision, s2's); the nose test alone: 200 ms per
@@ -516,5 +532,24 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
             .unwrap_or_else(|| panic!("no decision for the head turn: {log:?}"));
         assert!(turn["detail"].as_str().unwrap().contains("followed nose residual"), "{turn}");
         assert_eq!(turn["decision"], "granted", "ring_deny {ring_deny}, border_deny {border_deny}: {turn}");
+    }
+    // s1's close-up on white paper (the photo cut to the head: the ring's points on plain paper):
+    // with the border cue at 1 edge it is denied at its fifth frame (measured: 1 of 1 edges moved
+    // with the face); with the door's defaults (ring 13 points, border 2 edges) neither cue
+    // fires and the nose test holds it until the timeout (measured: residual 0.0023 over 14 frame
+    // pairs); either way, s1's turn right after is granted
+    for (cues, frame, reason, detail) in [
+        (Some((0, 1)), "a-closeup-05.png", "liveness_denied", border),
+        (None, "a-closeup-06.png", "liveness_unconfirmed", timeout),
+    ] {
+        let log = door_on(&closeup, cues);
+        let decisions: Vec<&serde_json::Value> = log.iter().filter(|e| e["event"] == "decision").collect();
+        assert_eq!(decisions.len(), 2, "{cues:?}: {decisions:?}");
+        let (e, turn) = (decisions[0], decisions[1]);
+        assert_eq!((e["frame"].as_str(), e["decision"].as_str()), (Some(frame), Some("denied")), "{cues:?}: {e}");
+        assert_eq!(e["reason"], reason, "{e}");
+        assert!(e["detail"].as_str().unwrap().contains(detail), "{e}");
+        assert!(turn["frame"].as_str().unwrap().starts_with("c-"), "{cues:?}: {turn}");
+        assert_eq!(turn["decision"], "granted", "{cues:?}: {turn}");
     }
 }
