@@ -494,14 +494,8 @@ impl Followed {
             self.landmarks.remove(0);
             self.patches.remove(0);
             self.edges.remove(0);
-            self.pairs.remove(0);
-            self.tried.remove(0);
-            self.tried.iter_mut().for_each(|row| {
-                row.remove(0);
-            });
-            self.pairs.iter_mut().for_each(|row| {
-                row.remove(0);
-            });
+            drop_oldest(&mut self.pairs);
+            drop_oldest(&mut self.tried);
         }
         let edges = patch.as_ref().map(|p| std::sync::Arc::new(find_edges(p, &landmarks)));
         let patch = patch.map(std::sync::Arc::new);
@@ -592,6 +586,15 @@ impl Followed {
         self.patches.iter_mut().for_each(|p| *p = None);
         self.edges.iter_mut().for_each(|e| *e = None);
     }
+}
+
+/// Drops the oldest frame from a triangle of per-pair values (`rows[j][i]`, `i < j`): its row and
+/// its column.
+fn drop_oldest<T>(rows: &mut Vec<Vec<T>>) {
+    rows.remove(0);
+    rows.iter_mut().for_each(|row| {
+        row.remove(0);
+    });
 }
 
 /// Both directions of [`follow`] between two frames, and the deny cues' tests from the earlier

@@ -615,7 +615,8 @@ fn person_appearances(
     }
     // challenge mode: its own random numbers, so that everything above stays as it was
     let mut crng = SplitMix64::new(!a.seed ^ (pi as u64 + 1).wrapping_mul(0xd1b5_4a32_d192_ed03));
-    for ap in out.iter_mut().rev().take_while(|ap| ap.person == person).filter(|ap| ap.kind == "print") {
+    // (`out` holds this person's appearances only)
+    for ap in out.iter_mut().rev().filter(|ap| ap.kind == "print") {
         ap.asked = Turn::from_bit(crng.next_u64() & 1 == 1);
     }
     let by_yaw: Vec<(f32, &RgbImage)> = {
@@ -867,10 +868,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         let live = |ap: &Appearance| door_score(&check, ap).is_some_and(|s| s >= check.threshold);
         let of = |k: &str| -> Vec<&&Appearance> { set.iter().filter(|ap| ap.kind == k).collect() };
         let (attacks, genuine, turns) = (of("print"), of("natural"), of("turn"));
-        let accepted = attacks.iter().filter(|ap| live(ap)).count();
-        let bent = of("bent");
-        let bent_accepted = bent.iter().filter(|ap| live(ap)).count();
-        let accepted_of = |k: &str| of(k).iter().filter(|ap| live(ap)).count();
+        // an attack kind's appearances the door would let in
+        let accepted = |k: &str| rate(of(k).iter().filter(|ap| live(ap)).count(), of(k).len());
         let refused = genuine.iter().filter(|ap| !live(ap)).count();
         let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
         let residuals = |v: &[&&Appearance]| {
@@ -969,10 +968,10 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             label.into(),
             serde_json::json!({
                 "people": if label == "tune" { tune_people.len() } else { names.len() - tune_people.len() },
-                "flat_print_apcer": rate(accepted, attacks.len()),
-                "bent_print_apcer": rate(bent_accepted, bent.len()),
-                "phone_apcer": rate(accepted_of("phone"), of("phone").len()),
-                "closeup_apcer": rate(accepted_of("closeup"), of("closeup").len()),
+                "flat_print_apcer": accepted("print"),
+                "bent_print_apcer": accepted("bent"),
+                "phone_apcer": accepted("phone"),
+                "closeup_apcer": accepted("closeup"),
                 "genuine_bpcer": rate(refused, genuine.len()),
                 "genuine_refused_by": refused_by(&genuine),
                 "turn_bpcer": rate(turns_refused, turns.len()),
@@ -998,7 +997,7 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
     for (label, passive) in [("challenge", None), ("challenge_and_passive", Some(&check))] {
         let of = |k: &str| -> Vec<&&Appearance> { report.iter().filter(|ap| ap.kind == k).collect() };
         let grants = |ap: &&&Appearance| challenge_grants(&challenge, passive, ap);
-        let (obey, prints, replays, bent) = (of("obey"), of("print"), of("replay"), of("bent"));
+        let (obey, replays) = (of("obey"), of("replay"));
         let granted = |k: &str| rate(of(k).iter().filter(|ap| grants(ap).is_some()).count(), of(k).len());
         let mut to_grant: Vec<f64> = obey.iter().filter_map(grants).map(|n| n as f64).collect();
         to_grant.sort_by(f64::total_cmp);
@@ -1025,13 +1024,13 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 ),
                 // ORL photos shown after the challenge until the grant (not camera frames)
                 "photos_to_grant_median": (!to_grant.is_empty()).then(|| facegate_shared::percentile(&to_grant, 0.5)),
-                "print_apcer": rate(prints.iter().filter(|ap| grants(ap).is_some()).count(), prints.len()),
+                "print_apcer": granted("print"),
                 "replay_apcer": rate(replay_granted, replays.len()),
                 "replay_apcer_where_the_recording_turns_to_the_asked_side": rate(
                     replays_reaching.iter().filter(|ap| grants(ap).is_some()).count(),
                     replays_reaching.len()
                 ),
-                "bent_print_apcer": rate(bent.iter().filter(|ap| grants(ap).is_some()).count(), bent.len()),
+                "bent_print_apcer": granted("bent"),
                 "phone_apcer": granted("phone"),
                 "closeup_apcer": granted("closeup"),
             }),
