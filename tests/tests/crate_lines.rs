@@ -1,7 +1,8 @@
 //! Crate lines follow what each binary must not link: the front-desk `facegate` and the door unit
 //! never link libtorch, the trainer never links the camera, and the door never links the
 //! comparator indexes or the test fakes. Checked on the dependency graph (`cargo tree -e normal`)
-//! and on the built binaries (`ldd`).
+//! and on the built binaries (`ldd`). And the door built alone (the package test) reuses the
+//! workspace build's compiled dependencies.
 
 use facegate_tests::{bin, root};
 use std::process::Command;
@@ -82,4 +83,47 @@ fn the_built_facegate_binary_does_not_load_libtorch() {
         let libs = String::from_utf8_lossy(&o.stdout);
         assert_eq!(libs.contains("libtorch"), links, "{name}:\n{libs}");
     }
+}
+
+/// `cargo tree` lines `name vX.Y.Z [features]` of `args`' graph: each crate from a registry with
+/// every feature set it is built with (a crate built for build scripts and proc-macros as well
+/// as for the binaries can have two).
+fn feature_sets(args: &[&str]) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let o = Command::new(cargo)
+        .current_dir(root())
+        .args(["tree", "--offline", "--prefix", "none", "-f", "{p} [{f}]"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    assert!(o.status.success(), "cargo tree {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let mut sets = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let line = line.trim_end().trim_end_matches(" (*)");
+        let Some((crate_version, features)) = line.rsplit_once(" [") else { continue };
+        if crate_version.contains(" (/") {
+            continue; // a workspace crate: built again for the package anyway (its features differ)
+        }
+        sets.entry(crate_version.to_owned()).or_default().insert(features.trim_end_matches(']').to_owned());
+    }
+    sets
+}
+
+/// The package test (`tests/tests/package.rs`) builds the door alone (`cargo deb -p
+/// facegate-device`), where only the door's dependencies decide their features. With a feature
+/// set the workspace's build never uses, a crate and all that depend on it (serde, syn: nearly
+/// everything) are compiled a second time: 6.6 minutes of a cold `make test`. The feature pins in
+/// `device/Cargo.toml` prevent it; this finds the next dependency that needs one.
+#[test]
+fn the_door_alone_uses_feature_sets_the_workspace_build_already_compiled() {
+    let alone = feature_sets(&["-e", "normal,build", "-p", "facegate-device"]);
+    let workspace = feature_sets(&["-e", "normal,build,dev", "--workspace"]);
+    assert!(alone.keys().any(|k| k.starts_with("tract-onnx ")), "{alone:?}");
+    let missing: Vec<String> = alone
+        .iter()
+        .flat_map(|(k, sets)| sets.iter().map(move |s| (k, s)))
+        .filter(|(k, s)| !workspace.get(*k).is_some_and(|w| w.contains(*s)))
+        .map(|(k, s)| format!("{k} [{s}] (the workspace builds it with {:?})", workspace.get(k)))
+        .collect();
+    assert!(missing.is_empty(), "pin these in device/Cargo.toml:\n{}", missing.join("\n"));
 }
