@@ -373,6 +373,11 @@ struct Streak {
     /// with the face (checked as each frame is added, so no frame dropped from `followed` loses
     /// it).
     rigid: Option<Deny>,
+    /// The frame at which [`Self::rigid`] latched.
+    rigid_frame: Option<String>,
+    /// [`Self::rigid`] was logged with the appearance's decision; one that was not is logged
+    /// when the appearance ends ([`Door::end_appearance`]).
+    rigid_logged: bool,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
     /// The challenge given to this appearance, with the frames seen since.
@@ -563,6 +568,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             crate::mb(facegate_shared::rss_bytes()),
             crate::mb(facegate_shared::peak_rss_bytes())
         );
+        self.end_appearance();
         self.log(Event::now(EventKind::Stop).detail(why));
         self.state.stopped = true;
         self.write_metrics();
@@ -595,14 +601,14 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 }
                 Err(SourceError::BadFrame { label, reason }) => {
                     self.summary.bad_frames += 1;
-                    self.streak.reset();
+                    self.end_appearance();
                     let mut ev = Event::now(EventKind::Source).detail(format!("bad frame: {reason}"));
                     ev.frame = Some(label);
                     self.log(ev);
                 }
                 Err(SourceError::Unavailable(reason)) => {
                     self.secure();
-                    self.streak.reset();
+                    self.end_appearance();
                     if !down {
                         down = true;
                         self.summary.source_outages += 1;
@@ -636,7 +642,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 self.summary.gallery_reloads += 1;
                 (self.state.revision, self.state.members) = (revision, members);
                 self.state.installed = crate::health::unix_now();
-                self.streak.reset();
+                self.end_appearance();
                 let signed = self.store.matcher().gallery().threshold;
                 let mut detail = format!("installed revision {revision} ({members} members)");
                 self.policy = match self.settings.policy(signed) {
@@ -679,12 +685,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let obs = match self.embedder.embed(frame) {
             Ok(Some(o)) => o,
             Ok(None) => {
-                self.streak.reset();
+                self.end_appearance();
                 return;
             }
             Err(e) => {
                 self.summary.bad_frames += 1;
-                self.streak.reset();
+                self.end_appearance();
                 let mut ev = Event::now(EventKind::Source).detail(format!("frame not processed: {e}"));
                 ev.frame = Some(frame.label.clone());
                 self.log(ev);
@@ -724,8 +730,11 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 .as_ref()
                 .is_none_or(|l| l.distance(&obs.embedding).is_ok_and(|d| threshold.accepts(d)));
             if !same_face {
-                self.streak.reset();
+                self.end_appearance();
             }
+        }
+        if self.streak.outcome.as_ref() != Some(&outcome) {
+            self.end_appearance(); // a new appearance starts
         }
         let count = self.streak.push(outcome);
         self.streak.last = Some(obs.embedding);
@@ -738,8 +747,14 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         match self.settings.liveness.and_then(|r| r.passive) {
             Some(p) if p.landmarks == Landmarks::Followed => {
                 self.streak.followed.push_on(obs.landmarks, obs.patch, threads);
-                if self.streak.rigid.is_none() {
+                // latched until the decision, and after a denial (a stranger's photo): never after
+                // a grant or a liveness denial, whose lines already stand
+                let open = !self.streak.decided || matches!(self.streak.outcome, Some(Outcome::Denied(..)));
+                if self.streak.rigid.is_none() && open {
                     self.streak.rigid = p.rigid_pair(&self.streak.followed, usize::MAX);
+                    if self.streak.rigid.is_some() {
+                        self.streak.rigid_frame = Some(frame.label.clone());
+                    }
                 }
             }
             // detector landmarks only: nothing to follow, nothing to measure
@@ -772,6 +787,9 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 Gate::Wait => return, // not decided: more frames of this appearance may pass
                 Gate::Deny(reason, detail) | Gate::Failed(reason, detail) => {
                     self.streak.decided = true;
+                    // the latched cue, if any, is in this line (a deny cue outranks every other
+                    // liveness verdict)
+                    self.streak.rigid_logged |= self.streak.rigid.is_some();
                     let mut ev = Event::now(EventKind::Decision);
                     ev.frame = Some(frame.label.clone());
                     ev.decision = Some("denied");
@@ -955,7 +973,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     fn update_claim(&mut self, at: Duration) -> bool {
         let claimed = self.claims.as_mut().and_then(|c| c.poll(at));
         if let Some(raw) = claimed {
-            self.streak.reset();
+            self.end_appearance();
             let mut ev = Event::now(EventKind::Claim);
             match MemberId::new(&raw) {
                 Ok(id) if self.store.matcher().gallery().member(&id).is_some() => {
@@ -1109,6 +1127,29 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             ev.reason = Some("lock_failed".into());
             self.log(ev);
         }
+    }
+
+    /// Ends the current appearance. A deny cue that latched on it and is in no decision line
+    /// (the face left, or changed, before the door decided; or the door had denied it as a
+    /// stranger's, an expired member's or an ambiguous face) is logged now, so that every deny
+    /// cue is on record with its measurement. The door stayed locked for it either way.
+    fn end_appearance(&mut self) {
+        if let (Some(deny), false) = (self.streak.rigid, self.streak.rigid_logged) {
+            let when = match (&self.streak.outcome, self.streak.decided) {
+                (Some(Outcome::Denied(code, _)), true) => format!("after the door had denied it ({code})"),
+                _ => "before the door decided it".to_owned(),
+            };
+            let mut ev = Event::now(EventKind::Liveness).detail(format!("{deny}; the appearance ended {when}"));
+            ev.frame = self.streak.rigid_frame.clone();
+            ev.member = match &self.streak.outcome {
+                Some(Outcome::Granted(m)) => Some(m.to_string()),
+                Some(Outcome::Denied(_, m)) => m.as_ref().map(ToString::to_string),
+                None => None,
+            };
+            ev.reason = Some("liveness_denied".into());
+            self.log(ev);
+        }
+        self.streak.reset();
     }
 
     fn log(&mut self, ev: Event) {

@@ -27,6 +27,10 @@ pub enum EventKind {
     Lock,
     /// A liveness challenge was given (which side the member was asked to turn to).
     Challenge,
+    /// A liveness deny cue (a photo or a screen in the hand) fired on an appearance that ended
+    /// with no decision line saying so: the face left or changed before the door decided, or
+    /// the door had denied it for another reason first. The door stayed locked.
+    Liveness,
 }
 
 /// One line of the log.

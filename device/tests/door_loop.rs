@@ -1036,6 +1036,65 @@ fn the_challenge_with_the_passive_test_needs_both() {
 }
 
 #[test]
+fn a_deny_cue_that_no_decision_line_carries_is_logged_when_the_appearance_ends() {
+    let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
+    let tilted = |who: &str, n: i32| -> Vec<String> { (0..n).map(|i| format!("{who}@print:{}", 5 * i)).collect() };
+    let liveness_lines = |d: &TestDoor| -> Vec<(Option<String>, Option<String>, String)> {
+        kinds(d, EventKind::Liveness)
+            .iter()
+            .map(|e| (e.member.clone(), e.frame.clone(), e.detail.clone().unwrap_or_default()))
+            .collect()
+    };
+    // a stranger's photo: denied as unknown at its third frame; the ring cue fires at its sixth
+    // (as on the member's photo below), after that decision: logged when the face leaves
+    let (mut d, lock) = live_door(&f);
+    let frames: Vec<String> = tilted("x", 8).into_iter().chain(["none".to_owned()]).collect();
+    feed(&mut d, 0, &frames.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert_eq!(decisions(&d), vec![("denied".into(), None, Some("unknown".into()))]);
+    let lines = liveness_lines(&d);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let (member, frame, detail) = &lines[0];
+    assert_eq!((member.as_deref(), frame.as_deref()), (None, Some("x@print:25")));
+    assert!(detail.contains("moved with it") && detail.contains("after the door had denied it (unknown)"), "{detail}");
+    assert_eq!(kinds(&d, EventKind::Liveness)[0].reason.as_deref(), Some("liveness_denied"));
+
+    // the member's photo, recognised for fewer frames than the door's streak needs: no decision
+    // at all; the cue is logged when the face changes to another (and the run's end logs
+    // nothing more: the next appearance has no cue)
+    let (mut d, lock) = live_door(&f);
+    d.settings.consecutive_frames = 10;
+    let frames: Vec<String> = tilted("a", 8).into_iter().chain(["b".to_owned(), "b".to_owned()]).collect();
+    feed(&mut d, 0, &frames.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(lock.unlocks(), 0);
+    assert!(decisions(&d).is_empty(), "{:?}", decisions(&d));
+    let lines = liveness_lines(&d);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0].0.as_deref(), lines[0].1.as_deref()), (Some("A"), Some("a@print:25")));
+    assert!(lines[0].2.contains("before the door decided it"), "{}", lines[0].2);
+    // ...and when the run ends while the photo is still shown
+    let (mut d, _) = live_door(&f);
+    d.settings.consecutive_frames = 10;
+    let frames = tilted("a", 8);
+    feed(&mut d, 0, &frames.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(liveness_lines(&d).len(), 1);
+    let stop = d.sink.events.iter().position(|e| e.event == EventKind::Stop).unwrap();
+    let cue = d.sink.events.iter().position(|e| e.event == EventKind::Liveness).unwrap();
+    assert!(cue < stop, "logged before the stop line");
+
+    // the cue in the decision line: not logged a second time
+    let (mut d, _) = live_door(&f);
+    let frames: Vec<String> = tilted("a", 8).into_iter().chain(["none".to_owned()]).collect();
+    feed(&mut d, 0, &frames.iter().map(String::as_str).collect::<Vec<_>>());
+    run(&mut d);
+    assert_eq!(decisions(&d), vec![("denied".into(), Some("A".into()), Some("liveness_denied".into()))]);
+    assert!(liveness_lines(&d).is_empty(), "{:?}", liveness_lines(&d));
+}
+
+#[test]
 fn with_liveness_a_turning_head_is_granted_and_a_tilted_photo_is_denied() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
     // a member turning their head 0° → 30°: the nose leaves the plane of the eyes and mouth
