@@ -720,21 +720,14 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 },
             ),
         };
-        // Two strangers in a row are both "unknown": they are one appearance only if their faces
-        // match each other.
-        if matches!(outcome, Outcome::Denied("unknown", None)) {
+        // A new appearance starts when the outcome changes. Two strangers in a row are both
+        // "unknown": they are one appearance only if their faces match each other.
+        let other_stranger = matches!(outcome, Outcome::Denied("unknown", None)) && {
             let threshold = self.policy.threshold();
-            let same_face = self
-                .streak
-                .last
-                .as_ref()
-                .is_none_or(|l| l.distance(&obs.embedding).is_ok_and(|d| threshold.accepts(d)));
-            if !same_face {
-                self.end_appearance();
-            }
-        }
-        if self.streak.outcome.as_ref() != Some(&outcome) {
-            self.end_appearance(); // a new appearance starts
+            !self.streak.last.as_ref().is_none_or(|l| l.distance(&obs.embedding).is_ok_and(|d| threshold.accepts(d)))
+        };
+        if other_stranger || self.streak.outcome.as_ref() != Some(&outcome) {
+            self.end_appearance();
         }
         let count = self.streak.push(outcome);
         self.streak.last = Some(obs.embedding);
