@@ -870,8 +870,8 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         let (attacks, genuine, turns) = (of("print"), of("natural"), of("turn"));
         // an attack kind's appearances the door would let in
         let accepted = |k: &str| rate(of(k).iter().filter(|ap| live(ap)).count(), of(k).len());
-        let refused = genuine.iter().filter(|ap| !live(ap)).count();
-        let turns_refused = turns.iter().filter(|ap| !live(ap)).count();
+        // a genuine kind's appearances the door would refuse
+        let refused = |k: &str| rate(of(k).iter().filter(|ap| !live(ap)).count(), of(k).len());
         let residuals = |v: &[&&Appearance]| {
             let mut r: Vec<f32> = v.iter().filter_map(|ap| door_score(&base, ap)).collect();
             r.sort_by(f32::total_cmp);
@@ -972,9 +972,9 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
                 "bent_print_apcer": accepted("bent"),
                 "phone_apcer": accepted("phone"),
                 "closeup_apcer": accepted("closeup"),
-                "genuine_bpcer": rate(refused, genuine.len()),
+                "genuine_bpcer": refused("natural"),
                 "genuine_refused_by": refused_by(&genuine),
-                "turn_bpcer": rate(turns_refused, turns.len()),
+                "turn_bpcer": refused("turn"),
                 "turn_refused_by": refused_by(&turns),
                 "turn_score_median": pct(&rt, 0.5), "turn_score_min": rt.first().copied().unwrap_or(0.0),
                 "attack_score_median": pct(&ra, 0.5), "attack_score_max": ra.last().copied().unwrap_or(0.0),
