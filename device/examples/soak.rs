@@ -82,6 +82,7 @@ fn main() -> anyhow::Result<()> {
     let settings = DoorSettings {
         mode: facegate_device::config::Mode::Identify,
         consecutive_frames: 3,
+        face_gap: Duration::from_millis(300),
         cooldown: Duration::from_secs(1),
         unlock: Duration::from_millis(100),
         ambiguity_margin: 0.05,

@@ -39,6 +39,9 @@
 //! [decision]
 //! mode = "identify"        # identify (1:N) | claim (id first, then 1:1)
 //! consecutive_frames = 3   # 1 to 30: frames that must agree before a grant or a logged denial
+//! face_gap_ms = 300        # 0 to 500: frames without a face within this of the last face
+//!                          # (a detector miss, a head turned far) do not end the appearance or
+//!                          # its liveness evidence; 0: every face-less frame ends it
 //! cooldown_ms = 5000       # 0 to 1 hour: no second grant of the same member within this
 //! ambiguity_margin = 0.05  # 0 to 1 (distance units)
 //! # threshold = 0.7        # default: the gallery's signed threshold; may only be lower (stricter)
@@ -355,6 +358,7 @@ impl Default for RawSource {
 struct RawDecision {
     mode: Mode,
     consecutive_frames: u32,
+    face_gap_ms: u64,
     cooldown_ms: u64,
     ambiguity_margin: f32,
     threshold: Option<f32>,
@@ -367,6 +371,7 @@ impl Default for RawDecision {
         Self {
             mode: Mode::Identify,
             consecutive_frames: 3,
+            face_gap_ms: 300,
             cooldown_ms: 5000,
             ambiguity_margin: facegate_shared::DEFAULT_AMBIGUITY_MARGIN,
             threshold: None,
@@ -470,6 +475,8 @@ pub struct DecisionSettings {
     pub mode: Mode,
     /// Agreeing frames before a decision.
     pub consecutive_frames: u32,
+    /// How long after an appearance's last face a face-less frame ends it.
+    pub face_gap: Duration,
     /// Quiet period after a decision for the same member or reason.
     pub cooldown: Duration,
     /// Ambiguity margin of the 1:N rule (checked by the shared policy's one range).
@@ -665,6 +672,8 @@ impl DoorConfig {
         let d = &r.decision;
         within("decision.consecutive_frames", d.consecutive_frames, 1, 30, "frames")?;
         within("decision.cooldown_ms", d.cooldown_ms, 0, 3_600_000, "ms")?;
+        // longer would let an appearance's liveness evidence outlast a swap of what is shown
+        within("decision.face_gap_ms", d.face_gap_ms, 0, 500, "ms")?;
         facegate_shared::check_ambiguity_margin(d.ambiguity_margin)
             .map_err(|e| invalid("decision.ambiguity_margin", e.to_string()))?;
         let threshold = d
@@ -779,6 +788,7 @@ impl DoorConfig {
             decision: DecisionSettings {
                 mode: d.mode,
                 consecutive_frames: d.consecutive_frames,
+                face_gap: Duration::from_millis(d.face_gap_ms),
                 cooldown: Duration::from_millis(d.cooldown_ms),
                 ambiguity_margin: d.ambiguity_margin,
                 threshold,
@@ -1019,6 +1029,7 @@ mod tests {
         ("source", "repeat", 1.0, 100_000.0),
         ("decision", "consecutive_frames", 1.0, 30.0),
         ("decision", "cooldown_ms", 0.0, 3_600_000.0),
+        ("decision", "face_gap_ms", 0.0, 500.0),
         ("decision", "ambiguity_margin", 0.0, 1.0),
         ("decision", "threshold", 0.0, 2.0),
         ("decision", "claim_timeout_ms", 100.0, 600_000.0),
@@ -1068,6 +1079,7 @@ mod tests {
             (_, "repeat") => c.source.repeat.into(),
             (_, "consecutive_frames") => c.decision.consecutive_frames.into(),
             (_, "cooldown_ms") => c.decision.cooldown.as_millis() as f64,
+            (_, "face_gap_ms") => c.decision.face_gap.as_millis() as f64,
             (_, "ambiguity_margin") => c.decision.ambiguity_margin.into(),
             ("decision", "threshold") => c.decision.threshold.map_or(f64::NAN, |t| t.get().into()),
             (_, "claim_timeout_ms") => c.decision.claim_timeout.as_millis() as f64,

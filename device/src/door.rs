@@ -3,8 +3,10 @@
 //!
 //! Rules:
 //! - a decision needs `consecutive_frames` frames in a row with the same outcome (same member
-//!   granted, or the same denial; unknown faces must also match each other); a face-less frame
-//!   or a different outcome restarts the count;
+//!   granted, or the same denial; unknown faces must also match each other); a different outcome
+//!   restarts the count, and so does a face-less frame more than `face_gap` after the
+//!   appearance's last face (one within it, a detector missing a face for a moment, neither
+//!   counts nor restarts: the appearance goes on, with its liveness evidence);
 //! - one continuous appearance gives one decision; a granted member is not granted again within
 //!   the cooldown;
 //! - the grant is written to the event log *before* the lock opens; if the log or the lock
@@ -18,6 +20,9 @@
 //!   turn the other way denies it, and so does the timeout; so does, at once and for the rest of
 //!   the appearance, a deny cue of the passive test (the image around the face, or a straight
 //!   edge beside or above it, moving with the face);
+//! - an appearance recognised as a member that ends while its liveness check is still waiting
+//!   (the face left before the timeout) is logged as a `liveness` event with its measurement:
+//!   no decision, the door stayed locked, but the attempt is on record;
 
 use facegate_face::liveness::{
     ChallengeCheck, ChallengeVerdict, Deny, Followed, Landmarks, Liveness, PassiveCheck, Turn,
@@ -201,6 +206,9 @@ pub struct DoorSettings {
     pub mode: Mode,
     /// Agreeing frames needed.
     pub consecutive_frames: u32,
+    /// How long an appearance may go without a face before a face-less frame ends it (zero:
+    /// every face-less frame does).
+    pub face_gap: Duration,
     /// No second grant of one member within this.
     pub cooldown: Duration,
     /// How long the lock stays open.
@@ -277,6 +285,7 @@ impl DoorSettings {
         Self {
             mode: c.decision.mode,
             consecutive_frames: c.decision.consecutive_frames,
+            face_gap: c.decision.face_gap,
             cooldown: c.decision.cooldown,
             unlock: c.lock.unlock,
             ambiguity_margin: c.decision.ambiguity_margin,
@@ -380,8 +389,24 @@ struct Streak {
     rigid_logged: bool,
     /// Frame time of the streak's first frame.
     since: Option<Duration>,
+    /// Frame time of the streak's newest frame with a face.
+    face_at: Option<Duration>,
+    /// The liveness check was waiting for more frames of this (recognised, undecided)
+    /// appearance: logged if it ends before the check decides ([`Door::end_appearance`]).
+    waiting: Option<Waiting>,
     /// The challenge given to this appearance, with the frames seen since.
     challenge: Option<Issued>,
+}
+
+/// A liveness check still waiting on an appearance recognised as `member`.
+#[derive(Debug)]
+struct Waiting {
+    member: MemberId,
+    /// The newest frame it waited at, and its frame time.
+    frame: String,
+    at: Duration,
+    /// What the check has measured so far.
+    detail: String,
 }
 
 /// A challenge given to an appearance.
@@ -400,8 +425,8 @@ struct Issued {
 enum Gate {
     /// Passed: the measurement for the grant's log line.
     Pass(String),
-    /// Not decided: more frames of this appearance may pass.
-    Wait,
+    /// Not decided: more frames of this appearance may pass; what was measured so far.
+    Wait(String),
     /// Denied with this reason code and measurement.
     Deny(&'static str, String),
     /// Denied because the face failed the challenge it was given (turned the other way, or did
@@ -685,7 +710,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let obs = match self.embedder.embed(frame) {
             Ok(Some(o)) => o,
             Ok(None) => {
-                self.end_appearance();
+                // a face missed for a moment (a detector miss, a head turned far) does not end the
+                // appearance; a longer absence does
+                let gap = self.settings.face_gap;
+                if gap.is_zero() || self.streak.face_at.is_none_or(|t| frame.at.saturating_sub(t) > gap) {
+                    self.end_appearance();
+                }
                 return;
             }
             Err(e) => {
@@ -732,6 +762,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
         let count = self.streak.push(outcome);
         self.streak.last = Some(obs.embedding);
         self.streak.since.get_or_insert(frame.at);
+        self.streak.face_at = Some(frame.at);
         if self.streak.landmarks.len() == MAX_STREAK_LANDMARKS {
             self.streak.landmarks.remove(0);
         }
@@ -777,7 +808,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             }
             match gate {
                 Gate::Pass(detail) => liveness = Some(detail),
-                Gate::Wait => return, // not decided: more frames of this appearance may pass
+                Gate::Wait(detail) => {
+                    // not decided: more frames of this appearance may pass
+                    let (frame, at) = (frame.label.clone(), frame.at);
+                    self.streak.waiting = Some(Waiting { member: member.clone(), frame, at, detail });
+                    return;
+                }
                 Gate::Deny(reason, detail) | Gate::Failed(reason, detail) => {
                     self.streak.decided = true;
                     // the latched cue, if any, is in this line (a deny cue outranks every other
@@ -845,7 +881,7 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 Liveness::Unconfirmed { residual, pairs } => (residual, pairs),
                 Liveness::Rigid(deny) => return Gate::Failed("liveness_denied", deny.to_string()),
             };
-            let Some(waited) = timed_out(since) else { return Gate::Wait };
+            let Some(waited) = timed_out(since) else { return Gate::Wait(passive_text()) };
             return Gate::Deny(
                 "liveness_unconfirmed",
                 format!(
@@ -871,7 +907,12 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             }
             let Some(baseline) = check.baseline(&self.streak.landmarks) else {
                 // faces too small to measure a turn on: wait for a closer face, up to the timeout
-                let Some(waited) = timed_out(since) else { return Gate::Wait };
+                let Some(waited) = timed_out(since) else {
+                    return Gate::Wait(format!(
+                        "no face with eyes {} px apart yet to give the challenge to",
+                        check.min_iod_px
+                    ));
+                };
                 return Gate::Deny(
                     "liveness_unconfirmed",
                     format!(
@@ -905,7 +946,11 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             ev.frame = Some(frame.label.clone());
             ev.member = Some(member.to_string());
             self.log(ev);
-            return Gate::Wait;
+            return Gate::Wait(format!(
+                "asked to turn {} by {:.0}°; yaw {baseline:.1}°",
+                turn.name(),
+                check.min_turn_deg
+            ));
         };
         let waited = frame.at.saturating_sub(issued.at);
         let asked = issued.turn.name();
@@ -929,7 +974,13 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                     waited.as_millis()
                 ))
             }
-            _ if waited < rule.timeout => Gate::Wait,
+            ChallengeVerdict::Passed { turn_deg } if waited < rule.timeout => {
+                Gate::Wait(format!("turned {asked} by {turn_deg:.1}° as asked, but {}", passive_text()))
+            }
+            ChallengeVerdict::Pending { turn_deg } if waited < rule.timeout => Gate::Wait(format!(
+                "asked to turn {asked} by {:.1}°, turned {turn_deg:.1}° so far",
+                check.min_turn_deg
+            )),
             // the member did as asked; the passive test refused: not counted against them
             ChallengeVerdict::Passed { turn_deg } => Gate::Deny(
                 "liveness_unconfirmed",
@@ -1125,7 +1176,9 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
     /// Ends the current appearance. A deny cue that latched on it and is in no decision line
     /// (the face left, or changed, before the door decided; or the door had denied it as a
     /// stranger's, an expired member's or an ambiguous face) is logged now, so that every deny
-    /// cue is on record with its measurement. The door stayed locked for it either way.
+    /// cue is on record with its measurement. Otherwise, an appearance recognised as a member
+    /// whose liveness check was still waiting (no decision yet) is logged as unconfirmed with
+    /// what the check had measured. The door stayed locked for it either way.
     fn end_appearance(&mut self) {
         if let (Some(deny), false) = (self.streak.rigid, self.streak.rigid_logged) {
             let when = match (&self.streak.outcome, self.streak.decided) {
@@ -1140,6 +1193,20 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 None => None,
             };
             ev.reason = Some("liveness_denied".into());
+            self.log(ev);
+        } else if let (Some(w), false) = (self.streak.waiting.take(), self.streak.decided) {
+            let since = self.streak.since.unwrap_or(w.at);
+            let timeout = self.settings.liveness.map_or(Duration::ZERO, |r| r.timeout);
+            let mut ev = Event::now(EventKind::Liveness).detail(format!(
+                "no decision: the appearance ended {} ms after its first frame, before the liveness check \
+                 decided (timeout {} ms); {}",
+                self.streak.face_at.unwrap_or(w.at).saturating_sub(since).as_millis(),
+                timeout.as_millis(),
+                w.detail
+            ));
+            ev.frame = Some(w.frame);
+            ev.member = Some(w.member.to_string());
+            ev.reason = Some("liveness_unconfirmed".into());
             self.log(ev);
         }
         self.streak.reset();

@@ -120,7 +120,7 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("facegate-door: error: {e:#}");
+            eprintln!("facegate-door: error: {}", facegate_shared::error_chain(&*e));
             ExitCode::from(2)
         }
     }
@@ -464,11 +464,11 @@ fn check(common: &Common) -> Result<ExitCode> {
                             if c.gallery.pull.is_some() { " from gallery.url" } else { " in the inbox" }
                         ),
                     ),
-                    _ => line(false, "gallery", format!("{e:#}")),
+                    _ => line(false, "gallery", facegate_shared::error_chain(&*e)),
                 },
             }
         }
-        Err(e) => line(false, "model", format!("{e:#}")),
+        Err(e) => line(false, "model", facegate_shared::error_chain(&*e)),
     }
     if c.lock.kind == LockKind::Command {
         // Never run the relay command from `check`: it may be shared with a running door.

@@ -442,7 +442,7 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     ok(&run("facegate", &["pad-eval", "--people", "2", "--attacks", "1", "--frames", "8", "--save-frames", &rendered]));
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
-    // a second replay: s1's close-up on white paper, a blank frame, s1's turn
+    // a second replay: s1's close-up on white paper, two blank frames, s1's turn
     let closeup = dir.path().join("closeup");
     std::fs::create_dir(&closeup).unwrap();
     for e in std::fs::read_dir(&rendered).unwrap() {
@@ -465,8 +465,12 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
         let rest = name.split_once('-').unwrap().1;
         std::fs::copy(dir.path().join("rendered").join(&name), frames.join(format!("{order}-{rest}"))).unwrap();
     }
+    // two blank frames, 200 ms apart (fps 5): the second is more than `face_gap_ms` (300) after
+    // the last face, so it ends the appearance; one alone would not
     for d in [&frames, &closeup] {
-        image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(d.join("b-blank.png")).unwrap();
+        for name in ["b-blank.png", "b-blank2.png"] {
+            image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(d.join(name)).unwrap();
+        }
     }
     std::fs::create_dir(dir.path().join("inbox")).unwrap();
     let (secret, public, gallery) = (p("k.secret"), p("k.pub"), p("inbox/g.fgg"));
