@@ -15,7 +15,7 @@ pub fn main<C: clap::Parser>(name: &str, run: impl FnOnce(C) -> anyhow::Result<E
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{name}: error: {e:#}");
+            eprintln!("{name}: error: {}", facegate_shared::error_chain(&*e));
             ExitCode::from(2)
         }
     }

@@ -21,6 +21,7 @@ mod calibration;
 mod card;
 mod decision;
 mod embedding;
+mod error_text;
 mod fingerprint;
 mod gallery;
 pub mod gallery_file;
@@ -45,6 +46,7 @@ pub use decision::{decide, verify, Decision, DenialReason, Matcher, Ranked, Veri
 pub use embedding::{
     cosine_from_distance, distance_from_cosine, Embedding, EmbeddingDim, EmbeddingError, MAX_EMBEDDING_DIM,
 };
+pub use error_text::error_chain;
 pub use fingerprint::{BadFingerprint, Fingerprint};
 pub use gallery::{Gallery, GalleryError, MAX_EMBEDDINGS_PER_MEMBER, MAX_MEMBERS};
 pub use gallery_file::SignedGallery;

@@ -1158,7 +1158,10 @@ fn run_loop(
     let plot = args.out.join("learning_curves.png");
     match crate::curves::plot(&plot, &state.metrics) {
         Ok(()) => eprintln!("learning curves: {}", plot.display()),
-        Err(e) => eprintln!("learning curves: not drawn ({e:#}); the figures are in metrics.csv"),
+        Err(e) => eprintln!(
+            "learning curves: not drawn ({}); the figures are in metrics.csv",
+            facegate_shared::error_chain(&*e)
+        ),
     }
     eprintln!("diagnosis: {diagnosis}");
     eprintln!(

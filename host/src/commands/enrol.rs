@@ -290,7 +290,7 @@ pub fn quality(m: &ModelArgs, photos: &[PathBuf], json: bool) -> Result<ExitCode
     for ph in photos {
         match assess_photo(&p, ph) {
             Ok(a) => assessed.push(a),
-            Err(e) => unusable.push(format!("{e:#}")),
+            Err(e) => unusable.push(facegate_shared::error_chain(&*e)),
         }
     }
     let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, threshold);
@@ -450,7 +450,7 @@ fn import_one(p: &FacePipeline<YuNet, TractEncoder>, folder: &Path, threshold: T
     for ph in photos {
         match assess_photo(p, &ph) {
             Ok(a) => assessed.push(a),
-            Err(e) => bad.push(format!("{e:#}")),
+            Err(e) => bad.push(facegate_shared::error_chain(&*e)),
         }
     }
     let verdicts = gate(&assessed, &QualityLimits::ENROLMENT, threshold);
