@@ -2,7 +2,7 @@
 //! the same pipeline the door unit uses.
 
 use anyhow::{bail, Context, Result};
-use facegate_face::{card_path_for, load_image, Encoder, FacePipeline, TractEncoder, YuNet};
+use facegate_face::{card_path_for, load_image, Encoder, FacePipeline, TractEncoder};
 use facegate_shared::{
     gallery_file::write_atomic, open_set_false_accept, CalibratedThreshold, Embedding, ModelCard, Scores, Threshold,
 };
@@ -35,7 +35,7 @@ pub struct PeopleArgs {
     #[arg(long, value_enum)]
     pub split: Option<SplitName>,
     /// YuNet detector model.
-    #[arg(long, default_value = "models/face_detection_yunet_2023mar.onnx")]
+    #[arg(long, default_value = crate::commands::DEFAULT_DETECTOR)]
     pub detector: PathBuf,
 }
 
@@ -61,7 +61,7 @@ pub fn embed_people(a: &PeopleArgs) -> Result<(PeopleEmbeddings, ModelCard)> {
         (None, None) => all.keys().cloned().collect(),
         _ => bail!("--splits and --split go together"),
     };
-    let pipeline = FacePipeline::new(YuNet::load(&a.detector)?, TractEncoder::load(&a.model)?);
+    let pipeline = FacePipeline::new(crate::commands::load_detector(&a.detector)?, TractEncoder::load(&a.model)?);
     let card = pipeline.encoder.card().clone();
     let mut items = Vec::new();
     let mut skipped = Vec::new();

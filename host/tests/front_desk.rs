@@ -458,3 +458,33 @@ fn pad_eval_reports_counted_rates_with_the_threshold_tuned_on_other_people() {
     // with the face: measured 0 of 20 with the passive test
     assert!(errors(both, "replay_apcer") <= 1, "{both}");
 }
+
+/// A front-desk user who runs `facegate` from their own folder (not the Facegate folder): the
+/// default encoder and detector are found beside the binary's build (`<folder>/target/…`), for
+/// enrolment and for a later command that finds the encoder by the gallery's binding; an error
+/// names the file once and says where else it was looked for.
+#[test]
+fn the_default_models_are_found_from_any_folder() {
+    let (dir, secret, public, gallery) = desk();
+    let here = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_facegate")).current_dir(dir.path()).args(args).output().unwrap()
+    };
+    let photos: Vec<String> = (1..=3).map(|n| photo(1, n)).collect();
+    let mut args = vec!["enroll", "--gallery", &gallery, "--key", &secret, "--id", "s1", "--name", "s1"];
+    args.extend(photos.iter().map(String::as_str));
+    ok(&here(&args));
+    let o = here(&["identify", &photo(1, 7), "--gallery", &gallery, "--trust", &public, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&ok_code(&o, 0)).unwrap();
+    assert_eq!(v["member"], "s1", "{v}");
+    // a path that is nowhere: one clear line
+    let o = here(&["quality", "--detector", "models/nothing.onnx", &photo(1, 1)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("models/nothing.onnx (not in this folder, nor in "), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+}
+
+fn ok_code(o: &Output, code: i32) -> Vec<u8> {
+    assert_eq!(o.status.code(), Some(code), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout.clone()
+}

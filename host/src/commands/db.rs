@@ -81,13 +81,11 @@ pub fn model_for_fingerprint(model: &ModelArgs, hex: &str) -> Result<PathBuf> {
     let fp = Fingerprint::from_hex(hex)?;
     let path = match &model.model {
         Some(m) => m.clone(),
-        None => model_cards(Path::new(MODELS_DIR))
-            .into_iter()
-            .find(|(_, c)| c.binding().onnx == fp)
-            .map(|(p, _)| p)
-            .with_context(|| {
-                format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short())
-            })?,
+        None => {
+            model_cards(&models_dir()).into_iter().find(|(_, c)| c.binding().onnx == fp).map(|(p, _)| p).with_context(
+                || format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short()),
+            )?
+        }
     };
     let bytes = std::fs::read(&path).with_context(|| format!("encoder {}", path.display()))?;
     anyhow::ensure!(

@@ -25,7 +25,7 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
         "threshold": g.threshold.get(),
         "revision": g.revision,
         "encoder": g.encoder.onnx.to_string(),
-        "encoder_name": model_cards(Path::new(MODELS_DIR))
+        "encoder_name": model_cards(&models_dir())
             .into_iter()
             .find(|(_, c)| c.binding() == g.encoder)
             .map(|(path, c)| format!("{} ({})", c.name, path.display()))
@@ -135,9 +135,8 @@ pub fn gallery_verify(gallery: &Path, trust: &Path, model: Option<&Path>, json: 
         Some(m) => Some(m),
         None => {
             // Without --model: the encoder in models/ the gallery was enrolled with, if any.
-            found = gallery_file::load_trusted(gallery, &[key])
-                .ok()
-                .and_then(|g| find_model(Path::new(MODELS_DIR), &g.encoder));
+            found =
+                gallery_file::load_trusted(gallery, &[key]).ok().and_then(|g| find_model(&models_dir(), &g.encoder));
             found.as_deref()
         }
     };

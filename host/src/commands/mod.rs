@@ -30,6 +30,53 @@ pub const MODELS_DIR: &str = "models";
 /// Default detector.
 pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
 
+/// Where a model path under `models/` that the current folder does not have is looked for, in
+/// order: the Facegate folder this binary was built in (`<folder>/target/<profile>/facegate`),
+/// and where a door package puts SFace and YuNet.
+fn model_homes() -> Vec<PathBuf> {
+    let mut homes = Vec::new();
+    if let Some(folder) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.parent()?.to_owned())) {
+        homes.push(folder.join(MODELS_DIR));
+    }
+    homes.push(PathBuf::from("/usr/share/facegate"));
+    homes
+}
+
+/// `path` as given when it exists or is not under `models/`; else the same file in the first of
+/// [`model_homes`] that has it; else `path` (whose error then names it). So the defaults work
+/// from any folder, not only the Facegate folder.
+pub fn locate(path: &Path) -> PathBuf {
+    let Ok(rest) = path.strip_prefix(MODELS_DIR) else { return path.to_owned() };
+    if path.exists() {
+        return path.to_owned();
+    }
+    model_homes().into_iter().map(|h| h.join(rest)).find(|p| p.exists()).unwrap_or_else(|| path.to_owned())
+}
+
+/// The folder of encoders (with their cards): `models/` here, else [`locate`]'s.
+pub fn models_dir() -> PathBuf {
+    locate(Path::new(MODELS_DIR))
+}
+
+/// Loads the YuNet detector at `path` ([`locate`]d).
+pub fn load_detector(path: &Path) -> Result<YuNet> {
+    let path = locate(path);
+    YuNet::load(&path).with_context(|| format!("detector {}", not_found_hint(&path)))
+}
+
+/// `path`, and where else it was looked for when it is a missing `models/` file.
+fn not_found_hint(path: &Path) -> String {
+    if path.exists() || path.strip_prefix(MODELS_DIR).is_err() {
+        return path.display().to_string();
+    }
+    let homes: Vec<String> = model_homes().iter().map(|h| h.display().to_string()).collect();
+    format!(
+        "{} (not in this folder, nor in {}; run from the Facegate folder or give the path)",
+        path.display(),
+        homes.join(" or ")
+    )
+}
+
 /// Model and detector flags shared by commands that look at photos.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
@@ -51,11 +98,12 @@ impl ModelArgs {
             return Ok(m.clone());
         }
         match gallery {
-            None => Ok(PathBuf::from(DEFAULT_MODEL)),
-            Some(b) => find_model(Path::new(MODELS_DIR), b).with_context(|| {
+            None => Ok(locate(Path::new(DEFAULT_MODEL))),
+            Some(b) => find_model(&models_dir(), b).with_context(|| {
                 format!(
-                    "the gallery was enrolled with encoder {} (not found in {MODELS_DIR}/); pass --model",
-                    b.onnx.short()
+                    "the gallery was enrolled with encoder {} (not found in {}/); pass --model",
+                    b.onnx.short(),
+                    models_dir().display()
                 )
             }),
         }
@@ -64,8 +112,8 @@ impl ModelArgs {
     /// Loads the one pipeline the door unit also uses, with the encoder [`ModelArgs::resolve`] picks.
     pub fn pipeline_for(&self, gallery: Option<&EncoderBinding>) -> Result<FacePipeline<YuNet, TractEncoder>> {
         let model = self.resolve(gallery)?;
-        let enc = TractEncoder::load(&model).with_context(|| format!("encoder {}", model.display()))?;
-        Ok(FacePipeline::new(YuNet::load(&self.detector)?, enc))
+        let enc = TractEncoder::load(&model).with_context(|| format!("encoder {}", not_found_hint(&model)))?;
+        Ok(FacePipeline::new(load_detector(&self.detector)?, enc))
     }
 
     /// The pipeline for photos not tied to a gallery (`--model` or SFace).

@@ -525,9 +525,7 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
             .map(|t| {
                 let (dirs, bg, bar) = (&dirs, &bg, &bar);
                 s.spawn(move || -> Result<Vec<PersonMade>> {
-                    let finder = FaceFinder::new(
-                        YuNet::load(&a.detector).with_context(|| format!("detector {}", a.detector.display()))?,
-                    );
+                    let finder = FaceFinder::new(super::load_detector(&a.detector)?);
                     let mut mine = Vec::new();
                     for pi in (t..dirs.len()).step_by(threads) {
                         mine.push((pi, person_appearances(a, &finder, bg, pi, &dirs[pi])?));
