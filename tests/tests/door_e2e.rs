@@ -445,8 +445,16 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     // a second replay: s1's close-up on white paper, two blank frames, s1's turn
     let closeup = dir.path().join("closeup");
     std::fs::create_dir(&closeup).unwrap();
+    // a third: s1's phone, s2's phone, two blank frames, s1's turn
+    let phones = dir.path().join("phones");
+    std::fs::create_dir(&phones).unwrap();
     for e in std::fs::read_dir(&rendered).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
+        for (from, to) in [("s1-phone-", "a-phone-"), ("s2-phone-", "a2-phone-"), ("s1-turn-", "c-turn-")] {
+            if let Some(rest) = name.strip_prefix(from) {
+                std::fs::copy(dir.path().join("rendered").join(&name), phones.join(format!("{to}{rest}"))).unwrap();
+            }
+        }
         if let Some(rest) = name.strip_prefix("s1-closeup-") {
             std::fs::copy(dir.path().join("rendered").join(&name), closeup.join(format!("a-closeup-{rest}"))).unwrap();
         }
@@ -467,7 +475,7 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     }
     // two blank frames, 200 ms apart (fps 5): the second is more than `face_gap_ms` (300) after
     // the last face, so it ends the appearance; one alone would not
-    for d in [&frames, &closeup] {
+    for d in [&frames, &closeup, &phones] {
         for name in ["b-blank.png", "b-blank2.png"] {
             image::RgbImage::from_pixel(640, 480, image::Rgb([110, 110, 110])).save(d.join(name)).unwrap();
         }
@@ -556,4 +564,21 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
         assert!(turn["frame"].as_str().unwrap().starts_with("c-"), "{cues:?}: {turn}");
         assert_eq!(turn["decision"], "granted", "{cues:?}: {turn}");
     }
+    // the phones, with the door's defaults: each denied by the ring cue (the bezel and the
+    // screen move with the face; measured: 34 of 36 and 34 of 35 points, the cue denies at 13) at
+    // the first frame it judges; s1's turn right after is granted
+    let log = door_on(&phones, None);
+    let decisions: Vec<&serde_json::Value> = log.iter().filter(|e| e["event"] == "decision").collect();
+    let got: Vec<(&str, &str, &str)> = decisions
+        .iter()
+        .map(|e| (e["frame"].as_str().unwrap(), e["decision"].as_str().unwrap(), e["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        got[..2],
+        [("a-phone-02.png", "denied", "liveness_denied"), ("a2-phone-02.png", "denied", "liveness_denied")],
+        "{decisions:?}"
+    );
+    assert!(decisions[..2].iter().all(|e| e["detail"].as_str().unwrap().contains(ring)), "{decisions:?}");
+    assert_eq!((got.len(), got[2].1), (3, "granted"), "{decisions:?}");
+    assert!(got[2].0.starts_with("c-turn-"), "{decisions:?}");
 }
