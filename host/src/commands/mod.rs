@@ -10,6 +10,7 @@ pub mod eval;
 pub mod gallery;
 pub mod members;
 pub mod pad;
+pub mod pad_video;
 pub mod query;
 pub mod serve;
 

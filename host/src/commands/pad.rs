@@ -45,6 +45,7 @@
 //! This is not an ISO/IEC 30107-3 test: the attacks are simulated, and a screen replaying a
 //! video of the member is not among them (passive geometry cannot tell it from a live face).
 
+use super::pad_video::{Outcome, VideoWindow, FACE_GAP_MS};
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::{
     iod, ChallengeCheck, ChallengeVerdict, Cue, Followed, Landmarks, Liveness, PairMeasure, PassiveCheck, Turn,
@@ -111,6 +112,21 @@ pub struct PadArgs {
     /// detector landmarks, the door's rule before followed landmarks).
     #[arg(long, value_enum, default_value_t = Method::Followed)]
     pub method: Method,
+    /// Real face videos, `PERSON/FILE` (genuine: live people in front of a still camera; see
+    /// `pad_video`): cut into windows of `--timeout-ms` at `--video-fps`, each judged as the
+    /// door judges an appearance. The cues' counts are tuned on the first half of these people
+    /// too (by name); the other half is reported. Needs `ffmpeg`.
+    #[arg(long, default_value = "data/video")]
+    pub videos: PathBuf,
+    /// At most this many windows of each video (default: every whole window; 0: no videos).
+    #[arg(long)]
+    pub video_windows: Option<usize>,
+    /// The door's frame rate for the videos.
+    #[arg(long, default_value_t = 10.0)]
+    pub video_fps: f32,
+    /// The door's `liveness.timeout_ms`: a video window's length.
+    #[arg(long, default_value_t = 6000)]
+    pub timeout_ms: u64,
 }
 
 /// See [`PadArgs::method`].
@@ -445,7 +461,9 @@ fn uniform(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.next_f64()
 }
 
-fn landmarks(finder: &FaceFinder<YuNet>, frame: &RgbImage) -> Result<Option<[[f32; 2]; 5]>> {
+/// The landmarks of the largest face of `frame` at least the finder's minimum size, as the door
+/// takes them.
+pub(super) fn landmarks(finder: &FaceFinder<YuNet>, frame: &RgbImage) -> Result<Option<[[f32; 2]; 5]>> {
     let d = finder.detector.detect(frame)?;
     Ok(d.into_iter()
         .filter(|d| d.bbox[2] >= finder.min_face_px)
@@ -846,8 +864,23 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
         }
         m
     };
-    let genuine_max =
-        |cue: Cue| tune.iter().filter(|ap| GENUINE.contains(&ap.kind)).map(|ap| cue_max(ap, cue)).max().unwrap_or(0);
+    // real videos: windows of live people, the first half of the people (by name) tuning the cues
+    let videos = match a.video_windows {
+        Some(0) => Vec::new(),
+        _ => {
+            let list = super::pad_video::videos(&a.videos)?;
+            super::pad_video::windows(&list, &a.detector, a.video_fps, a.timeout_ms, a.video_windows)?
+        }
+    };
+    let mut video_people: Vec<&str> = videos.iter().map(|w| w.person.as_str()).collect();
+    video_people.dedup();
+    let video_tune_people = &video_people[..video_people.len() / 2];
+    let (video_tune, video_report): (Vec<&VideoWindow>, Vec<&VideoWindow>) =
+        videos.iter().partition(|w| video_tune_people.contains(&w.person.as_str()));
+    let genuine_max = |cue: Cue| {
+        let photos = tune.iter().filter(|ap| GENUINE.contains(&ap.kind)).map(|ap| cue_max(ap, cue));
+        photos.chain(video_tune.iter().map(|w| w.cue_max(cue, a.min_ncc))).max().unwrap_or(0)
+    };
     let (genuine_ring, genuine_border) = (genuine_max(Cue::Ring), genuine_max(Cue::Border));
     let ring_deny = match (a.method, a.ring_deny) {
         (Method::Detector, _) => 0,
@@ -1034,10 +1067,49 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             }),
         );
     }
+    // the real videos, each half at the tuned check, and with both cues off (the nose test alone)
+    let mut vrows = serde_json::Map::new();
+    for (label, set) in [("tune", &video_tune), ("report", &video_report)] {
+        let cues_off = PassiveCheck { ring_deny: 0, border_deny: 0, ..check };
+        let outcomes: Vec<Outcome> = set.iter().map(|w| w.judge(&check, a.timeout_ms)).collect();
+        let refused = |o: &Outcome| !matches!(o, Outcome::Granted(_));
+        let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+        let mut grant_ms: Vec<f64> =
+            outcomes.iter().filter_map(|o| if let Outcome::Granted(t) = o { Some(*t as f64) } else { None }).collect();
+        grant_ms.sort_by(f64::total_cmp);
+        let mut people = serde_json::Map::new();
+        for (w, o) in set.iter().zip(&outcomes) {
+            let e = people.entry(w.person.clone()).or_insert_with(|| serde_json::json!({ "windows": 0, "refused": 0 }));
+            e["windows"] = (e["windows"].as_u64().unwrap_or(0) + 1).into();
+            e["refused"] = (e["refused"].as_u64().unwrap_or(0) + u64::from(refused(o))).into();
+        }
+        let mut cue_max: Vec<u8> = set.iter().map(|w| w.cue_max(Cue::Ring, a.min_ncc)).collect();
+        cue_max.sort_unstable();
+        vrows.insert(
+            label.into(),
+            serde_json::json!({
+                "people": if label == "tune" { video_tune_people.to_vec() } else { video_people[video_tune_people.len()..].to_vec() },
+                "bpcer": rate(count(&refused), set.len()),
+                "refused_by": {
+                    "ring": count(&|o| *o == Outcome::Denied(Cue::Ring)),
+                    "border": count(&|o| *o == Outcome::Denied(Cue::Border)),
+                    "unconfirmed": count(&|o| *o == Outcome::Unconfirmed),
+                },
+                "bpcer_cues_off": rate(set.iter().filter(|w| refused(&w.judge(&cues_off, a.timeout_ms))).count(), set.len()),
+                "grant_ms_median": (!grant_ms.is_empty()).then(|| facegate_shared::percentile(&grant_ms, 0.5)),
+                "grant_ms_max": grant_ms.last(),
+                "ring_max_with_face": cue_max,
+                "frames": set.iter().map(|w| w.frames).sum::<usize>(),
+                "frames_with_a_face": set.iter().map(|w| w.faces).sum::<usize>(),
+                "per_person": people,
+            }),
+        );
+    }
     let out = serde_json::json!({
         "threshold": check.threshold, "ring_deny": check.ring_deny, "ring_genuine_tune_max": genuine_ring, "border_deny": check.border_deny, "border_genuine_tune_max": genuine_border, "min_iod_px": MIN_IOD_PX, "min_change": a.min_change, "min_pairs": MIN_PAIRS, "min_ncc": a.min_ncc, "method": format!("{:?}", a.method).to_lowercase(),
         "frames_per_attack": a.frames, "attacks_per_person": a.attacks, "seed": a.seed,
         "tuned_on": tune_people, "results": rows,
+        "videos": { "fps": a.video_fps, "window_ms": a.timeout_ms, "face_gap_ms": FACE_GAP_MS, "results": vrows },
         "challenge": { "turn_deg": CHALLENGE_TURN_DEG, "confirm_frames": CHALLENGE_CONFIRM_FRAMES, "report": crow },
     });
     if a.json {
@@ -1097,6 +1169,23 @@ pub fn pad_eval(a: &PadArgs) -> Result<ExitCode> {
             );
         }
         ring_lines.iter().for_each(|l| println!("{l}"));
+        for (label, r) in &vrows {
+            let f = |v: &serde_json::Value| {
+                format!("{}/{} (≤{:.1} %)", v["errors"], v["n"], 100.0 * v["upper_95"].as_f64().unwrap_or(1.0))
+            };
+            println!(
+                "{label:<8} real videos ({}): {} windows of {} ms refused {} (ring {}, border {}, unconfirmed {}); both cues off: {}; grant after {} ms (median)",
+                r["people"],
+                r["bpcer"]["n"],
+                a.timeout_ms,
+                f(&r["bpcer"]),
+                r["refused_by"]["ring"],
+                r["refused_by"]["border"],
+                r["refused_by"]["unconfirmed"],
+                f(&r["bpcer_cues_off"]),
+                r["grant_ms_median"]
+            );
+        }
         for (label, r) in &rows {
             for kind in ["genuine", "turn"] {
                 let v = &r[format!("{kind}_refused_by")];
