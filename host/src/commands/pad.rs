@@ -536,17 +536,31 @@ fn photos(dir: &Path) -> Vec<PathBuf> {
 pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
     let dirs = people(&a.data, a.people)?;
     let bg = background(640, 480, a.seed);
-    let bar = crate::progress::bar(dirs.len() as u64, "rendering and detecting");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(dirs.len()).max(1);
-    let made: Vec<Result<Vec<PersonMade>>> = std::thread::scope(|s| {
+    let made = on_every_core(&dirs, &a.detector, "rendering and detecting", |finder, pi, dir| {
+        person_appearances(a, finder, &bg, pi, dir)
+    })?;
+    Ok(made.into_iter().flatten().collect())
+}
+
+/// `work` on each of `jobs` (with its index), spread over every core, each core with its own
+/// detector (loaded from `detector`); the results in the jobs' order, whatever the cores.
+pub(super) fn on_every_core<J: Sync, T: Send>(
+    jobs: &[J],
+    detector: &Path,
+    what: &str,
+    work: impl Fn(&FaceFinder<YuNet>, usize, &J) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let bar = crate::progress::bar(jobs.len() as u64, what);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+    let done: Vec<Result<Vec<(usize, T)>>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (dirs, bg, bar) = (&dirs, &bg, &bar);
-                s.spawn(move || -> Result<Vec<PersonMade>> {
-                    let finder = FaceFinder::new(super::load_detector(&a.detector)?);
+                let (bar, work) = (&bar, &work);
+                s.spawn(move || -> Result<Vec<(usize, T)>> {
+                    let finder = FaceFinder::new(super::load_detector(detector)?);
                     let mut mine = Vec::new();
-                    for pi in (t..dirs.len()).step_by(threads) {
-                        mine.push((pi, person_appearances(a, &finder, bg, pi, &dirs[pi])?));
+                    for ji in (t..jobs.len()).step_by(threads) {
+                        mine.push((ji, work(&finder, ji, &jobs[ji])?));
                         bar.inc(1);
                     }
                     Ok(mine)
@@ -556,16 +570,13 @@ pub fn appearances(a: &PadArgs) -> Result<Vec<Appearance>> {
         workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
     bar.finish_and_clear();
-    let mut by_person = Vec::new();
-    for m in made {
-        by_person.extend(m?);
+    let mut all = Vec::new();
+    for d in done {
+        all.extend(d?);
     }
-    by_person.sort_by_key(|(pi, _)| *pi);
-    Ok(by_person.into_iter().flat_map(|(_, v)| v).collect())
+    all.sort_by_key(|(ji, _)| *ji);
+    Ok(all.into_iter().map(|(_, t)| t).collect())
 }
-
-/// A person's index (in folder order) and appearances.
-type PersonMade = (usize, Vec<Appearance>);
 
 /// The appearances of the `pi`-th person (folder `dir`).
 fn person_appearances(

@@ -11,7 +11,7 @@
 //! 400×300, 360×288 and 176×144): the face is as large as at a door, but blurrier than a
 //! 640×480 camera would show it. Nothing is tuned on the report half's people.
 
-use super::pad::{landmarks, FIRST_JUDGED_FRAME, MIN_IOD_PX};
+use super::pad::{landmarks, on_every_core, FIRST_JUDGED_FRAME, MIN_IOD_PX};
 use anyhow::{bail, Context, Result};
 use facegate_face::liveness::{iod, Cue, Followed, Liveness, PassiveCheck};
 use facegate_face::parallax::FacePatch;
@@ -204,32 +204,9 @@ pub fn windows(
             start_ms: k as u64 * window_ms,
         }));
     }
-    let bar = crate::progress::bar(jobs.len() as u64, "following faces in the videos");
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
-    let done: Vec<Result<Vec<(usize, VideoWindow)>>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let (jobs, bar) = (&jobs, &bar);
-                s.spawn(move || -> Result<Vec<(usize, VideoWindow)>> {
-                    let finder = FaceFinder::new(super::load_detector(detector)?);
-                    let mut mine = Vec::new();
-                    for ji in (t..jobs.len()).step_by(threads) {
-                        mine.push((ji, window(&finder, &jobs[ji], fps, window_ms)?));
-                        bar.inc(1);
-                    }
-                    Ok(mine)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    });
-    bar.finish_and_clear();
-    let mut all = Vec::new();
-    for d in done {
-        all.extend(d?);
-    }
-    all.sort_by_key(|(ji, _)| *ji);
-    Ok(all.into_iter().map(|(_, w)| w).collect())
+    on_every_core(&jobs, detector, "following faces in the videos", |finder, _, job| {
+        window(finder, job, fps, window_ms)
+    })
 }
 
 fn window(finder: &FaceFinder<YuNet>, job: &Job, fps: f32, window_ms: u64) -> Result<VideoWindow> {
