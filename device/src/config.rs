@@ -40,8 +40,9 @@
 //! mode = "identify"        # identify (1:N) | claim (id first, then 1:1)
 //! consecutive_frames = 3   # 1 to 30: frames that must agree before a grant or a logged denial
 //! face_gap_ms = 300        # 0 to 500: frames without a face within this of the last face
-//!                          # (a detector miss, a head turned far) do not end the appearance or
-//!                          # its liveness evidence; 0: every face-less frame ends it
+//!                          # (a detector miss, a head turned far) do not end the appearance
+//!                          # (the liveness test starts again after them; after a challenge any
+//!                          # face-less frame ends it); 0: every face-less frame ends it
 //! cooldown_ms = 5000       # 0 to 1 hour: no second grant of the same member within this
 //! ambiguity_margin = 0.05  # 0 to 1 (distance units)
 //! # threshold = 0.7        # default: the gallery's signed threshold; may only be lower (stricter)

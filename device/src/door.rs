@@ -5,8 +5,10 @@
 //! - a decision needs `consecutive_frames` frames in a row with the same outcome (same member
 //!   granted, or the same denial; unknown faces must also match each other); a different outcome
 //!   restarts the count, and so does a face-less frame more than `face_gap` after the
-//!   appearance's last face (one within it, a detector missing a face for a moment, neither
-//!   counts nor restarts: the appearance goes on, with its liveness evidence);
+//!   appearance's last face, or any face-less frame once a challenge was given (one within the
+//!   gap, a detector missing a face for a moment, neither counts nor restarts: the appearance,
+//!   its timeout and its latched deny cue go on, but the liveness test starts again on the frames
+//!   after it, so nothing shown before the gap is evidence for what is shown after it);
 //! - one continuous appearance gives one decision; a granted member is not granted again within
 //!   the cooldown;
 //! - the grant is written to the event log *before* the lock opens; if the log or the lock
@@ -711,10 +713,20 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
             Ok(Some(o)) => o,
             Ok(None) => {
                 // a face missed for a moment (a detector miss, a head turned far) does not end the
-                // appearance; a longer absence does
+                // appearance (its streak, timeout, decision and latched cue go on); a longer
+                // absence does, and so does any absence once a challenge was given (a recording
+                // swapped for another must draw, and use up, a new challenge)
                 let gap = self.settings.face_gap;
-                if gap.is_zero() || self.streak.face_at.is_none_or(|t| frame.at.saturating_sub(t) > gap) {
+                if gap.is_zero()
+                    || self.streak.challenge.is_some()
+                    || self.streak.face_at.is_none_or(|t| frame.at.saturating_sub(t) > gap)
+                {
                     self.end_appearance();
+                } else {
+                    // what was shown before the gap is not evidence for what is shown after it:
+                    // the liveness test starts again on the frames after the gap
+                    self.streak.followed.clear();
+                    self.streak.landmarks.clear();
                 }
                 return;
             }
@@ -1036,17 +1048,17 @@ impl<S: FrameSource, E: FaceEmbedder, K: EventSink> Door<S, E, K> {
                 }
             }
         }
-        if let Some(c) = &self.claim {
-            if at >= c.until {
-                let mut ev = Event::now(EventKind::Decision);
-                ev.decision = Some("denied");
-                ev.member = Some(c.id.to_string());
-                ev.reason = Some("timeout".into());
-                ev.detail = Some("no matching face before the claim timed out".into());
-                self.claim = None;
-                self.summary.denied += 1;
-                self.log(ev);
-            }
+        if let Some(c) = self.claim.take_if(|c| at >= c.until) {
+            // the claim's denial is the appearance's decision: no second line for it
+            self.streak.waiting = None;
+            self.end_appearance();
+            let mut ev = Event::now(EventKind::Decision);
+            ev.decision = Some("denied");
+            ev.member = Some(c.id.to_string());
+            ev.reason = Some("timeout".into());
+            ev.detail = Some("no matching face before the claim timed out".into());
+            self.summary.denied += 1;
+            self.log(ev);
         }
         self.claim.is_some()
     }

@@ -514,6 +514,7 @@ fn pad_eval_judges_real_videos_by_person_and_tunes_the_cues_on_the_first_half() 
         tune["ring_max_with_face"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
     let ring_deny = v["ring_deny"].as_u64().unwrap();
     assert!(ring_deny >= tune_ring.iter().max().unwrap() + 2, "{v}");
+    assert_eq!(ring_deny, 17, "measured: cap's second clip, 15 points: {v}");
     assert_eq!(ring_deny, v["ring_genuine_tune_max"].as_u64().unwrap() + 2, "{v}");
     // measured: franck's window has a frame pair with 23 ring points moving with his face (his
     // hair and ears; the blue wall behind him has no texture to test), so the ring refuses it;

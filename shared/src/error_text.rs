@@ -3,7 +3,7 @@
 use std::error::Error;
 
 /// `error: cause: cause…`, like anyhow's `{:#}`, but a cause whose text the line already ends
-/// with is left out: an error that shows its source in its own message (`"{path}: {source}"`)
+/// with (after a `": "`) is left out: an error that shows its source in its own message (`"{path}: {source}"`)
 /// and also returns it from [`Error::source`] is then not repeated ("No such file or directory
 /// (os error 2): No such file or directory (os error 2)").
 pub fn error_chain(e: &dyn Error) -> String {
@@ -11,7 +11,8 @@ pub fn error_chain(e: &dyn Error) -> String {
     let mut cause = e.source();
     while let Some(c) = cause {
         let text = c.to_string();
-        if !text.is_empty() && !line.ends_with(&text) {
+        // said already: the whole line, or its last part after a ": "
+        if !text.is_empty() && line != text && !line.ends_with(&format!(": {text}")) {
             line.push_str(": ");
             line.push_str(&text);
         }
@@ -50,8 +51,11 @@ mod tests {
         // wrapped once more by a message that does not show it: each level once
         let outer = Wrapped("cannot load the signing key", Some(Box::new(e)));
         assert_eq!(error_chain(&outer), "cannot load the signing key: keys/facegate.secret: entity not found");
-        // a cause not in the message is added
+        // a cause not in the message is added, also one the message ends with but not as its
+        // own part
         let e = Wrapped("cannot read the card", Some(io()));
         assert_eq!(error_chain(&e), format!("cannot read the card: {not_found}"));
+        let e = Wrapped("the request was not found", Some(Box::new(Wrapped("found", None))));
+        assert_eq!(error_chain(&e), "the request was not found: found");
     }
 }

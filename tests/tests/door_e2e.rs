@@ -439,7 +439,8 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     let dir = tempfile::tempdir().unwrap();
     let p = |f: &str| dir.path().join(f).display().to_string();
     let rendered = p("rendered");
-    ok(&run("facegate", &["pad-eval", "--people", "2", "--attacks", "1", "--frames", "8", "--save-frames", &rendered]));
+    let pad = ["pad-eval", "--people", "2", "--attacks", "1", "--frames", "8", "--video-windows", "0", "--save-frames"];
+    ok(&run("facegate", &[&pad[..], &[rendered.as_str()]].concat()));
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
     // a second replay: s1's close-up on white paper, two blank frames, s1's turn

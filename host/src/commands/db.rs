@@ -83,7 +83,13 @@ pub fn model_for_fingerprint(model: &ModelArgs, hex: &str) -> Result<PathBuf> {
         Some(m) => m.clone(),
         None => {
             model_cards(&models_dir()).into_iter().find(|(_, c)| c.binding().onnx == fp).map(|(p, _)| p).with_context(
-                || format!("the database was loaded for encoder {} (not in {MODELS_DIR}/); pass --model", fp.short()),
+                || {
+                    format!(
+                        "the database was loaded for encoder {} (not in {}); pass --model",
+                        fp.short(),
+                        models_dir().display()
+                    )
+                },
             )?
         }
     };

@@ -29,7 +29,7 @@ pub fn inspect(gallery: &Path, json: bool) -> Result<ExitCode> {
             .into_iter()
             .find(|(_, c)| c.binding() == g.encoder)
             .map(|(path, c)| format!("{} ({})", c.name, path.display()))
-            .unwrap_or_else(|| format!("not among the encoders in {MODELS_DIR}/")),
+            .unwrap_or_else(|| format!("not among the encoders in {}", models_dir().display())),
         "preprocessing": {
             "width": p.width,
             "height": p.height,

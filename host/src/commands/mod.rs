@@ -36,7 +36,11 @@ pub const DEFAULT_DETECTOR: &str = "models/face_detection_yunet_2023mar.onnx";
 /// and where a door package puts SFace and YuNet.
 fn model_homes() -> Vec<PathBuf> {
     let mut homes = Vec::new();
-    if let Some(folder) = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.parent()?.to_owned())) {
+    // `<folder>/target/<profile>/facegate` only: not the folder above any installed binary
+    let target = std::env::current_exe().ok().and_then(|e| Some(e.parent()?.parent()?.to_owned()));
+    if let Some(folder) =
+        target.filter(|t| t.file_name().is_some_and(|n| n == "target")).and_then(|t| Some(t.parent()?.to_owned()))
+    {
         homes.push(folder.join(MODELS_DIR));
     }
     homes.push(PathBuf::from("/usr/share/facegate"));
@@ -96,13 +100,13 @@ impl ModelArgs {
     /// The encoder to use: `--model`, else the one `gallery` was enrolled with, else SFace.
     pub fn resolve(&self, gallery: Option<&EncoderBinding>) -> Result<PathBuf> {
         if let Some(m) = &self.model {
-            return Ok(m.clone());
+            return Ok(locate(m));
         }
         match gallery {
             None => Ok(locate(Path::new(DEFAULT_MODEL))),
             Some(b) => find_model(&models_dir(), b).with_context(|| {
                 format!(
-                    "the gallery was enrolled with encoder {} (not found in {}/); pass --model",
+                    "the gallery was enrolled with encoder {} (not found in {}); pass --model",
                     b.onnx.short(),
                     models_dir().display()
                 )
