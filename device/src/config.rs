@@ -70,9 +70,11 @@
 //!                          # texture | detector: each frame's own (noisy; the rule before)
 //! min_ncc = 0.5            # 0.5 to 0.99: followed: a frame pair counts only when each landmark
 //!                          # followed from one frame into the other matches at least this well
-//! ring_deny = 13           # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
+//! ring_deny = 25           # 0 to 40: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the 40 points around the face move with it
-//!                          # between two frames (a hand-held photo or screen); 0 = cue off
+//!                          # between two frames (a hand-held photo or screen); 0 = cue off;
+//!                          # a live head moves up to 27 with it (hair, ears; a plain wall
+//!                          # behind it gives the other points nothing to test)
 //! border_deny = 2          # 0 to 3: followed: deny the appearance (latched, "liveness_denied")
 //!                          # when this many of the straight edges found beside and above the
 //!                          # face (a print's or a phone's border) follow the face's tilt

@@ -548,7 +548,7 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
     }
     // s1's close-up on white paper (the photo cut to the head: the ring's points on plain paper):
     // with the border cue at 1 edge it is denied at its fifth frame (measured: 1 of 1 edges moved
-    // with the face); with the door's defaults (ring 13 points, border 2 edges) neither cue
+    // with the face); with the door's defaults (ring 25 points, border 2 edges) neither cue
     // fires and the nose test holds it until the timeout (measured: residual 0.0023 over 14 frame
     // pairs); either way, s1's turn right after is granted
     for (cues, frame, reason, detail) in [
@@ -566,7 +566,7 @@ fn with_liveness_on_a_print_of_a_member_is_denied() {
         assert_eq!(turn["decision"], "granted", "{cues:?}: {turn}");
     }
     // the phones, with the door's defaults: each denied by the ring cue (the bezel and the
-    // screen move with the face; measured: 34 of 36 and 34 of 35 points, the cue denies at 13) at
+    // screen move with the face; measured: 34 of 36 and 34 of 35 points, the cue denies at 25) at
     // the first frame it judges; s1's turn right after is granted
     let log = door_on(&phones, None);
     let decisions: Vec<&serde_json::Value> = log.iter().filter(|e| e["event"] == "decision").collect();
