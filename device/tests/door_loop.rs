@@ -1133,7 +1133,9 @@ fn a_deny_cue_that_no_decision_line_carries_is_logged_when_the_appearance_ends()
 #[test]
 fn a_face_missed_for_a_moment_keeps_the_appearance_but_not_its_evidence_and_one_left_undecided_is_logged() {
     let f = Fixture::new(&gallery(1, &[("A", 0), ("B", 1)]));
-    let liveness_lines = |d: &TestDoor| -> Vec<(Option<String>, Option<String>, Option<String>, String)> {
+    // member, frame, reason, detail
+    type Line = (Option<String>, Option<String>, Option<String>, String);
+    let liveness_lines = |d: &TestDoor| -> Vec<Line> {
         kinds(d, EventKind::Liveness)
             .iter()
             .map(|e| (e.member.clone(), e.frame.clone(), e.reason.clone(), e.detail.clone().unwrap_or_default()))

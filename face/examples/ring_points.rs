@@ -73,9 +73,9 @@ fn main() {
     println!(
         "beside, image left (1.7 1.5 1.3 out) | image right (1.3 1.5 1.7 out), rows from 1 above to 1 below the eyes:"
     );
-    for d in 0..5 {
+    for (d, [_, down]) in RING.iter().take(5).enumerate() {
         let left: Vec<String> = (0..3).rev().map(|a| cell(a * 5 + d)).collect();
         let right: Vec<String> = (0..3).map(|a| cell(15 + a * 5 + d)).collect();
-        println!("  {:+.1}: {} | {}", RING[d][1], left.join(" "), right.join(" "));
+        println!("  {down:+.1}: {} | {}", left.join(" "), right.join(" "));
     }
 }

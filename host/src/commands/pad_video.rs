@@ -230,9 +230,12 @@ fn window(finder: &FaceFinder<YuNet>, job: &Job, fps: f32, window_ms: u64) -> Re
     })
 }
 
-/// The appearances of a window's frames (`fps` apart; each the face's landmarks and the image
-/// around them, `None` without a face), followed as the door follows them.
-fn appearances(faces: Vec<Option<([[f32; 2]; 5], Option<FacePatch>)>>, fps: f32) -> Vec<Appearance> {
+/// A frame's face as the door takes it: its landmarks and the image around them (`None`: no
+/// usable face).
+type Face = Option<([[f32; 2]; 5], Option<FacePatch>)>;
+
+/// The appearances of a window's frames (`fps` apart), followed as the door follows them.
+fn appearances(faces: Vec<Face>, fps: f32) -> Vec<Appearance> {
     let mut out = Vec::new();
     let (mut followed, mut current, mut last_face) = (Followed::default(), Appearance::default(), None::<u64>);
     for (i, face) in faces.into_iter().enumerate() {
@@ -270,12 +273,12 @@ mod tests {
     use facegate_face::parallax::model_view;
 
     /// The model head (nose 0.5 IOD deep) or a flat photo of it (`depth` 0), turned `deg`.
-    fn face(deg: f32, depth: f32) -> Option<([[f32; 2]; 5], Option<FacePatch>)> {
+    fn face(deg: f32, depth: f32) -> Face {
         let (img, l) = model_view(deg, depth);
         Some((l, FacePatch::cut(&img, &l)))
     }
 
-    fn window(faces: Vec<Option<([[f32; 2]; 5], Option<FacePatch>)>>) -> VideoWindow {
+    fn window(faces: Vec<Face>) -> VideoWindow {
         let n = faces.len();
         VideoWindow {
             person: "p".into(),
