@@ -188,9 +188,10 @@ fn a_child_killed_mid_stream_a_truncated_jpeg_and_a_100_mb_frame_are_survived_wi
     assert!(peak < PEAK_MB, "peak RSS {peak} MB");
 }
 
-/// The door's peak RSS in this test: measured 70.5 MB here; buffering the 100 MB frame would add
-/// at least 100 MB.
-const PEAK_MB: f64 = 120.0;
+/// The door's peak RSS in this test: measured 70.5 MB alone, and once 121.5 MB during a full
+/// `make test` (other test binaries running beside it); buffering the 100 MB frame would add at
+/// least 100 MB to either.
+const PEAK_MB: f64 = 150.0;
 
 #[test]
 fn a_child_that_never_writes_is_an_outage_and_is_killed_when_the_door_stops() {
