@@ -116,7 +116,7 @@ impl VideoWindow {
     }
 }
 
-/// A video to cut: its person, path and length (ms).
+/// One window to cut from a video: its person, the video, and where the window starts (ms).
 struct Job {
     person: String,
     path: PathBuf,
